@@ -1,0 +1,80 @@
+//! Command-line flags. Each flag can also be set by its `PGCACHED_*` environment variable; none
+//! has a clap default, so that an unset flag falls through to the config file and then to the
+//! built-in default (shown in the help text).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use super::LogFormat;
+
+/// pgcached: a transparent caching proxy for PostgreSQL.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "pgcached", version, about, long_about = None)]
+pub struct Cli {
+    /// Address clients connect to [default: 127.0.0.1:6432]
+    #[arg(long, global = true, env = "PGCACHED_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+
+    /// PostgreSQL URL; its credentials, sslmode and sslrootcert are pgcached's own [default: postgres://127.0.0.1:5432]
+    #[arg(long, global = true, env = "PGCACHED_UPSTREAM", value_name = "URL")]
+    pub upstream: Option<String>,
+
+    /// Address of the Prometheus /metrics endpoint [default: 127.0.0.1:9187]
+    #[arg(
+        long,
+        global = true,
+        env = "PGCACHED_METRICS_LISTEN",
+        value_name = "ADDR"
+    )]
+    pub metrics_listen: Option<String>,
+
+    /// Certificate chain (PEM) that lets clients negotiate TLS; needs --tls-key
+    #[arg(long, global = true, env = "PGCACHED_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// Private key (PEM) for --tls-cert
+    #[arg(long, global = true, env = "PGCACHED_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+
+    /// TOML config file; flags and environment variables override it
+    #[arg(long, global = true, env = "PGCACHED_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Log line format; RUST_LOG sets levels [default: text]
+    #[arg(
+        long,
+        global = true,
+        env = "PGCACHED_LOG_FORMAT",
+        value_name = "FORMAT"
+    )]
+    pub log_format: Option<LogFormat>,
+
+    /// Most concurrent client connections; extra clients get SQLSTATE 53300 [default: 1000]
+    #[arg(
+        long,
+        global = true,
+        env = "PGCACHED_MAX_CLIENT_CONN",
+        value_name = "N"
+    )]
+    pub max_client_conn: Option<usize>,
+
+    /// Grace period for sessions after SIGINT/SIGTERM, e.g. 30s [default: 30s]
+    #[arg(
+        long,
+        global = true,
+        env = "PGCACHED_SHUTDOWN_TIMEOUT",
+        value_name = "DURATION"
+    )]
+    pub shutdown_timeout: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands; without one, pgcached serves.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Start a throwaway local PostgreSQL, serve pgcached in front of it, print how to connect
+    Demo,
+}

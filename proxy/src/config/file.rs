@@ -1,0 +1,44 @@
+//! The TOML config file given by `--config`. Keys mirror the long flags with `_` for `-`;
+//! every key is optional and unknown keys are an error, so a typo is caught at start.
+
+use std::path::{Path, PathBuf};
+
+use super::{ConfigError, LogFormat};
+
+/// Settings read from the config file; `None` means "not set here".
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// See `--listen`.
+    pub listen: Option<String>,
+    /// See `--upstream`.
+    pub upstream: Option<String>,
+    /// See `--metrics-listen`.
+    pub metrics_listen: Option<String>,
+    /// See `--tls-cert`.
+    pub tls_cert: Option<PathBuf>,
+    /// See `--tls-key`.
+    pub tls_key: Option<PathBuf>,
+    /// See `--log-format`.
+    pub log_format: Option<LogFormat>,
+    /// See `--max-client-conn`.
+    pub max_client_conn: Option<usize>,
+    /// See `--shutdown-timeout`.
+    pub shutdown_timeout: Option<String>,
+    /// Time a client has to send its startup packet and finish TLS (file only; default 10s).
+    pub startup_timeout: Option<String>,
+}
+
+impl FileConfig {
+    /// Reads and parses a config file.
+    pub fn read(path: &Path) -> Result<FileConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::ParseFile {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })
+    }
+}

@@ -1,0 +1,241 @@
+//! Configuration: one resolved [`Config`] built from flags, environment, file and defaults.
+//!
+//! Precedence is flag > environment variable > `--config` file > built-in default, the same for
+//! every setting. clap reads flags and their `PGCACHED_*` variables ([`cli`]); serde reads the
+//! TOML file ([`file`]); [`Config::resolve`] merges them in that order and validates the result
+//! once, so the rest of the program sees only checked values.
+
+pub mod cli;
+pub mod duration;
+pub mod file;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::upstream::url::{UpstreamUrl, UpstreamUrlError};
+
+pub use cli::{Cli, Command};
+pub use file::FileConfig;
+
+/// Default client listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:6432";
+/// Default upstream PostgreSQL.
+pub const DEFAULT_UPSTREAM: &str = "postgres://127.0.0.1:5432";
+/// Default Prometheus endpoint address.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9187";
+/// Default limit of concurrent client connections.
+pub const DEFAULT_MAX_CLIENT_CONN: usize = 1000;
+/// Default grace period for sessions at shutdown.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default time a client has to send its startup packet and finish TLS.
+pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The resolved, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where clients connect.
+    pub listen: SocketAddr,
+    /// Where PostgreSQL is, with pgcached's own credentials and TLS settings.
+    pub upstream: UpstreamUrl,
+    /// Where `/metrics` is served.
+    pub metrics_listen: SocketAddr,
+    /// Certificate chain (PEM) offered to clients that ask for TLS.
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Log line format.
+    pub log_format: LogFormat,
+    /// Clients beyond this many concurrent connections are refused with SQLSTATE 53300.
+    pub max_client_conn: usize,
+    /// How long sessions may finish their work after SIGINT/SIGTERM.
+    pub shutdown_timeout: Duration,
+    /// How long a client has to send its startup packet and finish TLS (config file only).
+    pub startup_timeout: Duration,
+}
+
+/// A setting that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML for pgcached.
+    #[error("invalid config file {path}: {source}")]
+    ParseFile {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    /// An address does not parse.
+    #[error("invalid {setting} address {value:?}: expected HOST:PORT such as 127.0.0.1:6432")]
+    Address {
+        setting: &'static str,
+        value: String,
+    },
+    /// The upstream URL does not parse.
+    #[error("invalid upstream URL: {0}")]
+    Upstream(#[from] UpstreamUrlError),
+    /// A duration does not parse.
+    #[error("invalid {setting} {value:?}: {reason}")]
+    Duration {
+        setting: &'static str,
+        value: String,
+        reason: String,
+    },
+    /// Only one of the TLS files was given.
+    #[error("--tls-cert and --tls-key must be given together")]
+    TlsPair,
+    /// A limit of zero would refuse everyone.
+    #[error("--max-client-conn must be at least 1")]
+    ZeroClients,
+}
+
+impl Config {
+    /// Merges flags/env (`cli`) over the file (`file`) over defaults, and validates.
+    pub fn resolve(cli: &Cli, file: &FileConfig) -> Result<Config, ConfigError> {
+        let listen = pick(&cli.listen, &file.listen, DEFAULT_LISTEN);
+        let upstream = pick(&cli.upstream, &file.upstream, DEFAULT_UPSTREAM);
+        let metrics_listen = pick(
+            &cli.metrics_listen,
+            &file.metrics_listen,
+            DEFAULT_METRICS_LISTEN,
+        );
+        let shutdown_timeout = match cli
+            .shutdown_timeout
+            .as_ref()
+            .or(file.shutdown_timeout.as_ref())
+        {
+            Some(text) => duration::parse(text).map_err(|reason| ConfigError::Duration {
+                setting: "shutdown timeout",
+                value: text.clone(),
+                reason,
+            })?,
+            None => DEFAULT_SHUTDOWN_TIMEOUT,
+        };
+        let startup_timeout = match &file.startup_timeout {
+            Some(text) => duration::parse(text).map_err(|reason| ConfigError::Duration {
+                setting: "startup timeout",
+                value: text.clone(),
+                reason,
+            })?,
+            None => DEFAULT_STARTUP_TIMEOUT,
+        };
+        let tls_cert = cli.tls_cert.clone().or_else(|| file.tls_cert.clone());
+        let tls_key = cli.tls_key.clone().or_else(|| file.tls_key.clone());
+        if tls_cert.is_some() != tls_key.is_some() {
+            return Err(ConfigError::TlsPair);
+        }
+        let max_client_conn = cli
+            .max_client_conn
+            .or(file.max_client_conn)
+            .unwrap_or(DEFAULT_MAX_CLIENT_CONN);
+        if max_client_conn == 0 {
+            return Err(ConfigError::ZeroClients);
+        }
+        Ok(Config {
+            listen: parse_addr("listen", &listen)?,
+            upstream: UpstreamUrl::parse(&upstream)?,
+            metrics_listen: parse_addr("metrics", &metrics_listen)?,
+            tls_cert,
+            tls_key,
+            log_format: cli.log_format.or(file.log_format).unwrap_or_default(),
+            max_client_conn,
+            shutdown_timeout,
+            startup_timeout,
+        })
+    }
+
+    /// Reads the file named by `--config`/`PGCACHED_CONFIG` (if any) and resolves.
+    pub fn load(cli: &Cli) -> Result<Config, ConfigError> {
+        let file = match &cli.config {
+            Some(path) => FileConfig::read(path)?,
+            None => FileConfig::default(),
+        };
+        Config::resolve(cli, &file)
+    }
+}
+
+fn pick(flag: &Option<String>, file: &Option<String>, default: &str) -> String {
+    flag.clone()
+        .or_else(|| file.clone())
+        .unwrap_or_else(|| default.to_owned())
+}
+
+fn parse_addr(setting: &'static str, value: &str) -> Result<SocketAddr, ConfigError> {
+    use std::net::ToSocketAddrs;
+    let error = || ConfigError::Address {
+        setting,
+        value: value.to_owned(),
+    };
+    value
+        .to_socket_addrs()
+        .map_err(|_| error())?
+        .next()
+        .ok_or_else(error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn cli(args: &[&str]) -> Cli {
+        let mut all = vec!["pgcached"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all).expect("valid flags")
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let config = Config::resolve(&cli(&[]), &FileConfig::default()).expect("valid");
+        assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(config.metrics_listen.to_string(), DEFAULT_METRICS_LISTEN);
+        assert_eq!(config.upstream.port, 5432);
+        assert_eq!(config.max_client_conn, 1000);
+        assert_eq!(config.shutdown_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn flag_beats_file_and_file_beats_default() {
+        let file: FileConfig = toml::from_str(
+            "listen = \"127.0.0.1:7000\"\nmax_client_conn = 5\nshutdown_timeout = \"2s\"\n",
+        )
+        .expect("valid toml");
+        let config = Config::resolve(&cli(&["--listen", "127.0.0.1:8000"]), &file).expect("valid");
+        assert_eq!(config.listen.port(), 8000);
+        assert_eq!(config.max_client_conn, 5);
+        assert_eq!(config.shutdown_timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        assert!(toml::from_str::<FileConfig>("lisen = \"x\"").is_err());
+    }
+
+    #[test]
+    fn half_a_tls_pair_is_refused() {
+        let result = Config::resolve(&cli(&["--tls-cert", "/x.pem"]), &FileConfig::default());
+        assert!(matches!(result, Err(ConfigError::TlsPair)));
+    }
+
+    #[test]
+    fn example_config_file_is_valid() {
+        let text = include_str!("../../../example.toml");
+        let file: FileConfig = toml::from_str(text).expect("example.toml parses");
+        Config::resolve(&cli(&[]), &file).expect("example.toml resolves");
+    }
+}

@@ -1,0 +1,36 @@
+//! pgcached: a transparent caching proxy for PostgreSQL.
+//!
+//! Clients connect to pgcached exactly as they would to PostgreSQL; each client session gets its
+//! own connection to the real server, and every message is relayed both ways without being
+//! re-encoded. Authentication is the server's own: pgcached forwards the StartupMessage and the
+//! whole exchange that follows, so it never needs a client's password.
+//!
+//! Layout:
+//! - [`config`]: flags, environment, config file and defaults, resolved into one [`config::Config`].
+//! - [`server`]: the listener, client limit and shutdown sequence.
+//! - [`session`]: one client session: startup negotiation, then the relay.
+//! - [`wire`]: framing and the few messages pgcached writes itself; decides nothing.
+//! - [`upstream`]: the upstream URL and connections to PostgreSQL (TLS per `sslmode`, cancel).
+//! - [`tls`]: rustls configs for both sides (one provider: ring).
+//! - [`net`]: a stream that is plain TCP or TLS.
+//! - [`metrics`]: metric names and handles, and the Prometheus exporter.
+//! - [`error`]: session errors sorted into kinds (metric label, SQLSTATE, log level).
+//! - [`shutdown`]: the draining/terminating signal shared by all sessions.
+//! - [`local_cluster`]: a throwaway PostgreSQL for `pgcached demo` and the tests.
+//! - [`demo`]: the `pgcached demo` subcommand.
+
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod local_cluster;
+pub mod metrics;
+pub mod net;
+pub mod server;
+pub mod session;
+pub mod shutdown;
+pub mod tls;
+pub mod upstream;
+pub mod wire;
+
+pub use config::Config;
+pub use server::Server;

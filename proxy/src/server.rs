@@ -1,0 +1,123 @@
+//! The listener: accepts clients, enforces `--max-client-conn`, and runs the shutdown sequence.
+//!
+//! [`Server::serve`] takes an already bound listener and a shutdown future, so tests can bind
+//! port 0 and run pgcached in-process, and `main` can bind the configured address and pass a
+//! signal future.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::metrics::ProxyMetrics;
+use crate::session::{self, Admission, SessionContext};
+use crate::shutdown::{self, Phase};
+use crate::tls::{acceptor, TlsConfigError};
+use crate::upstream::Connector;
+
+/// How long sessions get, after the grace period, to tell their clients and close.
+const TERMINATE_WAIT: Duration = Duration::from_secs(6);
+
+/// A configuration the server cannot start with.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// TLS files or roots are unusable.
+    #[error(transparent)]
+    Tls(#[from] TlsConfigError),
+}
+
+/// A configured, not yet serving, pgcached.
+pub struct Server {
+    context: Arc<SessionContext>,
+    max_client_conn: usize,
+    shutdown_timeout: Duration,
+}
+
+impl Server {
+    /// Prepares TLS, the upstream connector and metric handles.
+    pub fn new(config: &Config) -> Result<Server, ServerError> {
+        let tls_acceptor = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(acceptor::load(cert, key)?),
+            _ => None,
+        };
+        let connector = Connector::new(config.upstream.clone())?;
+        Ok(Server {
+            context: Arc::new(SessionContext {
+                connector,
+                tls_acceptor,
+                metrics: ProxyMetrics::new(),
+                max_client_conn: config.max_client_conn,
+                startup_timeout: config.startup_timeout,
+            }),
+            max_client_conn: config.max_client_conn,
+            shutdown_timeout: config.shutdown_timeout,
+        })
+    }
+
+    /// Serves clients from `listener` until `shutdown` completes, then drains sessions.
+    pub async fn serve(self, listener: TcpListener, shutdown_signal: impl Future<Output = ()>) {
+        let (phase_tx, phase_rx) = shutdown::channel();
+        let slots = Arc::new(Semaphore::new(self.max_client_conn));
+        let mut sessions = JoinSet::new();
+        tokio::pin!(shutdown_signal);
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((tcp, peer)) => {
+                        let permit = Arc::clone(&slots).try_acquire_owned().ok();
+                        let admission = if permit.is_some() {
+                            Admission::Admitted
+                        } else {
+                            Admission::OverLimit
+                        };
+                        let context = Arc::clone(&self.context);
+                        let phase = phase_rx.clone();
+                        sessions.spawn(async move {
+                            context.metrics.client_connections.increment(1.0);
+                            session::run(tcp, peer, Arc::clone(&context), admission, phase).await;
+                            context.metrics.client_connections.decrement(1.0);
+                            drop(permit);
+                        });
+                    }
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+                () = &mut shutdown_signal => break,
+            }
+        }
+        drop(listener);
+        info!(
+            sessions = sessions.len(),
+            grace = ?self.shutdown_timeout,
+            "shutting down: no new connections, idle sessions close now"
+        );
+        let _ = phase_tx.send(Phase::Draining);
+        if !wait_all(&mut sessions, self.shutdown_timeout).await {
+            info!(
+                sessions = sessions.len(),
+                "grace period over: closing remaining sessions"
+            );
+            let _ = phase_tx.send(Phase::Terminating);
+            if !wait_all(&mut sessions, TERMINATE_WAIT).await {
+                sessions.abort_all();
+                while sessions.join_next().await.is_some() {}
+            }
+        }
+        info!("shutdown complete");
+    }
+}
+
+/// Waits for every session to end, up to `limit`; true if all ended.
+async fn wait_all(sessions: &mut JoinSet<()>, limit: Duration) -> bool {
+    let all = async { while sessions.join_next().await.is_some() {} };
+    tokio::time::timeout(limit, all).await.is_ok()
+}

@@ -1,0 +1,157 @@
+//! One client session: startup negotiation, then the relay to its own PostgreSQL connection.
+//!
+//! Layout:
+//! - [`startup`]: SSLRequest/GSSENCRequest/CancelRequest handling up to the StartupMessage.
+//! - [`relay`]: the two-way message relay once the StartupMessage has been forwarded.
+//! - [`tracker`]: what the relay learns from the frames it passes (ready state, fatal errors).
+//!
+//! The session never answers authentication itself: the client's StartupMessage goes to
+//! PostgreSQL unchanged and the whole exchange that follows is relayed, so trust, md5 and
+//! SCRAM-SHA-256 work without pgcached knowing any password.
+
+pub mod relay;
+pub mod startup;
+pub mod tracker;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, info, warn};
+
+use crate::error::{LogLevel, SessionError};
+use crate::metrics::{ConnectionOutcome, ProxyMetrics};
+use crate::net::Stream;
+use crate::shutdown::{Phase, PhaseReceiver};
+use crate::upstream::{forward_cancel, Connector};
+use crate::wire::error_response::{self, Severity};
+use startup::Opening;
+
+/// How long writing a refusal to a client may take.
+const REFUSAL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What every session shares.
+pub struct SessionContext {
+    /// Opens connections to PostgreSQL.
+    pub connector: Connector,
+    /// TLS for clients, when configured.
+    pub tls_acceptor: Option<TlsAcceptor>,
+    /// Metric handles.
+    pub metrics: ProxyMetrics,
+    /// The configured client limit, for the refusal message.
+    pub max_client_conn: usize,
+    /// Time allowed for the startup phase.
+    pub startup_timeout: Duration,
+}
+
+/// Whether the listener had room for this client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Within `--max-client-conn`.
+    Admitted,
+    /// Over the limit: negotiate startup, then refuse with 53300.
+    OverLimit,
+}
+
+/// Serves one client connection to its end.
+pub async fn run(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    context: Arc<SessionContext>,
+    admission: Admission,
+    mut phase: PhaseReceiver,
+) {
+    let _ = tcp.set_nodelay(true);
+    let opening = tokio::time::timeout(
+        context.startup_timeout,
+        startup::negotiate(tcp, context.tls_acceptor.as_ref()),
+    )
+    .await
+    .unwrap_or(Err(startup::Failed {
+        error: SessionError::StartupTimeout,
+        stream: None,
+    }));
+    let (mut client, startup) = match opening {
+        Ok(Opening::Cancel(packet)) => {
+            context.metrics.connection(ConnectionOutcome::Cancel);
+            context.metrics.cancel_requests.increment(1);
+            if let Err(e) = forward_cancel(&context.connector, &packet).await {
+                debug!(%peer, error = %e, "cancel request not delivered");
+            }
+            return;
+        }
+        Ok(Opening::Session { stream, startup }) => (stream, startup),
+        Err(failed) => {
+            context.metrics.connection(ConnectionOutcome::BadStartup);
+            if let Some(stream) = failed.stream {
+                refuse(stream, &failed.error).await;
+            }
+            report(&context, peer, &failed.error);
+            return;
+        }
+    };
+    if admission == Admission::OverLimit {
+        context.metrics.connection(ConnectionOutcome::RefusedLimit);
+        let error = SessionError::TooManyClients(context.max_client_conn);
+        refuse(client, &error).await;
+        report(&context, peer, &error);
+        return;
+    }
+    if *phase.borrow_and_update() != Phase::Running {
+        context.metrics.connection(ConnectionOutcome::ShuttingDown);
+        refuse(client, &SessionError::Shutdown).await;
+        return;
+    }
+    let upstream = match context.connector.connect().await {
+        Ok(upstream) => upstream,
+        Err(e) => {
+            context
+                .metrics
+                .connection(ConnectionOutcome::UpstreamUnavailable);
+            let error = SessionError::UpstreamConnect(e);
+            refuse(client, &error).await;
+            report(&context, peer, &error);
+            return;
+        }
+    };
+    context.metrics.connection(ConnectionOutcome::Relayed);
+    context.metrics.upstream_connections.increment(1.0);
+    debug!(%peer, user = startup.user(), database = startup.database(), tls = client.is_tls(), "session start");
+    let result = relay::run(
+        &mut client,
+        upstream,
+        startup.raw.clone(),
+        &context.metrics,
+        &mut phase,
+    )
+    .await;
+    context.metrics.upstream_connections.decrement(1.0);
+    let _ = client.shutdown().await;
+    match result {
+        Ok(()) => debug!(%peer, user = startup.user(), "session end"),
+        Err(error) => report(&context, peer, &error),
+    }
+}
+
+/// Tells the client why it is refused (FATAL with the error's SQLSTATE) and closes.
+async fn refuse(mut stream: Stream, error: &SessionError) {
+    let message = error_response::encode(Severity::Fatal, error.sqlstate(), &error.to_string());
+    let _ = tokio::time::timeout(REFUSAL_TIMEOUT, async {
+        let _ = stream.write_all(&message).await;
+        let _ = stream.flush().await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
+}
+
+fn report(context: &SessionContext, peer: SocketAddr, error: &SessionError) {
+    context.metrics.session_error(error.kind());
+    match error.log_level() {
+        LogLevel::Debug => debug!(%peer, kind = error.kind(), "session ended: {error}"),
+        LogLevel::Info => info!(%peer, kind = error.kind(), "session ended: {error}"),
+        LogLevel::Warn => warn!(%peer, kind = error.kind(), "session ended: {error}"),
+    }
+}

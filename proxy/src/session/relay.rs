@@ -1,0 +1,458 @@
+//! The two-way relay between a client and its PostgreSQL connection.
+//!
+//! One task drives both directions. Each direction reads into a buffer, cuts it into frames
+//! ([`crate::wire::frame`]) and queues whole runs of frames, as the same `Bytes` it read, for the
+//! other side; nothing is re-encoded. Reads and writes of both sockets are separate `select!`
+//! branches, so the relay always keeps reading one side while the other is slow to drain: no
+//! deadlock when both peers write at once, and a direction stops reading only when the queue it
+//! feeds is above [`HIGH_WATER`] (memory stays bounded whatever a peer sends).
+//!
+//! pgcached writes its own ErrorResponse only at a frame boundary of the server-to-client
+//! direction, so a client never sees a message cut in half.
+
+use std::collections::VecDeque;
+use std::io::IoSlice;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::tracker::{QueryKind, Tracker};
+use crate::error::SessionError;
+use crate::metrics::ProxyMetrics;
+use crate::net::Stream;
+use crate::shutdown::{Phase, PhaseReceiver};
+use crate::wire::error_response::{self, sqlstate, Severity};
+use crate::wire::frame::{self, BadLength, Next, Position};
+
+/// A direction stops reading while the queue it feeds holds more than this many bytes.
+pub const HIGH_WATER: usize = 256 * 1024;
+/// Free space kept in a read buffer before each read.
+const READ_CHUNK: usize = 16 * 1024;
+/// How long queued bytes may take to drain once the session is closing.
+const CLOSE_DRAIN: Duration = Duration::from_secs(5);
+/// Most buffers handed to one vectored write.
+const MAX_IOV: usize = 64;
+/// The Terminate message, sent upstream when pgcached closes a session itself.
+const TERMINATE: &[u8] = b"X\0\0\0\x04";
+
+/// Relays until either side closes; the client's StartupMessage is sent upstream first.
+pub async fn run(
+    client: &mut Stream,
+    upstream: Stream,
+    startup: Bytes,
+    metrics: &ProxyMetrics,
+    phase: &mut PhaseReceiver,
+) -> Result<(), SessionError> {
+    let (mut client_read, mut client_write) = tokio::io::split(client);
+    let (mut upstream_read, mut upstream_write) = tokio::io::split(upstream);
+    let mut from_client = Inbound::default();
+    let mut from_upstream = Inbound::default();
+    let mut to_client = Outbox::default();
+    let mut to_upstream = Outbox::default();
+    to_upstream.push(startup);
+    let mut tracker = Tracker::default();
+    let mut closing: Option<(Result<(), SessionError>, tokio::time::Instant)> = None;
+    // One pinned future per phase change, rather than a new `changed()` future per iteration.
+    let mut phase_changed = Box::pin(phase_change(phase.clone()));
+    let mut phase_open = true;
+
+    loop {
+        if closing.is_none() {
+            let now = *phase.borrow_and_update();
+            let idle = tracker.is_idle()
+                && from_client.is_empty()
+                && to_upstream.is_empty()
+                && from_upstream.is_empty();
+            if now == Phase::Terminating || (now == Phase::Draining && idle) {
+                say_fatal(&mut to_client, &from_upstream, &SessionError::Shutdown);
+                to_upstream.push(Bytes::from_static(TERMINATE));
+                closing = Some((Err(SessionError::Shutdown), deadline()));
+            }
+        }
+        if let Some((_, until)) = &closing {
+            if (!to_client.has_work() && !to_upstream.has_work())
+                || tokio::time::Instant::now() >= *until
+            {
+                break;
+            }
+        }
+        let reading = closing.is_none();
+        let until = closing.as_ref().map(|(_, until)| *until);
+
+        tokio::select! {
+            read = read_into(&mut client_read, &mut from_client.buf),
+                if reading && to_upstream.bytes < HIGH_WATER =>
+            {
+                match read {
+                    Ok(0) => {
+                        let result = if tracker.client_terminated() {
+                            Ok(())
+                        } else {
+                            Err(SessionError::ClientIo(std::io::ErrorKind::UnexpectedEof.into()))
+                        };
+                        to_client.clear();
+                        closing = Some((result, deadline()));
+                    }
+                    Ok(_) => {
+                        let cut = from_client.cut(|tag, _| {
+                            match tracker.on_client_frame(tag) {
+                                Some(QueryKind::Simple) => metrics.queries_simple.increment(1),
+                                Some(QueryKind::Extended) => metrics.queries_extended.increment(1),
+                                None => {}
+                            }
+                        });
+                        match cut {
+                            Ok(Some(bytes)) => to_upstream.push(bytes),
+                            Ok(None) => {}
+                            Err(bad) => {
+                                let error = SessionError::ClientFrame(bad);
+                                say_fatal(&mut to_client, &from_upstream, &error);
+                                to_upstream.clear();
+                                closing = Some((Err(error), deadline()));
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        to_client.clear();
+                        closing = Some((Err(SessionError::ClientIo(e)), deadline()));
+                    }
+                }
+            }
+            read = read_into(&mut upstream_read, &mut from_upstream.buf),
+                if reading && to_client.bytes < HIGH_WATER =>
+            {
+                match read {
+                    Ok(0) => {
+                        let result = if tracker.upstream_fatal() || tracker.client_terminated() {
+                            Ok(())
+                        } else {
+                            let error = SessionError::UpstreamClosed;
+                            say_fatal(&mut to_client, &from_upstream, &error);
+                            Err(error)
+                        };
+                        to_upstream.clear();
+                        closing = Some((result, deadline()));
+                    }
+                    Ok(_) => match from_upstream.cut(|tag, bytes| tracker.on_server_frame(tag, bytes)) {
+                        Ok(Some(bytes)) => to_client.push(bytes),
+                        Ok(None) => {}
+                        Err(bad) => {
+                            let error = SessionError::UpstreamFrame(bad);
+                            say_fatal(&mut to_client, &from_upstream, &error);
+                            to_upstream.clear();
+                            closing = Some((Err(error), deadline()));
+                        }
+                    },
+                    Err(e) => {
+                        let error = SessionError::UpstreamIo(e);
+                        say_fatal(&mut to_client, &from_upstream, &error);
+                        to_upstream.clear();
+                        closing = Some((Err(error), deadline()));
+                    }
+                }
+            }
+            pumped = to_client.pump(&mut client_write), if to_client.has_work() => {
+                if let Err(e) = to_client.settle(pumped) {
+                    if closing.is_none() {
+                        closing = Some((Err(SessionError::ClientIo(e)), deadline()));
+                    }
+                }
+            }
+            pumped = to_upstream.pump(&mut upstream_write), if to_upstream.has_work() => {
+                if let Err(e) = to_upstream.settle(pumped) {
+                    if closing.is_none() {
+                        let error = SessionError::UpstreamIo(e);
+                        say_fatal(&mut to_client, &from_upstream, &error);
+                        closing = Some((Err(error), deadline()));
+                    }
+                }
+            }
+            open = &mut phase_changed, if phase_open && closing.is_none() => {
+                phase_open = open;
+                if open {
+                    phase_changed = Box::pin(phase_change(phase.clone()));
+                }
+            }
+            _ = sleep_until(until), if until.is_some() => {}
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_millis(500), upstream_write.shutdown()).await;
+    let _ = tokio::time::timeout(Duration::from_millis(500), client_write.flush()).await;
+    match closing {
+        Some((result, _)) => result,
+        None => Ok(()),
+    }
+}
+
+fn deadline() -> tokio::time::Instant {
+    tokio::time::Instant::now() + CLOSE_DRAIN
+}
+
+/// Completes when the shutdown phase changes; false if the sender is gone.
+async fn phase_change(mut watch: PhaseReceiver) -> bool {
+    watch.changed().await.is_ok()
+}
+
+async fn sleep_until(until: Option<tokio::time::Instant>) {
+    match until {
+        Some(until) => tokio::time::sleep_until(until).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Queues a FATAL ErrorResponse for the client, if the client stream is at a frame boundary.
+fn say_fatal(to_client: &mut Outbox, from_upstream: &Inbound, error: &SessionError) {
+    if from_upstream.position.at_boundary() {
+        let code = match error {
+            SessionError::Shutdown => sqlstate::ADMIN_SHUTDOWN,
+            other => other.sqlstate(),
+        };
+        to_client.push(error_response::encode(
+            Severity::Fatal,
+            code,
+            &error.to_string(),
+        ));
+    }
+}
+
+async fn read_into<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut BytesMut,
+) -> std::io::Result<usize> {
+    if buf.capacity() - buf.len() < READ_CHUNK / 2 {
+        buf.reserve(READ_CHUNK);
+    }
+    reader.read_buf(buf).await
+}
+
+/// Bytes received from one peer and where its frame stream stands.
+#[derive(Default)]
+struct Inbound {
+    /// Received bytes not yet released: at most one incomplete frame.
+    buf: BytesMut,
+    /// Whether the next byte starts a frame or continues a streamed one.
+    position: Position,
+}
+
+impl Inbound {
+    fn is_empty(&self) -> bool {
+        self.buf.is_empty() && self.position.at_boundary()
+    }
+
+    /// Releases every complete frame (and the received part of a streamed one) as one chunk,
+    /// calling `on_frame(tag, frame_bytes)` for each frame that starts in it.
+    fn cut(&mut self, mut on_frame: impl FnMut(u8, &[u8])) -> Result<Option<Bytes>, BadLength> {
+        let mut ready = 0;
+        loop {
+            match self.position {
+                Position::Streaming { tag, remaining } => {
+                    let take = remaining.min(self.buf.len() - ready);
+                    ready += take;
+                    if take == remaining {
+                        self.position = Position::Boundary;
+                    } else {
+                        self.position = Position::Streaming {
+                            tag,
+                            remaining: remaining - take,
+                        };
+                        break;
+                    }
+                }
+                Position::Boundary => match frame::peek(&self.buf[ready..])? {
+                    Next::Whole(header) => {
+                        on_frame(header.tag, &self.buf[ready..ready + header.total_len]);
+                        ready += header.total_len;
+                    }
+                    Next::Streamed { header, available } => {
+                        on_frame(header.tag, &self.buf[ready..ready + available]);
+                        ready += available;
+                        self.position = Position::Streaming {
+                            tag: header.tag,
+                            remaining: header.total_len - available,
+                        };
+                        break;
+                    }
+                    Next::NeedMore { wanted } => {
+                        let released = if ready > 0 {
+                            Some(self.buf.split_to(ready).freeze())
+                        } else {
+                            None
+                        };
+                        frame::reserve_for(&mut self.buf, wanted);
+                        return Ok(released);
+                    }
+                },
+            }
+        }
+        if ready == 0 {
+            return Ok(None);
+        }
+        Ok(Some(self.buf.split_to(ready).freeze()))
+    }
+}
+
+/// What one [`Outbox::pump`] did.
+enum Pumped {
+    /// Wrote this many bytes.
+    Wrote(usize),
+    /// Flushed the writer.
+    Flushed,
+}
+
+/// Bytes queued for one peer.
+#[derive(Default)]
+struct Outbox {
+    queue: VecDeque<Bytes>,
+    /// Total queued bytes.
+    bytes: usize,
+    /// Written since the last flush (matters for TLS, where writes may be buffered).
+    needs_flush: bool,
+}
+
+impl Outbox {
+    fn push(&mut self, bytes: Bytes) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.bytes += bytes.len();
+        self.queue.push_back(bytes);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    fn clear(&mut self) {
+        self.queue.clear();
+        self.bytes = 0;
+        self.needs_flush = false;
+    }
+
+    /// True when there is something to write or a flush to do.
+    fn has_work(&self) -> bool {
+        !self.queue.is_empty() || self.needs_flush
+    }
+
+    /// Writes some queued bytes (one vectored write), or flushes when the queue is empty.
+    async fn pump<W: AsyncWrite + Unpin>(&self, writer: &mut W) -> std::io::Result<Pumped> {
+        if self.queue.is_empty() {
+            writer.flush().await?;
+            return Ok(Pumped::Flushed);
+        }
+        let n = if self.queue.len() == 1 {
+            writer.write(&self.queue[0]).await?
+        } else {
+            let mut slices = [IoSlice::new(&[]); MAX_IOV];
+            let mut count = 0;
+            for (slot, bytes) in slices.iter_mut().zip(self.queue.iter()) {
+                *slot = IoSlice::new(bytes);
+                count += 1;
+            }
+            writer.write_vectored(&slices[..count]).await?
+        };
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        Ok(Pumped::Wrote(n))
+    }
+
+    /// Applies the result of [`Outbox::pump`]; on error the queue is dropped.
+    fn settle(&mut self, pumped: std::io::Result<Pumped>) -> std::io::Result<()> {
+        match pumped {
+            Ok(Pumped::Wrote(n)) => self.advance(n),
+            Ok(Pumped::Flushed) => self.needs_flush = false,
+            Err(e) => {
+                self.clear();
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    fn advance(&mut self, mut n: usize) {
+        self.bytes -= n.min(self.bytes);
+        self.needs_flush = true;
+        while n > 0 {
+            let Some(front) = self.queue.front_mut() else {
+                break;
+            };
+            if n >= front.len() {
+                n -= front.len();
+                self.queue.pop_front();
+            } else {
+                front.advance(n);
+                n = 0;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut v = vec![tag];
+        v.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+        v.extend_from_slice(body);
+        v
+    }
+
+    #[test]
+    fn complete_frames_are_released_together_and_partial_ones_kept() {
+        let mut inbound = Inbound::default();
+        let a = frame(b'D', b"row one");
+        let b = frame(b'D', b"row two");
+        let c = frame(b'C', b"SELECT 2\0");
+        inbound.buf.extend_from_slice(&a);
+        inbound.buf.extend_from_slice(&b);
+        inbound.buf.extend_from_slice(&c[..4]);
+        let mut tags = Vec::new();
+        let released = inbound.cut(|tag, _| tags.push(tag)).expect("valid");
+        assert_eq!(released.map(|b| b.len()), Some(a.len() + b.len()));
+        assert_eq!(tags, vec![b'D', b'D']);
+        inbound.buf.extend_from_slice(&c[4..]);
+        let released = inbound.cut(|tag, _| tags.push(tag)).expect("valid");
+        assert_eq!(released.as_deref(), Some(&c[..]));
+        assert!(inbound.is_empty());
+    }
+
+    #[test]
+    fn large_frames_pass_through_in_pieces() {
+        let mut inbound = Inbound::default();
+        let body = vec![7u8; frame::STREAM_THRESHOLD * 2];
+        let big = frame(b'd', &body);
+        let mut released = 0;
+        let mut frames = 0;
+        for chunk in big.chunks(100_000) {
+            inbound.buf.extend_from_slice(chunk);
+            if let Some(bytes) = inbound.cut(|_, _| frames += 1).expect("valid") {
+                released += bytes.len();
+            }
+            assert!(inbound.buf.len() < frame::STREAM_THRESHOLD);
+        }
+        assert_eq!(released, big.len());
+        assert_eq!(frames, 1);
+        assert!(inbound.is_empty());
+    }
+
+    #[test]
+    fn bad_length_is_an_error() {
+        let mut inbound = Inbound::default();
+        inbound.buf.extend_from_slice(b"Q\0\0\0\x01");
+        assert!(inbound.cut(|_, _| {}).is_err());
+    }
+
+    #[test]
+    fn outbox_advances_across_buffers() {
+        let mut out = Outbox::default();
+        out.push(Bytes::from_static(b"abc"));
+        out.push(Bytes::from_static(b"defg"));
+        out.advance(4);
+        assert_eq!(out.bytes, 3);
+        assert_eq!(out.queue.front().map(|b| &b[..]), Some(&b"efg"[..]));
+        out.advance(3);
+        assert!(out.is_empty());
+    }
+}

@@ -1,0 +1,163 @@
+//! Opening connections to PostgreSQL: TCP, then TLS negotiation as `sslmode` asks.
+//!
+//! Every client session gets its own upstream connection; the session relays the client's own
+//! StartupMessage over it, so PostgreSQL authenticates the client itself. Cancel requests travel
+//! over a fresh connection, exactly as libpq sends them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::ServerName;
+use rustls::ClientConfig;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use super::url::{SslMode, UpstreamUrl};
+use crate::net::Stream;
+use crate::tls::{connector, TlsConfigError};
+use crate::wire::startup::SSL_REQUEST_CODE;
+
+/// How long a TCP connect plus TLS handshake to PostgreSQL may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An upstream connection, plain or TLS.
+pub type UpstreamStream = Stream;
+
+/// Why an upstream connection could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// TCP connect failed.
+    #[error("could not connect to PostgreSQL at {address}: {source}")]
+    Connect {
+        address: String,
+        source: std::io::Error,
+    },
+    /// Connect or handshake took too long.
+    #[error("timed out connecting to PostgreSQL at {address}")]
+    Timeout { address: String },
+    /// The server does not do TLS but sslmode requires it.
+    #[error("PostgreSQL at {address} does not support TLS, but sslmode requires it")]
+    TlsRefused { address: String },
+    /// The TLS handshake failed (bad certificate, wrong name, ...).
+    #[error("TLS handshake with PostgreSQL at {address} failed: {source}")]
+    Handshake {
+        address: String,
+        source: std::io::Error,
+    },
+    /// I/O error during negotiation.
+    #[error("lost PostgreSQL at {address} during TLS negotiation: {source}")]
+    Io {
+        address: String,
+        source: std::io::Error,
+    },
+    /// The server answered the SSLRequest with something else than S or N.
+    #[error("PostgreSQL at {address} answered the SSL request with byte {byte:#04x}")]
+    BadSslAnswer { address: String, byte: u8 },
+    /// The host name is not valid for TLS.
+    #[error("invalid TLS server name {0:?}")]
+    ServerName(String),
+}
+
+/// Opens upstream connections according to the upstream URL.
+#[derive(Clone)]
+pub struct Connector {
+    url: Arc<UpstreamUrl>,
+    tls: Option<Arc<ClientConfig>>,
+}
+
+impl Connector {
+    /// Builds the connector, loading TLS roots once.
+    pub fn new(url: UpstreamUrl) -> Result<Connector, TlsConfigError> {
+        let tls = connector::for_upstream(&url)?;
+        Ok(Connector {
+            url: Arc::new(url),
+            tls,
+        })
+    }
+
+    /// The upstream URL.
+    pub fn url(&self) -> &UpstreamUrl {
+        &self.url
+    }
+
+    /// Opens a connection, ready for a StartupMessage (or a CancelRequest).
+    pub async fn connect(&self) -> Result<Stream, UpstreamError> {
+        let address = self.url.address();
+        match tokio::time::timeout(CONNECT_TIMEOUT, self.connect_inner(&address)).await {
+            Ok(result) => result,
+            Err(_) => Err(UpstreamError::Timeout { address }),
+        }
+    }
+
+    async fn connect_inner(&self, address: &str) -> Result<Stream, UpstreamError> {
+        let tcp = TcpStream::connect((self.url.host.as_str(), self.url.port))
+            .await
+            .map_err(|source| UpstreamError::Connect {
+                address: address.to_owned(),
+                source,
+            })?;
+        let _ = tcp.set_nodelay(true);
+        let Some(tls) = &self.tls else {
+            return Ok(Stream::Plain(tcp));
+        };
+        let mut tcp = tcp;
+        let io_error = |source| UpstreamError::Io {
+            address: address.to_owned(),
+            source,
+        };
+        let mut request = [0u8; 8];
+        request[..4].copy_from_slice(&8i32.to_be_bytes());
+        request[4..].copy_from_slice(&SSL_REQUEST_CODE.to_be_bytes());
+        tcp.write_all(&request).await.map_err(io_error)?;
+        let answer = tcp.read_u8().await.map_err(io_error)?;
+        match answer {
+            b'S' => {}
+            b'N' if self.url.sslmode == SslMode::Prefer => return Ok(Stream::Plain(tcp)),
+            b'N' => {
+                return Err(UpstreamError::TlsRefused {
+                    address: address.to_owned(),
+                })
+            }
+            byte => {
+                return Err(UpstreamError::BadSslAnswer {
+                    address: address.to_owned(),
+                    byte,
+                })
+            }
+        }
+        let name = ServerName::try_from(self.url.host.clone())
+            .map_err(|_| UpstreamError::ServerName(self.url.host.clone()))?;
+        let tls_stream = TlsConnector::from(Arc::clone(tls))
+            .connect(name, tcp)
+            .await
+            .map_err(|source| UpstreamError::Handshake {
+                address: address.to_owned(),
+                source,
+            })?;
+        Ok(Stream::Tls(Box::new(tokio_rustls::TlsStream::Client(
+            tls_stream,
+        ))))
+    }
+}
+
+/// Forwards a client's CancelRequest packet to PostgreSQL and waits for the server to close.
+///
+/// The cancel key the client holds is PostgreSQL's own (pgcached relays BackendKeyData
+/// unchanged), so the packet needs no translation.
+pub async fn forward_cancel(connector: &Connector, packet: &[u8]) -> Result<(), UpstreamError> {
+    let mut stream = connector.connect().await?;
+    let address = connector.url().address();
+    stream
+        .write_all(packet)
+        .await
+        .map_err(|source| UpstreamError::Io {
+            address: address.clone(),
+            source,
+        })?;
+    let _ = stream.flush().await;
+    // The server closes the connection once it has read the request.
+    let mut sink = [0u8; 64];
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut sink)).await;
+    Ok(())
+}

@@ -1,0 +1,11 @@
+//! The connection from pgcached to PostgreSQL.
+//!
+//! Layout:
+//! - [`url`]: the `--upstream` URL, with libpq's `sslmode` and `sslrootcert`.
+//! - [`connect`]: TCP connect plus TLS negotiation as `sslmode` asks, and cancel forwarding.
+
+pub mod connect;
+pub mod url;
+
+pub use connect::{forward_cancel, Connector, UpstreamError, UpstreamStream};
+pub use url::{SslMode, UpstreamUrl};

@@ -1,0 +1,98 @@
+//! ErrorResponse messages that pgcached originates itself.
+//!
+//! pgcached relays the server's errors untouched; it writes its own only when the server cannot
+//! answer (unreachable, gone, shutting down, limits) or the client broke the protocol. They carry
+//! a real SQLSTATE so that drivers classify them as they would the server's.
+
+use bytes::{Bytes, BytesMut};
+use pgwire::messages::response::ErrorResponse;
+use pgwire::messages::Message;
+
+/// SQLSTATE codes pgcached uses for the errors it originates.
+pub mod sqlstate {
+    /// A malformed frame or startup packet.
+    pub const PROTOCOL_VIOLATION: &str = "08P01";
+    /// The upstream server cannot be reached or was lost.
+    pub const CONNECTION_FAILURE: &str = "08006";
+    /// pgcached is shutting down.
+    pub const ADMIN_SHUTDOWN: &str = "57P01";
+    /// `--max-client-conn` reached.
+    pub const TOO_MANY_CONNECTIONS: &str = "53300";
+    /// The client asked for something pgcached cannot do.
+    pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
+}
+
+/// How bad an originated error is; FATAL errors end the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// The session ends after this error.
+    Fatal,
+    /// The current statement failed; the session goes on.
+    Error,
+}
+
+impl Severity {
+    fn as_str(self) -> &'static str {
+        match self {
+            Severity::Fatal => "FATAL",
+            Severity::Error => "ERROR",
+        }
+    }
+}
+
+/// Encodes an ErrorResponse (`E`) with severity, SQLSTATE and message.
+pub fn encode(severity: Severity, code: &str, message: &str) -> Bytes {
+    let fields = vec![
+        (b'S', severity.as_str().to_owned()),
+        (b'V', severity.as_str().to_owned()),
+        (b'C', code.to_owned()),
+        (b'M', format!("pgcached: {message}")),
+    ];
+    let response = ErrorResponse::new(fields);
+    let mut buf = BytesMut::with_capacity(response.message_length() + 1);
+    if response.encode(&mut buf).is_err() {
+        // Only a message over 2 GiB fails to encode; fall back to a fixed text.
+        return encode_fallback(severity, code);
+    }
+    buf.freeze()
+}
+
+fn encode_fallback(severity: Severity, code: &str) -> Bytes {
+    let mut body = Vec::new();
+    for (field, value) in [
+        (b'S', severity.as_str()),
+        (b'V', severity.as_str()),
+        (b'C', code),
+        (b'M', "pgcached: error"),
+    ] {
+        body.push(field);
+        body.extend_from_slice(value.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut out = vec![b'E'];
+    out.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+    out.extend_from_slice(&body);
+    Bytes::from(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_response_has_tag_length_and_fields() {
+        let bytes = encode(
+            Severity::Fatal,
+            sqlstate::CONNECTION_FAILURE,
+            "upstream lost",
+        );
+        assert_eq!(bytes[0], b'E');
+        let len = i32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize;
+        assert_eq!(len + 1, bytes.len());
+        let body = &bytes[5..];
+        assert!(body.windows(6).any(|w| w == b"C08006"));
+        assert!(body.windows(6).any(|w| w == b"SFATAL"));
+        assert_eq!(body.last(), Some(&0));
+    }
+}

@@ -1,0 +1,14 @@
+//! PostgreSQL wire bytes: framing and the few messages pgcached writes itself.
+//!
+//! This layer decides nothing. It cuts a byte stream into frames (tag, length, body) without
+//! copying or re-encoding them, and it builds the handful of messages pgcached must originate on
+//! its own (errors, SSL answers). What to do with a frame is the session's business.
+//!
+//! Layout:
+//! - [`frame`]: the framer for tagged messages, with streaming of large frames.
+//! - [`startup`]: the untagged startup-phase packets (SSLRequest, StartupMessage, ...).
+//! - [`error_response`]: ErrorResponse messages with a SQLSTATE, encoded with pgwire.
+
+pub mod error_response;
+pub mod frame;
+pub mod startup;

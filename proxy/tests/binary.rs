@@ -1,0 +1,218 @@
+//! The built `pgcached` binary: help text, configuration precedence, metrics endpoint,
+//! signals, and `pgcached demo` without PostgreSQL binaries.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use pgcached::local_cluster::{ClusterOptions, LocalCluster};
+
+const BIN: &str = env!("CARGO_BIN_EXE_pgcached");
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn wait_for_port(port: u16) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// Kills the child if a test fails before it is stopped.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect metrics");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response
+}
+
+#[test]
+fn help_explains_every_flag() {
+    let output = Command::new(BIN).arg("--help").output().expect("run");
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    for flag in [
+        "--listen",
+        "--upstream",
+        "--metrics-listen",
+        "--tls-cert",
+        "--tls-key",
+        "--config",
+        "--log-format",
+        "--max-client-conn",
+        "--shutdown-timeout",
+        "demo",
+    ] {
+        assert!(
+            help.contains(flag),
+            "--help does not mention {flag}:\n{help}"
+        );
+    }
+    for env in [
+        "PGCACHED_LISTEN",
+        "PGCACHED_UPSTREAM",
+        "PGCACHED_METRICS_LISTEN",
+    ] {
+        assert!(help.contains(env), "--help does not mention {env}");
+    }
+}
+
+#[test]
+fn bad_settings_are_refused_with_a_clear_message() {
+    let output = Command::new(BIN)
+        .args(["--upstream", "mysql://nope"])
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("invalid upstream URL"), "{stderr}");
+
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "listne = \"127.0.0.1:1\"\n").expect("write");
+    let output = Command::new(BIN)
+        .arg("--config")
+        .arg(&file)
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("listne"), "{stderr}");
+}
+
+#[test]
+fn demo_without_postgresql_binaries_fails_clearly() {
+    let output = Command::new(BIN)
+        .arg("demo")
+        .env("PGCACHED_PG_BINDIR", "/nonexistent/postgresql/bin")
+        .env("PATH", "/nonexistent")
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("PostgreSQL"), "{stderr}");
+    assert!(stderr.contains("PGCACHED_PG_BINDIR"), "{stderr}");
+}
+
+#[test]
+fn env_beats_file_flag_beats_env_metrics_are_served_and_sigterm_stops_it() {
+    let cluster = LocalCluster::start(ClusterOptions::default()).expect("cluster");
+    let (file_port, env_port, flag_port, metrics_port) =
+        (free_port(), free_port(), free_port(), free_port());
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("pgcached.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{file_port}\"\nupstream = \"postgres://127.0.0.1:{}?sslmode=disable\"\n\
+             metrics_listen = \"127.0.0.1:{metrics_port}\"\nshutdown_timeout = \"3s\"\n",
+            cluster.port()
+        ),
+    )
+    .expect("config");
+
+    // The environment beats the file.
+    let child = Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .env("PGCACHED_LISTEN", format!("127.0.0.1:{env_port}"))
+        .env(
+            "PGCACHED_METRICS_LISTEN",
+            format!("127.0.0.1:{}", free_port()),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut running = Running(child);
+    assert!(wait_for_port(env_port), "env listen address not used");
+    assert!(TcpStream::connect(("127.0.0.1", file_port)).is_err());
+    let _ = running.0.kill();
+    let _ = running.0.wait();
+
+    // A flag beats the environment; the file still supplies the rest.
+    let child = Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .args(["--listen", &format!("127.0.0.1:{flag_port}")])
+        .env("PGCACHED_LISTEN", format!("127.0.0.1:{env_port}"))
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut running = Running(child);
+    assert!(wait_for_port(flag_port), "flag listen address not used");
+
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(
+            &format!("postgres://postgres@127.0.0.1:{flag_port}/app?sslmode=disable"),
+            tokio_postgres::NoTls,
+        )
+        .await
+        .expect("connect through the binary");
+        tokio::spawn(connection);
+        for _ in 0..3 {
+            client.simple_query("SELECT 1").await.expect("query");
+        }
+    });
+    let metrics = http_get(metrics_port, "/metrics");
+    assert!(metrics.contains("200 OK"), "{metrics}");
+    assert!(metrics.contains("pgcached_client_connections"), "{metrics}");
+    let relayed = metrics
+        .lines()
+        .find(|l| l.starts_with("pgcached_queries_relayed_total{protocol=\"simple\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no simple query counter:\n{metrics}"));
+    assert!(relayed >= 3.0, "{metrics}");
+
+    // SIGTERM: stops within the grace period and exits cleanly.
+    let pid = running.0.id() as i32;
+    // SAFETY: plain kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = running.0.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "pgcached ignored SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    let mut stderr = String::new();
+    if let Some(mut pipe) = running.0.stderr.take() {
+        let _ = pipe.read_to_string(&mut stderr);
+    }
+    assert!(stderr.contains("shutdown complete"), "{stderr}");
+}

@@ -1,0 +1,20 @@
+//! Test harness for pgcached: a real PostgreSQL, pgcached in-process, real clients.
+//!
+//! Layout:
+//! - [`cluster`]: the throwaway PostgreSQL shared by a test binary (started once, removed when
+//!   the binary exits, even if it panics or is killed).
+//! - [`proxy`]: pgcached served in-process on port 0, on its own runtime thread.
+//! - [`clients`]: connection URLs, tokio-postgres connections, and runners for psql, pgbench and
+//!   the driver scripts in `tests/clients/`.
+//! - [`certs`]: a test CA with server certificates for TLS tests.
+//! - [`raw`]: a raw wire client for malformed and hand-made messages.
+
+pub mod certs;
+pub mod clients;
+pub mod cluster;
+pub mod proxy;
+pub mod raw;
+
+pub use clients::{connect, url, Endpoint};
+pub use cluster::shared_cluster;
+pub use proxy::TestProxy;

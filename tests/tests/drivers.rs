@@ -1,0 +1,57 @@
+//! Drivers from other ecosystems (psycopg 3, asyncpg) through pgcached: each script's JSON
+//! transcript must equal the transcript of the same script run straight against PostgreSQL.
+//! The scripts live in `tests/clients/`; `.ci/run` installs the drivers.
+
+use pgcached_tests::certs;
+use pgcached_tests::clients::{client_script, expect_success, python, run_with_timeout};
+use pgcached_tests::proxy::config_for;
+use pgcached_tests::{shared_cluster, TestProxy};
+
+fn transcript(script: &str, port: u16, extra: &[&str]) -> serde_json::Value {
+    let output = run_with_timeout(
+        python()
+            .arg(client_script(script))
+            .arg("127.0.0.1")
+            .arg(port.to_string())
+            .args(extra),
+        120,
+    );
+    let stdout = expect_success(&output, script);
+    serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("{script} printed no JSON ({e}):\n{stdout}"))
+}
+
+fn compare(script: &str) {
+    let cluster = shared_cluster();
+    let proxy = TestProxy::start(cluster);
+    let direct = transcript(script, cluster.port(), &[]);
+    let proxied = transcript(script, proxy.port(), &[]);
+    assert_eq!(direct, proxied, "{script}: transcripts differ");
+    // The transcript is not vacuous: the checks really ran.
+    let auth = &direct["auth"];
+    assert_eq!(auth["scram_user:scram_secret"], "scram_user");
+    assert_eq!(auth["md5_user:md5_secret"], "md5_user");
+    assert!(auth["scram_user:wrong"].is_array(), "{auth}");
+    assert!(direct["errors"][0].is_array());
+
+    let certs = certs::make(&["localhost", "127.0.0.1"]);
+    let cert = certs.server_cert.display().to_string();
+    let key = certs.server_key.display().to_string();
+    let tls_proxy = TestProxy::with_config(config_for(
+        cluster,
+        &["--tls-cert", &cert, "--tls-key", &key],
+    ));
+    let tls = transcript(script, tls_proxy.port(), &["--tls"]);
+    assert_eq!(tls["value"], "over tls");
+    assert_eq!(tls["ssl_in_use"], true);
+}
+
+#[test]
+fn psycopg3_behaves_the_same_through_pgcached() {
+    compare("psycopg_check.py");
+}
+
+#[test]
+fn asyncpg_behaves_the_same_through_pgcached() {
+    compare("asyncpg_check.py");
+}

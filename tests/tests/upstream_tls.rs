@@ -1,0 +1,108 @@
+//! TLS from pgcached to PostgreSQL, as managed databases require: `sslmode` and `sslrootcert`
+//! in the upstream URL, checked against a cluster with a certificate from a test CA.
+
+use pgcached::local_cluster::{ClusterOptions, LocalCluster, SslFiles};
+use pgcached_tests::certs;
+use pgcached_tests::proxy::config_with;
+use pgcached_tests::{connect, url, Endpoint, TestProxy};
+
+fn tls_cluster(certs: &certs::TestCerts) -> LocalCluster {
+    LocalCluster::start(ClusterOptions {
+        ssl: Some(SslFiles {
+            cert_pem: certs.server_cert.clone(),
+            key_pem: certs.server_key.clone(),
+        }),
+        ..ClusterOptions::default()
+    })
+    .expect("start a TLS cluster")
+}
+
+/// Whether the server sees the proxied session's own connection as TLS.
+async fn session_uses_tls(proxy: &TestProxy) -> Result<bool, tokio_postgres::Error> {
+    let client = connect(&url(Endpoint::proxy(proxy.port()), "postgres", None, "app")).await?;
+    let row = client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+#[tokio::test]
+async fn sslmodes_require_and_verify_full_encrypt_the_upstream_connection() {
+    let certs = certs::make(&["localhost", "127.0.0.1"]);
+    let cluster = tls_cluster(&certs);
+    let ca = certs.ca_cert.display().to_string();
+    let port = cluster.port();
+    for upstream in [
+        format!("postgres://127.0.0.1:{port}?sslmode=require"),
+        format!("postgres://localhost:{port}?sslmode=verify-full&sslrootcert={ca}"),
+        format!("postgres://127.0.0.1:{port}?sslmode=verify-full&sslrootcert={ca}"),
+        format!("postgres://127.0.0.1:{port}?sslmode=verify-ca&sslrootcert={ca}"),
+        format!("postgres://127.0.0.1:{port}?sslmode=prefer"),
+    ] {
+        let proxy = TestProxy::with_config(config_with(&upstream, &[], ""));
+        assert!(
+            session_uses_tls(&proxy).await.expect(&upstream),
+            "{upstream}: session not encrypted"
+        );
+    }
+    let proxy = TestProxy::with_config(config_with(
+        &format!("postgres://127.0.0.1:{port}?sslmode=disable"),
+        &[],
+        "",
+    ));
+    assert!(!session_uses_tls(&proxy).await.expect("disable"));
+    let direct = connect(&url(Endpoint::direct(&cluster), "postgres", None, "app"))
+        .await
+        .expect("direct");
+    direct
+        .query_one("SELECT 1", &[])
+        .await
+        .expect("direct query");
+}
+
+#[tokio::test]
+async fn verification_failures_are_reported_to_the_client() {
+    let certs = certs::make(&["localhost"]);
+    let cluster = tls_cluster(&certs);
+    let port = cluster.port();
+    let other = certs.other_ca_cert.display().to_string();
+    let ca = certs.ca_cert.display().to_string();
+    for (upstream, expected) in [
+        (
+            format!("postgres://localhost:{port}?sslmode=verify-full&sslrootcert={other}"),
+            "TLS handshake",
+        ),
+        (
+            // The certificate names only localhost.
+            format!("postgres://127.0.0.1:{port}?sslmode=verify-full&sslrootcert={ca}"),
+            "TLS handshake",
+        ),
+    ] {
+        let proxy = TestProxy::with_config(config_with(&upstream, &[], ""));
+        let error = connect(&url(Endpoint::proxy(proxy.port()), "postgres", None, "app"))
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{upstream} should fail"));
+        assert_eq!(error.code().map(|c| c.code()), Some("08006"), "{error}");
+        let text = pgcached_tests::clients::error_text(&error);
+        assert!(text.contains(expected), "{upstream}: {text}");
+    }
+}
+
+#[tokio::test]
+async fn require_fails_clearly_against_a_server_without_tls() {
+    let cluster = LocalCluster::start(ClusterOptions::default()).expect("cluster");
+    let upstream = format!("postgres://127.0.0.1:{}?sslmode=require", cluster.port());
+    let proxy = TestProxy::with_config(config_with(&upstream, &[], ""));
+    let error = connect(&url(Endpoint::proxy(proxy.port()), "postgres", None, "app"))
+        .await
+        .expect_err("require without server TLS fails");
+    assert_eq!(error.code().map(|c| c.code()), Some("08006"));
+    assert!(
+        pgcached_tests::clients::error_text(&error).contains("does not support TLS"),
+        "{error:?}"
+    );
+}
