@@ -18,7 +18,14 @@
 //! - [`shutdown`]: the draining/terminating signal shared by all sessions.
 //! - [`local_cluster`]: a throwaway PostgreSQL for `pgcached demo` and the tests.
 //! - [`demo`]: the `pgcached demo` subcommand.
+//! - [`sql`]: syntactic analysis of a statement (sqlparser): its kind and what a read uses.
+//! - [`catalog`]: what PostgreSQL's catalog says about relations and functions.
+//! - [`classify`]: the memoized verdict per statement text: cacheable (on which tables) or not.
+//! - [`cache_metrics`]: cache metric names and handles.
 
+pub mod cache_metrics;
+pub mod catalog;
+pub mod classify;
 pub mod config;
 pub mod demo;
 pub mod error;
@@ -28,6 +35,7 @@ pub mod net;
 pub mod server;
 pub mod session;
 pub mod shutdown;
+pub mod sql;
 pub mod tls;
 pub mod upstream;
 pub mod wire;

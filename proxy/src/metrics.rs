@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 
 use metrics::{counter, describe_counter, describe_gauge, Counter, Gauge};
-use metrics_exporter_prometheus::PrometheusBuilder;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 
 /// Gauge: client connections open now (startup phase included).
 pub const CLIENT_CONNECTIONS: &str = "pgcached_client_connections";
@@ -143,6 +143,14 @@ pub fn install_exporter(address: SocketAddr) -> Result<(), MetricsError> {
     })?;
     PrometheusBuilder::new()
         .with_http_listener(address)
+        .set_buckets_for_metric(
+            Matcher::Full(crate::cache_metrics::QUERY_DURATION_SECONDS.to_owned()),
+            &crate::cache_metrics::DURATION_BUCKETS,
+        )
+        .map_err(|e| MetricsError {
+            address,
+            reason: e.to_string(),
+        })?
         .install()
         .map_err(|e| MetricsError {
             address,

@@ -13,8 +13,14 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
-use crate::config::Config;
+use pgcached_cache::{CacheConfig, Generations, ResultCache};
+
+use crate::cache_metrics::{self, CacheMetrics};
+use crate::catalog::Catalog;
+use crate::classify::Classifier;
+use crate::config::{CacheMode, Config};
 use crate::metrics::ProxyMetrics;
+use crate::session::caching::CacheShared;
 use crate::session::{self, Admission, SessionContext};
 use crate::shutdown::{self, Phase};
 use crate::tls::{acceptor, TlsConfigError};
@@ -39,13 +45,37 @@ pub struct Server {
 }
 
 impl Server {
-    /// Prepares TLS, the upstream connector and metric handles.
+    /// Prepares TLS, the upstream connector, the cache and metric handles. Must run inside a
+    /// tokio runtime (the cache's gauge task is spawned here).
     pub fn new(config: &Config) -> Result<Server, ServerError> {
         let tls_acceptor = match (&config.tls_cert, &config.tls_key) {
             (Some(cert), Some(key)) => Some(acceptor::load(cert, key)?),
             _ => None,
         };
         let connector = Connector::new(config.upstream.clone())?;
+        let cache = match config.cache.mode {
+            CacheMode::Off => None,
+            CacheMode::On => {
+                let generations = Arc::new(Generations::new());
+                let cache = Arc::new(ResultCache::new(
+                    CacheConfig {
+                        max_bytes: config.cache.size,
+                        max_entry_bytes: usize::try_from(config.cache.max_entry)
+                            .unwrap_or(usize::MAX),
+                        ttl: config.cache.ttl,
+                    },
+                    generations,
+                ));
+                cache_metrics::spawn_gauges(Arc::clone(&cache));
+                let catalog = Arc::new(Catalog::new(config.upstream.clone()));
+                Some(Arc::new(CacheShared {
+                    cache,
+                    classifier: Arc::new(Classifier::new(catalog)),
+                    metrics: CacheMetrics::new(),
+                    max_entry: usize::try_from(config.cache.max_entry).unwrap_or(usize::MAX),
+                }))
+            }
+        };
         Ok(Server {
             context: Arc::new(SessionContext {
                 connector,
@@ -53,10 +83,19 @@ impl Server {
                 metrics: ProxyMetrics::new(),
                 max_client_conn: config.max_client_conn,
                 startup_timeout: config.startup_timeout,
+                cache,
             }),
             max_client_conn: config.max_client_conn,
             shutdown_timeout: config.shutdown_timeout,
         })
+    }
+
+    /// The result cache, when caching is on (for inspection by tests and the admin side).
+    pub fn result_cache(&self) -> Option<Arc<ResultCache>> {
+        self.context
+            .cache
+            .as_ref()
+            .map(|shared| Arc::clone(&shared.cache))
     }
 
     /// Serves clients from `listener` until `shutdown` completes, then drains sessions.

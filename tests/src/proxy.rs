@@ -4,18 +4,22 @@
 //! pgbench as a child process) without starving the proxy.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use clap::Parser;
 use pgcached::config::{Cli, Config, FileConfig};
 use pgcached::local_cluster::LocalCluster;
 use pgcached::Server;
+use pgcached_cache::ResultCache;
 use tokio::sync::oneshot;
 
 /// A running pgcached; dropping it shuts it down and waits for it.
 pub struct TestProxy {
     /// Where clients connect.
     pub addr: SocketAddr,
+    /// The result cache, when caching is on.
+    pub cache: Option<Arc<ResultCache>>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -28,6 +32,20 @@ pub fn config_for(cluster: &LocalCluster, extra: &[&str]) -> Config {
         cluster.port()
     );
     config_with(&upstream, extra, "")
+}
+
+/// A config with caching on, in front of `cluster`, with pgcached's own credentials (its
+/// catalog connection needs them); `extra` are more flags.
+pub fn caching_config_for(cluster: &LocalCluster, extra: &[&str]) -> Config {
+    use pgcached::local_cluster::users::{PGCACHED_PASSWORD, PGCACHED_USER};
+    let upstream = format!(
+        "postgres://{PGCACHED_USER}:{PGCACHED_PASSWORD}@{}:{}?sslmode=disable",
+        cluster.host(),
+        cluster.port()
+    );
+    let mut flags = vec!["--cache", "on"];
+    flags.extend_from_slice(extra);
+    config_with(&upstream, &flags, "")
 }
 
 /// A config from flags plus a config-file text (may be empty).
@@ -61,7 +79,8 @@ impl TestProxy {
             .expect("nonblocking listener");
         let addr = listener.local_addr().expect("local address");
         let (stop, stopped) = oneshot::channel::<()>();
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+        let (ready_tx, ready_rx) =
+            std::sync::mpsc::channel::<Result<Option<Arc<ResultCache>>, String>>();
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -77,7 +96,7 @@ impl TestProxy {
                     }
                 };
                 let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-                let _ = ready_tx.send(Ok(()));
+                let _ = ready_tx.send(Ok(server.result_cache()));
                 server
                     .serve(listener, async {
                         let _ = stopped.await;
@@ -85,13 +104,14 @@ impl TestProxy {
                     .await;
             });
         });
-        match ready_rx.recv() {
-            Ok(Ok(())) => {}
+        let cache = match ready_rx.recv() {
+            Ok(Ok(cache)) => cache,
             Ok(Err(e)) => panic!("pgcached did not start: {e}"),
             Err(_) => panic!("pgcached thread died at start"),
-        }
+        };
         TestProxy {
             addr,
+            cache,
             stop: Some(stop),
             thread: Some(thread),
         }

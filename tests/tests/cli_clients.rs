@@ -4,7 +4,7 @@
 use pgcached::local_cluster::LocalCluster;
 use pgcached_tests::certs;
 use pgcached_tests::clients::{expect_success, pgbench, psql, run_with_timeout};
-use pgcached_tests::proxy::config_for;
+use pgcached_tests::proxy::{caching_config_for, config_for};
 use pgcached_tests::{shared_cluster, url, Endpoint, TestProxy};
 
 const PSQL_SCRIPT: &str = r#"
@@ -231,4 +231,57 @@ fn without_a_certificate_tls_is_declined_and_prefer_falls_back() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("SSL"), "{stderr}");
+}
+
+#[test]
+fn pgbench_hot_set_through_the_cache_runs_without_errors() {
+    // Its own cluster: pgbench -i on the shared one would race the other pgbench test.
+    let cluster =
+        &LocalCluster::start(pgcached::local_cluster::ClusterOptions::default()).expect("cluster");
+    let init = run_with_timeout(
+        pgbench(cluster)
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &cluster.port().to_string(),
+                "-U",
+                "postgres",
+            ])
+            .args(["-i", "-s", "1", "-q", "app"]),
+        120,
+    );
+    expect_success(&init, "pgbench -i");
+    let dir = tempfile::tempdir().expect("dir");
+    let script = dir.path().join("hot.sql");
+    std::fs::write(
+        &script,
+        "\\set aid random(1, 1000)\nSELECT abalance FROM pgbench_accounts WHERE aid = :aid;\n",
+    )
+    .expect("script");
+    let proxy = TestProxy::with_config(caching_config_for(cluster, &[]));
+    for mode in ["simple", "extended", "prepared"] {
+        let output = run_with_timeout(
+            pgbench(cluster)
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &proxy.port().to_string(),
+                    "-U",
+                    "postgres",
+                ])
+                .args(["-c", "4", "-j", "2", "-T", "2", "-M", mode, "-n", "-f"])
+                .arg(&script)
+                .arg("app"),
+            60,
+        );
+        let report = expect_success(&output, &format!("pgbench -M {mode} through the cache"));
+        assert!(
+            report.contains("number of failed transactions: 0"),
+            "{report}"
+        );
+    }
+    let cache = proxy.cache.as_ref().expect("cache on");
+    assert!(cache.len() > 100, "hot set cached: {} entries", cache.len());
 }

@@ -4,7 +4,7 @@
 
 use pgcached_tests::certs;
 use pgcached_tests::clients::{client_script, expect_success, python, run_with_timeout};
-use pgcached_tests::proxy::config_for;
+use pgcached_tests::proxy::{caching_config_for, config_for};
 use pgcached_tests::{shared_cluster, TestProxy};
 
 fn transcript(script: &str, port: u16, extra: &[&str]) -> serde_json::Value {
@@ -27,6 +27,15 @@ fn compare(script: &str) {
     let direct = transcript(script, cluster.port(), &[]);
     let proxied = transcript(script, proxy.port(), &[]);
     assert_eq!(direct, proxied, "{script}: transcripts differ");
+    // With the cache on, a second run is answered partly from the cache: still the same.
+    let caching = TestProxy::with_config(caching_config_for(cluster, &[]));
+    for round in 0..3 {
+        let cached = transcript(script, caching.port(), &[]);
+        assert_eq!(
+            direct, cached,
+            "{script}: transcript through the cache differs (run {round})"
+        );
+    }
     // The transcript is not vacuous: the checks really ran.
     let auth = &direct["auth"];
     assert_eq!(auth["scram_user:scram_secret"], "scram_user");

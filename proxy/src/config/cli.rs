@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use super::LogFormat;
+use super::{CacheMode, LogFormat};
 
 /// pgcached: a transparent caching proxy for PostgreSQL.
 #[derive(Debug, Clone, Parser)]
@@ -67,6 +67,32 @@ pub struct Cli {
         value_name = "DURATION"
     )]
     pub shutdown_timeout: Option<String>,
+
+    /// Serve repeated reads from the result cache: off or on [default: off]
+    #[arg(long, global = true, env = "PGCACHED_CACHE", value_name = "MODE")]
+    pub cache: Option<CacheMode>,
+
+    /// Memory for cached results, e.g. 256MiB, 1GiB [default: 256MiB]
+    #[arg(long, global = true, env = "PGCACHED_CACHE_SIZE", value_name = "SIZE")]
+    pub cache_size: Option<String>,
+
+    /// Largest result cached; larger ones stream through uncached [default: 1MiB]
+    #[arg(
+        long,
+        global = true,
+        env = "PGCACHED_CACHE_MAX_ENTRY",
+        value_name = "SIZE"
+    )]
+    pub cache_max_entry: Option<String>,
+
+    /// Drop cached results older than this, e.g. 60s; none keeps them until invalidated [default: none]
+    #[arg(
+        long,
+        global = true,
+        env = "PGCACHED_CACHE_TTL",
+        value_name = "DURATION"
+    )]
+    pub cache_ttl: Option<String>,
 
     #[command(subcommand)]
     pub command: Option<Command>,

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{ConfigError, LogFormat};
+use super::{CacheMode, ConfigError, LogFormat};
 
 /// Settings read from the config file; `None` means "not set here".
 #[derive(Debug, Default, Clone, serde::Deserialize)]
@@ -25,6 +25,14 @@ pub struct FileConfig {
     pub max_client_conn: Option<usize>,
     /// See `--shutdown-timeout`.
     pub shutdown_timeout: Option<String>,
+    /// See `--cache`.
+    pub cache: Option<CacheMode>,
+    /// See `--cache-size`.
+    pub cache_size: Option<String>,
+    /// See `--cache-max-entry`.
+    pub cache_max_entry: Option<String>,
+    /// See `--cache-ttl`.
+    pub cache_ttl: Option<String>,
     /// Time a client has to send its startup packet and finish TLS (file only; default 10s).
     pub startup_timeout: Option<String>,
 }

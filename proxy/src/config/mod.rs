@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod duration;
 pub mod file;
+pub mod size;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -30,6 +31,35 @@ pub const DEFAULT_MAX_CLIENT_CONN: usize = 1000;
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default time a client has to send its startup packet and finish TLS.
 pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Default memory for cached results.
+pub const DEFAULT_CACHE_SIZE: u64 = 256 * 1024 * 1024;
+/// Default largest cached result.
+pub const DEFAULT_CACHE_MAX_ENTRY: u64 = 1024 * 1024;
+
+/// Whether the result cache serves reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheMode {
+    /// Relay only.
+    #[default]
+    Off,
+    /// Serve repeated reads from memory.
+    On,
+}
+
+/// Cache settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheSettings {
+    /// Off or on.
+    pub mode: CacheMode,
+    /// Bytes of cached results, at most.
+    pub size: u64,
+    /// Largest single result cached.
+    pub max_entry: u64,
+    /// Age after which a cached result is dropped.
+    pub ttl: Option<Duration>,
+}
 
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, clap::ValueEnum)]
@@ -63,6 +93,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// How long a client has to send its startup packet and finish TLS (config file only).
     pub startup_timeout: Duration,
+    /// The result cache.
+    pub cache: CacheSettings,
 }
 
 /// A setting that could not be used.
@@ -92,6 +124,13 @@ pub enum ConfigError {
     /// A duration does not parse.
     #[error("invalid {setting} {value:?}: {reason}")]
     Duration {
+        setting: &'static str,
+        value: String,
+        reason: String,
+    },
+    /// A size does not parse.
+    #[error("invalid {setting} {value:?}: {reason}")]
+    Size {
         setting: &'static str,
         value: String,
         reason: String,
@@ -134,6 +173,34 @@ impl Config {
             })?,
             None => DEFAULT_STARTUP_TIMEOUT,
         };
+        let cache = CacheSettings {
+            mode: cli.cache.or(file.cache).unwrap_or_default(),
+            size: parse_size(
+                "cache size",
+                cli.cache_size.as_ref().or(file.cache_size.as_ref()),
+            )?
+            .unwrap_or(DEFAULT_CACHE_SIZE),
+            max_entry: parse_size(
+                "cache max entry",
+                cli.cache_max_entry
+                    .as_ref()
+                    .or(file.cache_max_entry.as_ref()),
+            )?
+            .unwrap_or(DEFAULT_CACHE_MAX_ENTRY),
+            ttl: match cli.cache_ttl.as_ref().or(file.cache_ttl.as_ref()) {
+                None => None,
+                Some(text) if text.trim() == "none" => None,
+                Some(text) => {
+                    Some(
+                        duration::parse(text).map_err(|reason| ConfigError::Duration {
+                            setting: "cache TTL",
+                            value: text.clone(),
+                            reason,
+                        })?,
+                    )
+                }
+            },
+        };
         let tls_cert = cli.tls_cert.clone().or_else(|| file.tls_cert.clone());
         let tls_key = cli.tls_key.clone().or_else(|| file.tls_key.clone());
         if tls_cert.is_some() != tls_key.is_some() {
@@ -156,6 +223,7 @@ impl Config {
             max_client_conn,
             shutdown_timeout,
             startup_timeout,
+            cache,
         })
     }
 
@@ -166,6 +234,19 @@ impl Config {
             None => FileConfig::default(),
         };
         Config::resolve(cli, &file)
+    }
+}
+
+fn parse_size(setting: &'static str, text: Option<&String>) -> Result<Option<u64>, ConfigError> {
+    match text {
+        None => Ok(None),
+        Some(text) => size::parse(text)
+            .map(Some)
+            .map_err(|reason| ConfigError::Size {
+                setting,
+                value: text.clone(),
+                reason,
+            }),
     }
 }
 
@@ -207,6 +288,30 @@ mod tests {
         assert_eq!(config.upstream.port, 5432);
         assert_eq!(config.max_client_conn, 1000);
         assert_eq!(config.shutdown_timeout, Duration::from_secs(30));
+        assert_eq!(config.cache.mode, CacheMode::Off);
+        assert_eq!(config.cache.size, 256 * 1024 * 1024);
+        assert_eq!(config.cache.max_entry, 1024 * 1024);
+        assert_eq!(config.cache.ttl, None);
+    }
+
+    #[test]
+    fn cache_settings_parse() {
+        let config = Config::resolve(
+            &cli(&[
+                "--cache",
+                "on",
+                "--cache-size",
+                "64MiB",
+                "--cache-ttl",
+                "30s",
+            ]),
+            &FileConfig::default(),
+        )
+        .expect("valid");
+        assert_eq!(config.cache.mode, CacheMode::On);
+        assert_eq!(config.cache.size, 64 * 1024 * 1024);
+        assert_eq!(config.cache.ttl, Some(Duration::from_secs(30)));
+        assert!(Config::resolve(&cli(&["--cache-size", "lots"]), &FileConfig::default()).is_err());
     }
 
     #[test]

@@ -4,11 +4,17 @@
 //! - [`startup`]: SSLRequest/GSSENCRequest/CancelRequest handling up to the StartupMessage.
 //! - [`relay`]: the two-way message relay once the StartupMessage has been forwarded.
 //! - [`tracker`]: what the relay learns from the frames it passes (ready state, fatal errors).
+//! - [`caching`]: the cache path: hits answered locally, misses captured, state tracked.
+//! - [`fingerprint`]: the session-state part of every cache key.
+//! - [`outbox`]: bytes queued for a peer.
 //!
 //! The session never answers authentication itself: the client's StartupMessage goes to
 //! PostgreSQL unchanged and the whole exchange that follows is relayed, so trust, md5 and
 //! SCRAM-SHA-256 work without pgcached knowing any password.
 
+pub mod caching;
+pub mod fingerprint;
+pub mod outbox;
 pub mod relay;
 pub mod startup;
 pub mod tracker;
@@ -45,6 +51,8 @@ pub struct SessionContext {
     pub max_client_conn: usize,
     /// Time allowed for the startup phase.
     pub startup_timeout: Duration,
+    /// The result cache, when `--cache on`.
+    pub cache: Option<Arc<caching::CacheShared>>,
 }
 
 /// Whether the listener had room for this client.
@@ -120,12 +128,22 @@ pub async fn run(
     context.metrics.connection(ConnectionOutcome::Relayed);
     context.metrics.upstream_connections.increment(1.0);
     debug!(%peer, user = startup.user(), database = startup.database(), tls = client.is_tls(), "session start");
+    let mut caching = match &context.cache {
+        Some(shared) if !startup.is_replication() => Some(caching::CachingSession::new(
+            Arc::clone(shared),
+            startup.database(),
+            startup.user(),
+            fingerprint::Fingerprint::from_startup(&startup.parameters),
+        )),
+        _ => None,
+    };
     let result = relay::run(
         &mut client,
         upstream,
         startup.raw.clone(),
         &context.metrics,
         &mut phase,
+        caching.as_mut(),
     )
     .await;
     context.metrics.upstream_connections.decrement(1.0);

@@ -10,13 +10,14 @@
 //! pgcached writes its own ErrorResponse only at a frame boundary of the server-to-client
 //! direction, so a client never sees a message cut in half.
 
-use std::collections::VecDeque;
-use std::io::IoSlice;
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
+use super::caching::server::ServerAction;
+use super::caching::{CachingSession, Io};
+use super::outbox::Outbox;
 use super::tracker::{QueryKind, Tracker};
 use crate::error::SessionError;
 use crate::metrics::ProxyMetrics;
@@ -31,8 +32,6 @@ pub const HIGH_WATER: usize = 256 * 1024;
 const READ_CHUNK: usize = 16 * 1024;
 /// How long queued bytes may take to drain once the session is closing.
 const CLOSE_DRAIN: Duration = Duration::from_secs(5);
-/// Most buffers handed to one vectored write.
-const MAX_IOV: usize = 64;
 /// The Terminate message, sent upstream when pgcached closes a session itself.
 const TERMINATE: &[u8] = b"X\0\0\0\x04";
 
@@ -43,6 +42,7 @@ pub async fn run(
     startup: Bytes,
     metrics: &ProxyMetrics,
     phase: &mut PhaseReceiver,
+    mut caching: Option<&mut CachingSession>,
 ) -> Result<(), SessionError> {
     let (mut client_read, mut client_write) = tokio::io::split(client);
     let (mut upstream_read, mut upstream_write) = tokio::io::split(upstream);
@@ -95,22 +95,42 @@ pub async fn run(
                         closing = Some((result, deadline()));
                     }
                     Ok(_) => {
-                        let cut = from_client.cut(|tag, _| {
-                            match tracker.on_client_frame(tag) {
-                                Some(QueryKind::Simple) => metrics.queries_simple.increment(1),
-                                Some(QueryKind::Extended) => metrics.queries_extended.increment(1),
-                                None => {}
-                            }
-                        });
-                        match cut {
-                            Ok(Some(bytes)) => to_upstream.push(bytes),
-                            Ok(None) => {}
-                            Err(bad) => {
-                                let error = SessionError::ClientFrame(bad);
-                                say_fatal(&mut to_client, &from_upstream, &error);
-                                to_upstream.clear();
-                                closing = Some((Err(error), deadline()));
-                            }
+                        let cut = match caching.as_deref_mut() {
+                            Some(caching) => from_client.pieces(|piece| {
+                                let mut io = Io {
+                                    upstream: &mut to_upstream,
+                                    client: &mut to_client,
+                                    tracker: &mut tracker,
+                                    metrics,
+                                };
+                                match piece {
+                                    Piece::Whole(frame) => caching.on_client_frame(frame, &mut io),
+                                    Piece::StreamStart(tag, bytes) => {
+                                        caching.on_streamed_client_frame(tag, &mut io);
+                                        io.forward(bytes);
+                                    }
+                                    Piece::StreamMore(bytes) => io.upstream.push(bytes),
+                                }
+                            }),
+                            None => from_client
+                                .cut(|tag, _| match tracker.on_client_frame(tag) {
+                                    Some(QueryKind::Simple) => metrics.queries_simple.increment(1),
+                                    Some(QueryKind::Extended) => {
+                                        metrics.queries_extended.increment(1)
+                                    }
+                                    None => {}
+                                })
+                                .map(|released| {
+                                    if let Some(bytes) = released {
+                                        to_upstream.push(bytes);
+                                    }
+                                }),
+                        };
+                        if let Err(bad) = cut {
+                            let error = SessionError::ClientFrame(bad);
+                            say_fatal(&mut to_client, &from_upstream, &error);
+                            to_upstream.clear();
+                            closing = Some((Err(error), deadline()));
                         }
                     }
                     Err(e) => {
@@ -134,9 +154,14 @@ pub async fn run(
                         to_upstream.clear();
                         closing = Some((result, deadline()));
                     }
-                    Ok(_) => match from_upstream.cut(|tag, bytes| tracker.on_server_frame(tag, bytes)) {
-                        Ok(Some(bytes)) => to_client.push(bytes),
-                        Ok(None) => {}
+                    Ok(_) => match from_upstream.cut_filtered(&mut to_client, |tag, bytes, whole| {
+                        tracker.on_server_frame(tag, bytes);
+                        match caching.as_deref_mut() {
+                            Some(caching) => caching.on_server_frame(tag, bytes, whole),
+                            None => ServerAction::Forward,
+                        }
+                    }) {
+                        Ok(()) => {}
                         Err(bad) => {
                             let error = SessionError::UpstreamFrame(bad);
                             say_fatal(&mut to_client, &from_upstream, &error);
@@ -226,6 +251,16 @@ async fn read_into<R: AsyncRead + Unpin>(
     reader.read_buf(buf).await
 }
 
+/// A piece of the client's stream, as handed to the cache path.
+enum Piece {
+    /// A complete frame.
+    Whole(Bytes),
+    /// The start of a frame too large to hold (tag, bytes so far).
+    StreamStart(u8, Bytes),
+    /// More bytes of a streamed frame.
+    StreamMore(Bytes),
+}
+
 /// Bytes received from one peer and where its frame stream stands.
 #[derive(Default)]
 struct Inbound {
@@ -238,6 +273,111 @@ struct Inbound {
 impl Inbound {
     fn is_empty(&self) -> bool {
         self.buf.is_empty() && self.position.at_boundary()
+    }
+
+    /// Hands every complete frame to `on_piece` as its own `Bytes`; a streamed frame comes as its
+    /// start and then its further pieces. Used on the client side when caching, where each
+    /// request is decided on by itself.
+    fn pieces(&mut self, mut on_piece: impl FnMut(Piece)) -> Result<(), BadLength> {
+        loop {
+            match self.position {
+                Position::Streaming { tag, remaining } => {
+                    if self.buf.is_empty() {
+                        return Ok(());
+                    }
+                    let take = remaining.min(self.buf.len());
+                    on_piece(Piece::StreamMore(self.buf.split_to(take).freeze()));
+                    self.position = if take == remaining {
+                        Position::Boundary
+                    } else {
+                        Position::Streaming {
+                            tag,
+                            remaining: remaining - take,
+                        }
+                    };
+                }
+                Position::Boundary => match frame::peek(&self.buf)? {
+                    Next::Whole(header) => {
+                        on_piece(Piece::Whole(self.buf.split_to(header.total_len).freeze()));
+                    }
+                    Next::Streamed { header, available } => {
+                        let start = self.buf.split_to(available).freeze();
+                        self.position = Position::Streaming {
+                            tag: header.tag,
+                            remaining: header.total_len - available,
+                        };
+                        on_piece(Piece::StreamStart(header.tag, start));
+                    }
+                    Next::NeedMore { wanted } => {
+                        frame::reserve_for(&mut self.buf, wanted);
+                        return Ok(());
+                    }
+                },
+            }
+        }
+    }
+
+    /// Like [`Inbound::cut`], but `on_frame(tag, bytes, whole)` decides for each frame whether
+    /// it is relayed; runs of relayed frames go to `out` as single chunks.
+    fn cut_filtered(
+        &mut self,
+        out: &mut Outbox,
+        mut on_frame: impl FnMut(u8, &[u8], bool) -> ServerAction,
+    ) -> Result<(), BadLength> {
+        let mut ready = 0;
+        loop {
+            match self.position {
+                Position::Streaming { tag, remaining } => {
+                    let take = remaining.min(self.buf.len() - ready);
+                    ready += take;
+                    if take == remaining {
+                        self.position = Position::Boundary;
+                    } else {
+                        self.position = Position::Streaming {
+                            tag,
+                            remaining: remaining - take,
+                        };
+                        break;
+                    }
+                }
+                Position::Boundary => match frame::peek(&self.buf[ready..])? {
+                    Next::Whole(header) => {
+                        let range = ready..ready + header.total_len;
+                        match on_frame(header.tag, &self.buf[range], true) {
+                            ServerAction::Forward => ready += header.total_len,
+                            ServerAction::Drop => {
+                                if ready > 0 {
+                                    out.push(self.buf.split_to(ready).freeze());
+                                    ready = 0;
+                                }
+                                let _ = self.buf.split_to(header.total_len);
+                            }
+                        }
+                    }
+                    Next::Streamed { header, available } => {
+                        // Too large to hold back: always relayed.
+                        let _ = on_frame(header.tag, &self.buf[ready..ready + available], false);
+                        ready += available;
+                        self.position = Position::Streaming {
+                            tag: header.tag,
+                            remaining: header.total_len - available,
+                        };
+                        break;
+                    }
+                    Next::NeedMore { wanted } => {
+                        if ready > 0 {
+                            out.push(self.buf.split_to(ready).freeze());
+                        }
+                        frame::reserve_for(&mut self.buf, wanted);
+                        return Ok(());
+                    }
+                },
+            }
+        }
+        if ready > 0 {
+            out.push(self.buf.split_to(ready).freeze());
+        }
+        Ok(())
     }
 
     /// Releases every complete frame (and the received part of a streamed one) as one chunk,
@@ -289,102 +429,6 @@ impl Inbound {
             return Ok(None);
         }
         Ok(Some(self.buf.split_to(ready).freeze()))
-    }
-}
-
-/// What one [`Outbox::pump`] did.
-enum Pumped {
-    /// Wrote this many bytes.
-    Wrote(usize),
-    /// Flushed the writer.
-    Flushed,
-}
-
-/// Bytes queued for one peer.
-#[derive(Default)]
-struct Outbox {
-    queue: VecDeque<Bytes>,
-    /// Total queued bytes.
-    bytes: usize,
-    /// Written since the last flush (matters for TLS, where writes may be buffered).
-    needs_flush: bool,
-}
-
-impl Outbox {
-    fn push(&mut self, bytes: Bytes) {
-        if bytes.is_empty() {
-            return;
-        }
-        self.bytes += bytes.len();
-        self.queue.push_back(bytes);
-    }
-
-    fn is_empty(&self) -> bool {
-        self.queue.is_empty()
-    }
-
-    fn clear(&mut self) {
-        self.queue.clear();
-        self.bytes = 0;
-        self.needs_flush = false;
-    }
-
-    /// True when there is something to write or a flush to do.
-    fn has_work(&self) -> bool {
-        !self.queue.is_empty() || self.needs_flush
-    }
-
-    /// Writes some queued bytes (one vectored write), or flushes when the queue is empty.
-    async fn pump<W: AsyncWrite + Unpin>(&self, writer: &mut W) -> std::io::Result<Pumped> {
-        if self.queue.is_empty() {
-            writer.flush().await?;
-            return Ok(Pumped::Flushed);
-        }
-        let n = if self.queue.len() == 1 {
-            writer.write(&self.queue[0]).await?
-        } else {
-            let mut slices = [IoSlice::new(&[]); MAX_IOV];
-            let mut count = 0;
-            for (slot, bytes) in slices.iter_mut().zip(self.queue.iter()) {
-                *slot = IoSlice::new(bytes);
-                count += 1;
-            }
-            writer.write_vectored(&slices[..count]).await?
-        };
-        if n == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        Ok(Pumped::Wrote(n))
-    }
-
-    /// Applies the result of [`Outbox::pump`]; on error the queue is dropped.
-    fn settle(&mut self, pumped: std::io::Result<Pumped>) -> std::io::Result<()> {
-        match pumped {
-            Ok(Pumped::Wrote(n)) => self.advance(n),
-            Ok(Pumped::Flushed) => self.needs_flush = false,
-            Err(e) => {
-                self.clear();
-                return Err(e);
-            }
-        }
-        Ok(())
-    }
-
-    fn advance(&mut self, mut n: usize) {
-        self.bytes -= n.min(self.bytes);
-        self.needs_flush = true;
-        while n > 0 {
-            let Some(front) = self.queue.front_mut() else {
-                break;
-            };
-            if n >= front.len() {
-                n -= front.len();
-                self.queue.pop_front();
-            } else {
-                front.advance(n);
-                n = 0;
-            }
-        }
     }
 }
 
@@ -442,17 +486,5 @@ mod tests {
         let mut inbound = Inbound::default();
         inbound.buf.extend_from_slice(b"Q\0\0\0\x01");
         assert!(inbound.cut(|_, _| {}).is_err());
-    }
-
-    #[test]
-    fn outbox_advances_across_buffers() {
-        let mut out = Outbox::default();
-        out.push(Bytes::from_static(b"abc"));
-        out.push(Bytes::from_static(b"defg"));
-        out.advance(4);
-        assert_eq!(out.bytes, 3);
-        assert_eq!(out.queue.front().map(|b| &b[..]), Some(&b"efg"[..]));
-        out.advance(3);
-        assert!(out.is_empty());
     }
 }

@@ -8,7 +8,9 @@
 //! - [`frame`]: the framer for tagged messages, with streaming of large frames.
 //! - [`startup`]: the untagged startup-phase packets (SSLRequest, StartupMessage, ...).
 //! - [`error_response`]: ErrorResponse messages with a SQLSTATE, encoded with pgwire.
+//! - [`extended`]: fields of the frontend messages the cache inspects, as slices of the frame.
 
 pub mod error_response;
+pub mod extended;
 pub mod frame;
 pub mod startup;

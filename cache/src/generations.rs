@@ -1,0 +1,92 @@
+//! Generation counters: one per table, one per database.
+//!
+//! Bumping a counter is one atomic increment. Entries hold [`GenerationHandle`]s (shared
+//! atomics) of the counters they depend on, so checking an entry is a few atomic loads with no
+//! map lookup.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+/// A table in a database: the database name and the relation's OID.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TableId {
+    /// Database name.
+    pub database: Arc<str>,
+    /// `pg_class.oid` (of the partition root for partitions).
+    pub oid: u32,
+}
+
+/// A shared counter.
+#[derive(Debug, Clone, Default)]
+pub struct GenerationHandle(Arc<AtomicU64>);
+
+impl GenerationHandle {
+    /// The current value.
+    pub fn current(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+
+    fn bump(&self) {
+        self.0.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// All counters.
+#[derive(Debug, Default)]
+pub struct Generations {
+    tables: RwLock<HashMap<TableId, GenerationHandle>>,
+    databases: RwLock<HashMap<Arc<str>, GenerationHandle>>,
+}
+
+impl Generations {
+    /// No counters yet; each starts at 0 on first use.
+    pub fn new() -> Generations {
+        Generations::default()
+    }
+
+    /// The counter of a table.
+    pub fn table(&self, table: &TableId) -> GenerationHandle {
+        if let Some(handle) = self.tables.read().get(table) {
+            return handle.clone();
+        }
+        self.tables
+            .write()
+            .entry(table.clone())
+            .or_default()
+            .clone()
+    }
+
+    /// The counter of a whole database.
+    pub fn database(&self, database: &str) -> GenerationHandle {
+        if let Some(handle) = self.databases.read().get(database) {
+            return handle.clone();
+        }
+        self.databases
+            .write()
+            .entry(Arc::from(database))
+            .or_default()
+            .clone()
+    }
+
+    /// Invalidates every entry that depends on `table`.
+    pub fn bump_table(&self, table: &TableId) {
+        self.table(table).bump();
+    }
+
+    /// Invalidates every entry of `database`.
+    pub fn bump_database(&self, database: &str) {
+        self.database(database).bump();
+    }
+
+    /// Tables seen so far with their generation.
+    pub fn tables(&self) -> Vec<(TableId, u64)> {
+        self.tables
+            .read()
+            .iter()
+            .map(|(t, h)| (t.clone(), h.current()))
+            .collect()
+    }
+}

@@ -1,0 +1,255 @@
+//! The result store: entries weighed in bytes, looked up by key, valid while the generations
+//! they were computed under are current.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use quick_cache::sync::Cache;
+use quick_cache::{DefaultHashBuilder, Lifecycle, Weighter};
+
+use crate::flight::{FillWait, Flights};
+use crate::generations::{GenerationHandle, Generations, TableId};
+use crate::key::CacheKey;
+
+/// Bytes counted per entry on top of its key and data (bookkeeping, allocator overhead).
+const ENTRY_OVERHEAD: u64 = 160;
+
+/// Cache limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// Total bytes of entries (keys, data, overhead), at most.
+    pub max_bytes: u64,
+    /// Largest single result stored.
+    pub max_entry_bytes: usize,
+    /// Age after which an entry is no longer served.
+    pub ttl: Option<Duration>,
+}
+
+/// A stored result.
+#[derive(Debug)]
+pub struct Entry {
+    /// The wire bytes replayed on a hit.
+    pub response: Bytes,
+    /// A second buffer kept apart (e.g. a RowDescription for Describe); may be empty.
+    pub meta: Bytes,
+    /// The counters this result was computed under, with their values then.
+    dependencies: Vec<(GenerationHandle, u64)>,
+    /// When it was stored.
+    pub filled_at: Instant,
+    /// When it stops being served, if a TTL is set.
+    pub expires_at: Option<Instant>,
+    /// Times served.
+    pub hits: AtomicU64,
+}
+
+impl Entry {
+    fn is_current(&self, now: Instant) -> bool {
+        if self.expires_at.is_some_and(|at| now >= at) {
+            return false;
+        }
+        self.dependencies.iter().all(|(h, v)| h.current() == *v)
+    }
+}
+
+/// Why a statement is not looked up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BypassReason(pub &'static str);
+
+/// What a lookup found.
+pub enum Lookup {
+    /// A current entry.
+    Hit(Arc<Entry>),
+    /// Not cached (or stale, now removed): send the query and fill through the guard.
+    Miss(FillGuard),
+    /// Another session is filling this key right now.
+    Wait(FillWait),
+    /// Not looked up.
+    Bypass(BypassReason),
+}
+
+/// What a fill did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FillOutcome {
+    /// Stored.
+    Stored,
+    /// Not stored: a dependency changed while the query ran.
+    Stale,
+    /// Not stored: larger than the per-entry cap.
+    TooLarge,
+}
+
+#[derive(Clone)]
+struct EntryWeight;
+
+impl Weighter<CacheKey, Arc<Entry>> for EntryWeight {
+    fn weight(&self, key: &CacheKey, entry: &Arc<Entry>) -> u64 {
+        key.len() as u64 + entry.response.len() as u64 + entry.meta.len() as u64 + ENTRY_OVERHEAD
+    }
+}
+
+#[derive(Clone, Default)]
+struct CountEvictions(Arc<AtomicU64>);
+
+impl Lifecycle<CacheKey, Arc<Entry>> for CountEvictions {
+    type RequestState = ();
+
+    fn on_evict(&self, _state: &mut (), _key: CacheKey, _entry: Arc<Entry>) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+struct Inner {
+    entries: Cache<CacheKey, Arc<Entry>, EntryWeight, DefaultHashBuilder, CountEvictions>,
+    generations: Arc<Generations>,
+    flights: Flights,
+    evictions: Arc<AtomicU64>,
+    config: CacheConfig,
+}
+
+/// The shared result store.
+#[derive(Clone)]
+pub struct ResultCache {
+    inner: Arc<Inner>,
+}
+
+impl ResultCache {
+    /// An empty store.
+    pub fn new(config: CacheConfig, generations: Arc<Generations>) -> ResultCache {
+        let evictions = CountEvictions::default();
+        let estimated_items = (config.max_bytes / 2048).clamp(16, 1 << 20) as usize;
+        let entries = Cache::with(
+            estimated_items,
+            config.max_bytes.max(1),
+            EntryWeight,
+            DefaultHashBuilder::default(),
+            evictions.clone(),
+        );
+        ResultCache {
+            inner: Arc::new(Inner {
+                entries,
+                generations,
+                flights: Flights::default(),
+                evictions: evictions.0,
+                config,
+            }),
+        }
+    }
+
+    /// The generation counters.
+    pub fn generations(&self) -> &Arc<Generations> {
+        &self.inner.generations
+    }
+
+    /// Looks up `key`, a read of `deps` in `database`.
+    pub fn lookup(&self, key: &CacheKey, database: &str, deps: &[TableId]) -> Lookup {
+        let inner = &self.inner;
+        if let Some(entry) = inner.entries.get(key) {
+            if entry.is_current(Instant::now()) {
+                entry.hits.fetch_add(1, Ordering::Relaxed);
+                return Lookup::Hit(entry);
+            }
+            inner.entries.remove(key);
+        }
+        if let Err(wait) = inner.flights.start(key) {
+            return Lookup::Wait(wait);
+        }
+        let mut dependencies = Vec::with_capacity(deps.len() + 1);
+        let database = inner.generations.database(database);
+        let value = database.current();
+        dependencies.push((database, value));
+        for table in deps {
+            let handle = inner.generations.table(table);
+            let value = handle.current();
+            dependencies.push((handle, value));
+        }
+        Lookup::Miss(FillGuard {
+            cache: self.clone(),
+            key: Some(key.clone()),
+            dependencies,
+        })
+    }
+
+    /// Entries stored.
+    pub fn len(&self) -> usize {
+        self.inner.entries.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes held (as weighed).
+    pub fn weight_bytes(&self) -> u64 {
+        self.inner.entries.weight()
+    }
+
+    /// Entries evicted to stay under the size limit.
+    pub fn evictions(&self) -> u64 {
+        self.inner.evictions.load(Ordering::Relaxed)
+    }
+
+    /// Drops every entry.
+    pub fn clear(&self) {
+        self.inner.entries.clear();
+    }
+
+    /// The limits.
+    pub fn config(&self) -> &CacheConfig {
+        &self.inner.config
+    }
+}
+
+/// The right to fill one key, holding the generations seen before the query was sent.
+pub struct FillGuard {
+    cache: ResultCache,
+    key: Option<CacheKey>,
+    dependencies: Vec<(GenerationHandle, u64)>,
+}
+
+impl FillGuard {
+    /// True if no dependency has changed since the lookup.
+    pub fn is_still_valid(&self) -> bool {
+        self.dependencies.iter().all(|(h, v)| h.current() == *v)
+    }
+
+    /// Stores the result if it is within the cap and no dependency changed.
+    pub fn fill(mut self, response: Bytes, meta: Bytes) -> FillOutcome {
+        let inner = Arc::clone(&self.cache.inner);
+        let Some(key) = self.key.take() else {
+            return FillOutcome::Stale;
+        };
+        let outcome = if response.len() + meta.len() > inner.config.max_entry_bytes {
+            FillOutcome::TooLarge
+        } else if !self.is_still_valid() {
+            FillOutcome::Stale
+        } else {
+            let now = Instant::now();
+            let entry = Entry {
+                response,
+                meta,
+                dependencies: std::mem::take(&mut self.dependencies),
+                filled_at: now,
+                expires_at: inner.config.ttl.map(|ttl| now + ttl),
+                hits: AtomicU64::new(0),
+            };
+            inner.entries.insert(key.clone(), Arc::new(entry));
+            FillOutcome::Stored
+        };
+        inner.flights.end(&key);
+        outcome
+    }
+}
+
+impl Drop for FillGuard {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            self.cache.inner.flights.end(&key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

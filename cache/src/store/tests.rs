@@ -1,0 +1,134 @@
+use super::*;
+
+fn table(oid: u32) -> TableId {
+    TableId {
+        database: Arc::from("app"),
+        oid,
+    }
+}
+
+fn cache(max_bytes: u64, ttl: Option<Duration>) -> ResultCache {
+    ResultCache::new(
+        CacheConfig {
+            max_bytes,
+            max_entry_bytes: 1024,
+            ttl,
+        },
+        Arc::new(Generations::new()),
+    )
+}
+
+fn key(text: &str) -> CacheKey {
+    CacheKey::builder().part(text.as_bytes()).finish()
+}
+
+fn miss(cache: &ResultCache, k: &CacheKey, deps: &[TableId]) -> FillGuard {
+    match cache.lookup(k, "app", deps) {
+        Lookup::Miss(guard) => guard,
+        _ => panic!("expected a miss"),
+    }
+}
+
+#[test]
+fn filled_results_hit_until_a_dependency_is_bumped() {
+    let c = cache(1 << 20, None);
+    let k = key("q");
+    let guard = miss(&c, &k, &[table(1), table(2)]);
+    assert_eq!(
+        guard.fill(Bytes::from_static(b"rows"), Bytes::new()),
+        FillOutcome::Stored
+    );
+    match c.lookup(&k, "app", &[table(1), table(2)]) {
+        Lookup::Hit(entry) => assert_eq!(&entry.response[..], b"rows"),
+        _ => panic!("expected a hit"),
+    }
+    c.generations().bump_table(&table(2));
+    assert!(matches!(
+        c.lookup(&k, "app", &[table(1), table(2)]),
+        Lookup::Miss(_)
+    ));
+    assert_eq!(c.len(), 0, "the stale entry was removed");
+}
+
+#[test]
+fn a_fill_is_refused_when_a_dependency_moved_meanwhile() {
+    let c = cache(1 << 20, None);
+    let k = key("q");
+    let guard = miss(&c, &k, &[table(1)]);
+    c.generations().bump_table(&table(1));
+    assert_eq!(
+        guard.fill(Bytes::from_static(b"old"), Bytes::new()),
+        FillOutcome::Stale
+    );
+    assert!(matches!(c.lookup(&k, "app", &[table(1)]), Lookup::Miss(_)));
+}
+
+#[test]
+fn a_database_bump_invalidates_everything_in_it() {
+    let c = cache(1 << 20, None);
+    let k = key("q");
+    miss(&c, &k, &[table(1)]).fill(Bytes::from_static(b"x"), Bytes::new());
+    c.generations().bump_database("other");
+    assert!(matches!(c.lookup(&k, "app", &[table(1)]), Lookup::Hit(_)));
+    c.generations().bump_database("app");
+    assert!(matches!(c.lookup(&k, "app", &[table(1)]), Lookup::Miss(_)));
+}
+
+#[test]
+fn entries_expire_after_the_ttl() {
+    let c = cache(1 << 20, Some(Duration::from_millis(30)));
+    let k = key("q");
+    miss(&c, &k, &[]).fill(Bytes::from_static(b"x"), Bytes::new());
+    assert!(matches!(c.lookup(&k, "app", &[]), Lookup::Hit(_)));
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(matches!(c.lookup(&k, "app", &[]), Lookup::Miss(_)));
+}
+
+#[test]
+fn oversized_results_are_not_stored() {
+    let c = cache(1 << 20, None);
+    let k = key("q");
+    let outcome = miss(&c, &k, &[]).fill(Bytes::from(vec![0u8; 2000]), Bytes::new());
+    assert_eq!(outcome, FillOutcome::TooLarge);
+    assert!(c.is_empty());
+}
+
+#[test]
+fn the_total_weight_stays_under_the_limit() {
+    let c = cache(64 * 1024, None);
+    for i in 0..5000 {
+        let k = key(&format!("query {i}"));
+        if let Lookup::Miss(guard) = c.lookup(&k, "app", &[table(1)]) {
+            guard.fill(Bytes::from(vec![1u8; 100 + (i % 500)]), Bytes::new());
+        }
+        assert!(c.weight_bytes() <= 64 * 1024, "over the limit at {i}");
+    }
+    assert!(c.evictions() > 0);
+}
+
+#[tokio::test]
+async fn concurrent_misses_wait_for_the_first_fill() {
+    let c = cache(1 << 20, None);
+    let k = key("q");
+    let guard = miss(&c, &k, &[]);
+    let Lookup::Wait(wait) = c.lookup(&k, "app", &[]) else {
+        panic!("expected to wait");
+    };
+    let filler = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        guard.fill(Bytes::from_static(b"x"), Bytes::new())
+    });
+    assert!(wait.wait(Duration::from_secs(5)).await);
+    assert_eq!(filler.await.ok(), Some(FillOutcome::Stored));
+    assert!(matches!(c.lookup(&k, "app", &[]), Lookup::Hit(_)));
+
+    // An abandoned fill (guard dropped) also releases waiters.
+    let k2 = key("q2");
+    let guard = miss(&c, &k2, &[]);
+    let Lookup::Wait(wait) = c.lookup(&k2, "app", &[]) else {
+        panic!("expected to wait");
+    };
+    drop(guard);
+    assert!(wait.wait(Duration::from_secs(5)).await);
+    assert!(matches!(c.lookup(&k2, "app", &[]), Lookup::Miss(_)));
+}

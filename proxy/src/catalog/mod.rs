@@ -1,0 +1,263 @@
+//! What PostgreSQL's catalog says about the relations and functions a read uses.
+//!
+//! Whether a read may be cached depends on facts only the catalog knows: is `orders` a plain,
+//! logged, permanent table, a view (over which tables?), a partition (of which root?), a foreign
+//! table, a sequence, a temporary table; is `lower()` immutable? pgcached asks through its own
+//! control connection per database (tokio-postgres, with the credentials of `--upstream`). The
+//! answers are memoized per statement text by the classifier, so the catalog is consulted once
+//! per distinct statement, off the query path.
+//!
+//! Unknown means not cacheable: a name the catalog does not know, a function with any
+//! non-immutable overload, or a control connection that cannot be opened.
+
+pub mod queries;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use tokio::sync::Mutex;
+use tokio_postgres::NoTls;
+use tracing::{debug, warn};
+
+use crate::sql::{FunctionName, ReadDeps, RelationName};
+use crate::upstream::url::{SslMode, UpstreamUrl};
+
+/// SQL special forms that look like function calls but are not in `pg_proc`; all immutable.
+const SPECIAL_FORMS: [&str; 4] = ["coalesce", "nullif", "greatest", "least"];
+
+/// The catalog's verdict on a read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolution {
+    /// Every relation is a permanent logged table (or a view/partition mapping to such) and every
+    /// function is immutable; these are the tables (partition roots, view bases) it depends on.
+    Cacheable(Vec<u32>),
+    /// Not cacheable, with a short reason used as a metric label.
+    NotCacheable(&'static str),
+    /// Not cacheable because it calls a function that is not immutable: it may also change
+    /// session state (`set_config`), so the session's fingerprint must change too.
+    CallsVolatile,
+}
+
+/// Why the catalog could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// No control connection.
+    #[error("catalog connection to database {database:?} failed: {source}")]
+    Connect {
+        database: String,
+        source: tokio_postgres::Error,
+    },
+    /// A catalog query failed.
+    #[error("catalog query failed: {0}")]
+    Query(#[from] tokio_postgres::Error),
+    /// TLS is required but the control connection cannot do it.
+    #[error("the catalog connection needs TLS (sslmode={0:?}), which it does not support yet")]
+    TlsUnsupported(SslMode),
+}
+
+/// Control connections, one per database, opened on first use.
+pub struct Catalog {
+    upstream: UpstreamUrl,
+    clients: Mutex<HashMap<String, Arc<tokio_postgres::Client>>>,
+}
+
+impl Catalog {
+    /// A catalog reader using pgcached's own credentials from the upstream URL.
+    pub fn new(upstream: UpstreamUrl) -> Catalog {
+        Catalog {
+            upstream,
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Decides whether a read with these dependencies may be cached in `database`.
+    pub async fn resolve(
+        &self,
+        database: &str,
+        deps: &ReadDeps,
+    ) -> Result<Resolution, CatalogError> {
+        let client = self.client(database).await?;
+        for function in &deps.functions {
+            if function.schema.is_none() && SPECIAL_FORMS.contains(&function.name.as_str()) {
+                continue;
+            }
+            if !is_immutable(&client, function).await? {
+                return Ok(Resolution::CallsVolatile);
+            }
+        }
+        let mut tables = BTreeSet::new();
+        for relation in &deps.relations {
+            match resolve_relation(&client, relation, &mut tables).await? {
+                Ok(()) => {}
+                Err(reason) => return Ok(Resolution::NotCacheable(reason)),
+            }
+        }
+        Ok(Resolution::Cacheable(tables.into_iter().collect()))
+    }
+
+    async fn client(&self, database: &str) -> Result<Arc<tokio_postgres::Client>, CatalogError> {
+        let mut clients = self.clients.lock().await;
+        if let Some(client) = clients.get(database) {
+            if !client.is_closed() {
+                return Ok(Arc::clone(client));
+            }
+        }
+        if !matches!(self.upstream.sslmode, SslMode::Disable | SslMode::Prefer) {
+            return Err(CatalogError::TlsUnsupported(self.upstream.sslmode));
+        }
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(&self.upstream.host)
+            .port(self.upstream.port)
+            .dbname(database)
+            .application_name("pgcached catalog")
+            .connect_timeout(std::time::Duration::from_secs(10));
+        if let Some(user) = &self.upstream.user {
+            config.user(user);
+        } else {
+            config.user("postgres");
+        }
+        if let Some(password) = &self.upstream.password {
+            config.password(password);
+        }
+        let (client, connection) =
+            config
+                .connect(NoTls)
+                .await
+                .map_err(|source| CatalogError::Connect {
+                    database: database.to_owned(),
+                    source,
+                })?;
+        let name = database.to_owned();
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                debug!(database = %name, error = %e, "catalog connection closed");
+            }
+        });
+        let client = Arc::new(client);
+        clients.insert(database.to_owned(), Arc::clone(&client));
+        Ok(client)
+    }
+}
+
+async fn is_immutable(
+    client: &tokio_postgres::Client,
+    function: &FunctionName,
+) -> Result<bool, CatalogError> {
+    let row = client
+        .query_one(
+            queries::FUNCTION_VOLATILITY,
+            &[&function.name, &function.schema],
+        )
+        .await?;
+    let overloads: i64 = row.get(0);
+    let immutable: i64 = row.get(1);
+    Ok(overloads > 0 && overloads == immutable)
+}
+
+/// Adds the tables a relation depends on to `tables`, or says why it is not cacheable.
+async fn resolve_relation(
+    client: &tokio_postgres::Client,
+    relation: &RelationName,
+    tables: &mut BTreeSet<u32>,
+) -> Result<Result<(), &'static str>, CatalogError> {
+    let rows = client
+        .query(queries::RELATION, &[&relation.name, &relation.schema])
+        .await?;
+    if rows.is_empty() {
+        return Ok(Err("unknown_relation"));
+    }
+    for row in rows {
+        let oid: u32 = row.get("oid");
+        let schema: String = row.get("nspname");
+        let kind: i8 = row.get("relkind");
+        let persistence: i8 = row.get("relpersistence");
+        let root: u32 = row.get("root");
+        if matches!(
+            schema.as_str(),
+            "pg_catalog" | "information_schema" | "pg_toast"
+        ) || schema.starts_with("pg_toast")
+        {
+            return Ok(Err("system_catalog"));
+        }
+        match persistence as u8 {
+            b'p' => {}
+            b't' => return Ok(Err("temporary_table")),
+            b'u' => return Ok(Err("unlogged_table")),
+            _ => return Ok(Err("unknown_persistence")),
+        }
+        match kind as u8 {
+            b'r' | b'p' | b'm' => {
+                tables.insert(root);
+            }
+            b'v' => {
+                if let Err(reason) = expand_view(client, oid, tables, 0).await? {
+                    return Ok(Err(reason));
+                }
+            }
+            b'f' => return Ok(Err("foreign_table")),
+            b'S' => return Ok(Err("sequence")),
+            _ => return Ok(Err("unsupported_relation")),
+        }
+    }
+    Ok(Ok(()))
+}
+
+/// Adds a view's base tables (recursively) to `tables`; refuses views that call non-immutable
+/// functions or read uncacheable relations.
+async fn expand_view(
+    client: &tokio_postgres::Client,
+    view: u32,
+    tables: &mut BTreeSet<u32>,
+    depth: usize,
+) -> Result<Result<(), &'static str>, CatalogError> {
+    if depth > 16 {
+        return Ok(Err("view_too_deep"));
+    }
+    let rows = client.query(queries::VIEW_DEPENDENCIES, &[&view]).await?;
+    for row in rows {
+        let is_function: bool = row.get("is_function");
+        if is_function {
+            let immutable: bool = row.get("immutable");
+            if !immutable {
+                return Ok(Err("view_calls_volatile_function"));
+            }
+            continue;
+        }
+        let schema: String = row.get("nspname");
+        let kind: i8 = row.get("relkind");
+        let persistence: i8 = row.get("relpersistence");
+        let oid: u32 = row.get("oid");
+        let root: u32 = row.get("root");
+        if matches!(schema.as_str(), "pg_catalog" | "information_schema") {
+            return Ok(Err("system_catalog"));
+        }
+        if persistence as u8 != b'p' {
+            return Ok(Err("view_over_unlogged_or_temporary"));
+        }
+        match kind as u8 {
+            b'r' | b'p' | b'm' => {
+                tables.insert(root);
+            }
+            b'v' => {
+                if let Err(reason) = Box::pin(expand_view(client, oid, tables, depth + 1)).await? {
+                    return Ok(Err(reason));
+                }
+            }
+            b'f' => return Ok(Err("foreign_table")),
+            b'S' => return Ok(Err("sequence")),
+            _ => return Ok(Err("unsupported_relation")),
+        }
+    }
+    Ok(Ok(()))
+}
+
+/// Logs a catalog failure once per kind; the read is then relayed uncached.
+pub fn report(error: &CatalogError) {
+    match error {
+        CatalogError::TlsUnsupported(_) | CatalogError::Connect { .. } => {
+            warn!("caching disabled for this statement: {error}")
+        }
+        CatalogError::Query(_) => debug!("catalog query failed: {error}"),
+    }
+}

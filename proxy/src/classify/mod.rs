@@ -1,0 +1,224 @@
+//! Statement classification, memoized per database and statement text.
+//!
+//! A statement is classified in two steps. The syntactic step ([`crate::sql::analyze`]) runs
+//! synchronously the first time a text is seen (about 30 µs): it must, because whether a
+//! statement changes session state (`SET`), creates temporary objects or writes has to be known
+//! before the statement is relayed. For reads, the catalog step ([`crate::catalog`]) runs in the
+//! background; until it has answered, the read is relayed uncached (bypass reason
+//! `classifying`). Every later occurrence of the same text is one memo lookup: a cache hit never
+//! parses.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use pgcached_cache::TableId;
+use quick_cache::sync::Cache;
+
+use crate::catalog::{self, Catalog, Resolution};
+use crate::sql::{self, ReadDeps, StatementKind};
+
+/// Most distinct statements remembered per process.
+pub const MEMO_CAPACITY: usize = 20_000;
+
+/// What pgcached does with a statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Class {
+    /// A read whose result may be cached; it depends on these tables.
+    Cacheable(Arc<[TableId]>),
+    /// A read the catalog has not judged yet; relayed uncached meanwhile. `calls_functions`
+    /// when it calls functions beyond a few well-known built-ins: one of them might change
+    /// session state, so the session is treated as if it had.
+    Classifying { calls_functions: bool },
+    /// A read that is never cached, with the reason (a metric label).
+    Uncacheable(&'static str),
+    /// A read calling a non-immutable function: uncached, and it may change session state.
+    CallsVolatile,
+    /// Changes session state (SET, RESET, SET ROLE, DISCARD, ...).
+    SessionState,
+    /// Creates temporary objects: the session's reads may see rows nobody else sees.
+    TempObjects,
+    /// BEGIN, COMMIT, ROLLBACK, SAVEPOINT, ...
+    TransactionControl,
+    /// Writes data or changes the schema.
+    Write,
+    /// Anything else (CALL, DO, SHOW, unparsable, ...): effects unknown.
+    Other,
+}
+
+impl Class {
+    /// The metric label when the statement is relayed uncached.
+    pub fn bypass_reason(&self) -> &'static str {
+        match self {
+            Class::Cacheable(_) => "cacheable",
+            Class::Classifying { .. } => "classifying",
+            Class::Uncacheable(reason) => reason,
+            Class::CallsVolatile => "volatile_function",
+            Class::SessionState => "session_state",
+            Class::TempObjects => "temporary_objects",
+            Class::TransactionControl => "transaction_control",
+            Class::Write => "write",
+            Class::Other => "not_a_read",
+        }
+    }
+}
+
+/// True when the text calls (or may call) `set_config`, whatever the statement kind.
+fn mentions_set_config(sql: &str) -> bool {
+    sql.as_bytes()
+        .windows(10)
+        .any(|w| w.eq_ignore_ascii_case(b"set_config"))
+}
+
+/// Built-in functions known not to change session state (whatever their volatility).
+const WELL_KNOWN: [&str; 24] = [
+    "count",
+    "sum",
+    "avg",
+    "min",
+    "max",
+    "lower",
+    "upper",
+    "length",
+    "substr",
+    "substring",
+    "trim",
+    "abs",
+    "round",
+    "floor",
+    "ceil",
+    "coalesce",
+    "nullif",
+    "greatest",
+    "least",
+    "now",
+    "md5",
+    "concat",
+    "random",
+    "generate_series",
+];
+
+fn is_well_known(function: &crate::sql::FunctionName) -> bool {
+    matches!(function.schema.as_deref(), None | Some("pg_catalog"))
+        && WELL_KNOWN.contains(&function.name.as_str())
+}
+
+/// Memo key: database and statement text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct MemoKey(Arc<str>, Arc<str>);
+
+impl std::hash::Hash for MemoKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        MemoKeyRef(&self.0, &self.1).hash(state);
+    }
+}
+
+/// A borrowed memo key, so that a lookup allocates nothing.
+#[derive(Hash)]
+struct MemoKeyRef<'a>(&'a str, &'a str);
+
+impl quick_cache::Equivalent<MemoKey> for MemoKeyRef<'_> {
+    fn equivalent(&self, key: &MemoKey) -> bool {
+        *self.0 == *key.0 && *self.1 == *key.1
+    }
+}
+
+/// The shared classifier.
+pub struct Classifier {
+    memo: Cache<MemoKey, Class>,
+    catalog: Arc<Catalog>,
+    /// Reads being resolved in the background, so each is resolved once.
+    in_flight: Mutex<HashSet<MemoKey>>,
+}
+
+impl Classifier {
+    /// A classifier asking `catalog` about reads.
+    pub fn new(catalog: Arc<Catalog>) -> Classifier {
+        Classifier {
+            memo: Cache::new(MEMO_CAPACITY),
+            catalog,
+            in_flight: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Number of memoized statements.
+    pub fn len(&self) -> usize {
+        self.memo.len()
+    }
+
+    /// True when nothing is memoized.
+    pub fn is_empty(&self) -> bool {
+        self.memo.is_empty()
+    }
+
+    /// Forgets every classification (after schema changes).
+    pub fn clear(&self) {
+        self.memo.clear();
+    }
+
+    /// Classifies `sql` in `database`; reads not yet judged by the catalog are sent to it in the
+    /// background and come back as [`Class::Classifying`].
+    pub fn classify(self: &Arc<Self>, database: &Arc<str>, sql: &str) -> Class {
+        if let Some(class) = self.memo.get(&MemoKeyRef(database, sql)) {
+            return class;
+        }
+        let key = MemoKey(Arc::clone(database), Arc::from(sql));
+        if mentions_set_config(sql) {
+            // Changes settings (role, search_path, ...) from inside any statement: never cached,
+            // and the session's later reads must not share entries with other sessions.
+            self.memo.insert(key, Class::CallsVolatile);
+            return Class::CallsVolatile;
+        }
+        let analysis = sql::analyze(sql);
+        let class = match analysis.kind {
+            StatementKind::Read(deps) => {
+                let calls_functions = deps.functions.iter().any(|f| !is_well_known(f));
+                self.resolve_in_background(key.clone(), deps);
+                return Class::Classifying { calls_functions };
+            }
+            // Several statements in one string may write or change state: effects unknown.
+            StatementKind::UncacheableRead("multi_statement") => Class::Other,
+            StatementKind::UncacheableRead("select_into" | "data_modifying_cte") => Class::Write,
+            StatementKind::UncacheableRead(reason) => Class::Uncacheable(reason),
+            StatementKind::SessionState => Class::SessionState,
+            StatementKind::CreatesTempObjects => Class::TempObjects,
+            StatementKind::TransactionControl => Class::TransactionControl,
+            StatementKind::Write(_) => Class::Write,
+            StatementKind::Other | StatementKind::Unparsable => Class::Other,
+        };
+        self.memo.insert(key, class.clone());
+        class
+    }
+
+    fn resolve_in_background(self: &Arc<Self>, key: MemoKey, deps: ReadDeps) {
+        if !self.in_flight.lock().insert(key.clone()) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.in_flight.lock().remove(&key);
+            return;
+        };
+        let classifier = Arc::clone(self);
+        runtime.spawn(async move {
+            let database = Arc::clone(&key.0);
+            let class = match classifier.catalog.resolve(&database, &deps).await {
+                Ok(Resolution::Cacheable(oids)) => Class::Cacheable(
+                    oids.into_iter()
+                        .map(|oid| TableId {
+                            database: Arc::clone(&database),
+                            oid,
+                        })
+                        .collect(),
+                ),
+                Ok(Resolution::NotCacheable(reason)) => Class::Uncacheable(reason),
+                Ok(Resolution::CallsVolatile) => Class::CallsVolatile,
+                Err(e) => {
+                    catalog::report(&e);
+                    Class::Uncacheable("catalog_unavailable")
+                }
+            };
+            classifier.memo.insert(key.clone(), class);
+            classifier.in_flight.lock().remove(&key);
+        });
+    }
+}

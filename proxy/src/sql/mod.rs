@@ -1,0 +1,142 @@
+//! Syntactic analysis of one SQL text: what kind of statement it is and, for a read, what it
+//! depends on. It never consults the server; the catalog has the final word on reads
+//! ([`crate::catalog`]). Anything not understood comes out as not cacheable.
+//!
+//! Layout:
+//! - this file: [`analyze`] and the statement kinds.
+//! - [`read`]: the dependencies of a read (relations, functions) and syntax that forbids caching.
+//! - [`names`]: identifiers folded as PostgreSQL folds them.
+
+pub mod names;
+pub mod read;
+
+use sqlparser::ast::{ObjectName, Set, Statement};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+
+pub use names::{FunctionName, RelationName};
+pub use read::ReadDeps;
+
+/// Nesting depth at which parsing gives up (and the statement is relayed uncached).
+const RECURSION_LIMIT: usize = 48;
+
+/// The result of [`analyze`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Analysis {
+    /// The statement's kind.
+    pub kind: StatementKind,
+}
+
+/// What kind of statement a text holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatementKind {
+    /// A single SELECT / VALUES / TABLE query that may be cached if the catalog agrees.
+    Read(ReadDeps),
+    /// A read that is never cached, with the reason.
+    UncacheableRead(&'static str),
+    /// Changes session state (SET, RESET, SET ROLE, SET SESSION AUTHORIZATION, DISCARD, LOAD).
+    SessionState,
+    /// Creates temporary objects.
+    CreatesTempObjects,
+    /// Transaction control.
+    TransactionControl,
+    /// Writes data or changes the schema (tables named are not tracked here).
+    Write(Vec<RelationName>),
+    /// Anything else that parses.
+    Other,
+    /// sqlparser could not parse it.
+    Unparsable,
+}
+
+/// Analyzes one SQL text.
+pub fn analyze(sql: &str) -> Analysis {
+    let dialect = PostgreSqlDialect {};
+    let parsed = Parser::new(&dialect)
+        .with_recursion_limit(RECURSION_LIMIT)
+        .try_with_sql(sql)
+        .and_then(|mut parser| parser.parse_statements());
+    let kind = match parsed {
+        Err(_) => StatementKind::Unparsable,
+        Ok(statements) => match statements.as_slice() {
+            [] => StatementKind::UncacheableRead("empty"),
+            [statement] => kind_of(statement),
+            _ => StatementKind::UncacheableRead("multi_statement"),
+        },
+    };
+    Analysis { kind }
+}
+
+fn is_temp_schema(name: &ObjectName) -> bool {
+    matches!(names::split(name), Some((Some(schema), _)) if schema == "pg_temp")
+}
+
+fn kind_of(statement: &Statement) -> StatementKind {
+    match statement {
+        Statement::Query(query) => match read::dependencies(query) {
+            Ok(deps) => StatementKind::Read(deps),
+            Err(reason) => StatementKind::UncacheableRead(reason),
+        },
+        Statement::Set(Set::SetTransaction { .. }) => StatementKind::SessionState,
+        Statement::Set(_)
+        | Statement::Reset { .. }
+        | Statement::Discard { .. }
+        | Statement::Load { .. } => StatementKind::SessionState,
+        Statement::StartTransaction { .. }
+        | Statement::Commit { .. }
+        | Statement::Rollback { .. }
+        | Statement::Savepoint { .. }
+        | Statement::ReleaseSavepoint { .. } => StatementKind::TransactionControl,
+        Statement::CreateTable(table) if table.temporary || is_temp_schema(&table.name) => {
+            StatementKind::CreatesTempObjects
+        }
+        Statement::CreateView(view) if view.temporary || is_temp_schema(&view.name) => {
+            StatementKind::CreatesTempObjects
+        }
+        Statement::CreateSequence {
+            temporary, name, ..
+        } if *temporary || is_temp_schema(name) => StatementKind::CreatesTempObjects,
+        Statement::Copy { to: true, .. } => StatementKind::UncacheableRead("copy_to"),
+        Statement::ShowVariable { .. } | Statement::ShowVariables { .. } => {
+            StatementKind::UncacheableRead("show")
+        }
+        Statement::Explain { analyze: false, .. } | Statement::ExplainTable { .. } => {
+            StatementKind::UncacheableRead("explain")
+        }
+        Statement::LISTEN { .. } | Statement::UNLISTEN { .. } | Statement::NOTIFY { .. } => {
+            StatementKind::UncacheableRead("listen_notify")
+        }
+        Statement::Insert { .. }
+        | Statement::Update { .. }
+        | Statement::Delete { .. }
+        | Statement::Merge { .. }
+        | Statement::Truncate { .. }
+        | Statement::Copy { .. }
+        | Statement::CreateTable(_)
+        | Statement::CreateView(_)
+        | Statement::CreateIndex(_)
+        | Statement::CreateSequence { .. }
+        | Statement::CreatePolicy { .. }
+        | Statement::CreateRule { .. }
+        | Statement::CreateTrigger { .. }
+        | Statement::AlterTable { .. }
+        | Statement::AlterView { .. }
+        | Statement::AlterPolicy { .. }
+        | Statement::AlterRole { .. }
+        | Statement::Drop { .. }
+        | Statement::DropPolicy { .. }
+        | Statement::DropRule { .. }
+        | Statement::DropTrigger { .. }
+        | Statement::Grant { .. }
+        | Statement::Revoke { .. }
+        | Statement::GrantRole { .. }
+        | Statement::RevokeRole { .. }
+        | Statement::RenameTable { .. }
+        | Statement::RefreshMaterializedView { .. }
+        | Statement::Comment { .. }
+        | Statement::Explain { .. } => StatementKind::Write(Vec::new()),
+        _ => StatementKind::Other,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,163 @@
+//! Reading the fields of the frontend messages the cache inspects: Query, Parse, Bind,
+//! Describe, Execute and Close.
+//!
+//! Fields are returned as slices of the frame (`Bytes`), never copied or re-encoded; the parts
+//! of Bind that decide a result (parameter formats and values, result formats) are returned as
+//! one raw slice, which is exactly what a cache key needs. A frame that does not parse yields
+//! `None`; the caller then relays it untouched and lets PostgreSQL report the error.
+
+use bytes::Bytes;
+
+/// Parse (`P`): statement name, query text, parameter type OIDs (raw).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parse {
+    /// Statement name; empty for the unnamed statement.
+    pub name: Bytes,
+    /// Query text bytes (no terminator).
+    pub sql: Bytes,
+    /// Int16 count followed by Int32 OIDs, as sent.
+    pub param_types: Bytes,
+}
+
+/// Bind (`B`): portal, statement, and everything after them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bind {
+    /// Portal name; empty for the unnamed portal.
+    pub portal: Bytes,
+    /// Statement name.
+    pub statement: Bytes,
+    /// Parameter formats, values and result formats, as sent.
+    pub arguments: Bytes,
+}
+
+/// Describe (`D`) or Close (`C`): target kind (`S` or `P`) and name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// `b'S'` statement or `b'P'` portal.
+    pub kind: u8,
+    /// Name; empty for the unnamed one.
+    pub name: Bytes,
+}
+
+/// Execute (`E`): portal and row limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Execute {
+    /// Portal name.
+    pub portal: Bytes,
+    /// Row limit; 0 means all rows.
+    pub max_rows: i32,
+}
+
+/// The body of a frame (after tag and length).
+fn body(frame: &Bytes) -> Option<Bytes> {
+    (frame.len() >= 5).then(|| frame.slice(5..))
+}
+
+/// Splits a NUL-terminated string off the front of `rest`.
+fn cstring(rest: &mut Bytes) -> Option<Bytes> {
+    let end = rest.iter().position(|b| *b == 0)?;
+    let value = rest.slice(..end);
+    *rest = rest.slice(end + 1..);
+    Some(value)
+}
+
+/// The query text of a Query (`Q`) frame.
+pub fn query_text(frame: &Bytes) -> Option<Bytes> {
+    let mut rest = body(frame)?;
+    cstring(&mut rest)
+}
+
+/// Reads a Parse frame.
+pub fn parse(frame: &Bytes) -> Option<Parse> {
+    let mut rest = body(frame)?;
+    let name = cstring(&mut rest)?;
+    let sql = cstring(&mut rest)?;
+    if rest.len() < 2 {
+        return None;
+    }
+    let count = u16::from_be_bytes([rest[0], rest[1]]) as usize;
+    if rest.len() != 2 + 4 * count {
+        return None;
+    }
+    Some(Parse {
+        name,
+        sql,
+        param_types: rest,
+    })
+}
+
+/// Reads a Bind frame.
+pub fn bind(frame: &Bytes) -> Option<Bind> {
+    let mut rest = body(frame)?;
+    let portal = cstring(&mut rest)?;
+    let statement = cstring(&mut rest)?;
+    Some(Bind {
+        portal,
+        statement,
+        arguments: rest,
+    })
+}
+
+/// Reads a Describe or Close frame.
+pub fn target(frame: &Bytes) -> Option<Target> {
+    let mut rest = body(frame)?;
+    let kind = *rest.first()?;
+    if kind != b'S' && kind != b'P' {
+        return None;
+    }
+    rest = rest.slice(1..);
+    let name = cstring(&mut rest)?;
+    Some(Target { kind, name })
+}
+
+/// Reads an Execute frame.
+pub fn execute(frame: &Bytes) -> Option<Execute> {
+    let mut rest = body(frame)?;
+    let portal = cstring(&mut rest)?;
+    if rest.len() != 4 {
+        return None;
+    }
+    let max_rows = i32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]);
+    Some(Execute { portal, max_rows })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(tag: u8, body: &[u8]) -> Bytes {
+        let mut v = vec![tag];
+        v.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+        v.extend_from_slice(body);
+        Bytes::from(v)
+    }
+
+    #[test]
+    fn messages_are_read() {
+        let p = parse(&frame(b'P', b"s1\0SELECT $1\0\0\x01\0\0\0\x17")).expect("parse");
+        assert_eq!(&p.name[..], b"s1");
+        assert_eq!(&p.sql[..], b"SELECT $1");
+        assert_eq!(&p.param_types[..], b"\0\x01\0\0\0\x17");
+        let b = bind(&frame(b'B', b"\0s1\0\0\0\0\x01\0\0\0\x011\0\0")).expect("bind");
+        assert_eq!(&b.portal[..], b"");
+        assert_eq!(&b.statement[..], b"s1");
+        assert_eq!(b.arguments.len(), 11);
+        let d = target(&frame(b'D', b"P\0")).expect("describe");
+        assert_eq!(d.kind, b'P');
+        let e = execute(&frame(b'E', b"\0\0\0\0\x05")).expect("execute");
+        assert_eq!(e.max_rows, 5);
+        assert_eq!(
+            query_text(&frame(b'Q', b"SELECT 1\0")).as_deref(),
+            Some(&b"SELECT 1"[..])
+        );
+    }
+
+    #[test]
+    fn malformed_messages_are_none() {
+        assert!(parse(&frame(b'P', b"s1\0SELECT")).is_none());
+        assert!(parse(&frame(b'P', b"s1\0SELECT\0\0\x02\0\0\0\x17")).is_none());
+        assert!(execute(&frame(b'E', b"\0\0\0")).is_none());
+        assert!(target(&frame(b'D', b"X\0")).is_none());
+        assert!(bind(&frame(b'B', b"no terminator")).is_none());
+    }
+}

@@ -1,0 +1,377 @@
+//! The result cache against a real PostgreSQL: hits do not reach the server, roles and session
+//! state keep their own results, volatile functions are never cached, writes through pgcached
+//! are seen at once, and memory stays under `--cache-size`.
+//!
+//! "Reaches the server" is measured with pg_stat_statements, which counts every execution as it
+//! ends. Each test warms its statements first: the first execution of a new statement text is
+//! relayed while the catalog is asked about it, the next one fills the cache.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use pgcached::local_cluster::{ClusterOptions, LocalCluster};
+use pgcached_tests::proxy::caching_config_for;
+use pgcached_tests::{connect, url, Endpoint, TestProxy};
+use tokio_postgres::{Client, SimpleQueryMessage};
+
+static CLUSTER: OnceLock<LocalCluster> = OnceLock::new();
+
+/// A cluster with pg_stat_statements, shared by this binary.
+fn cluster() -> &'static LocalCluster {
+    CLUSTER.get_or_init(|| {
+        let cluster = LocalCluster::start(ClusterOptions {
+            extra_settings: vec![(
+                "shared_preload_libraries".to_owned(),
+                "'pg_stat_statements'".to_owned(),
+            )],
+            ..ClusterOptions::default()
+        })
+        .expect("cluster");
+        cluster
+            .psql(
+                "app",
+                "CREATE EXTENSION pg_stat_statements;
+                 CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL);
+                 INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 100) g;
+                 GRANT SELECT, UPDATE ON items TO PUBLIC;",
+            )
+            .expect("setup");
+        cluster
+    })
+}
+
+async fn admin() -> Client {
+    connect(&url(Endpoint::direct(cluster()), "postgres", None, "app"))
+        .await
+        .expect("admin")
+}
+
+fn caching_proxy() -> TestProxy {
+    TestProxy::with_config(caching_config_for(cluster(), &[]))
+}
+
+async fn through(proxy: &TestProxy, user: &str, password: Option<&str>) -> Client {
+    connect(&url(Endpoint::proxy(proxy.port()), user, password, "app"))
+        .await
+        .expect("connect through pgcached")
+}
+
+/// First column of every row of a simple query, as text.
+async fn column(client: &Client, sql: &str) -> Vec<Option<String>> {
+    client
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .into_iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some(row.get(0).map(str::to_owned)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Runs `sql` a few times, pausing so the catalog can classify it, until it is cached.
+async fn warm(client: &Client, sql: &str) {
+    for _ in 0..3 {
+        column(client, sql).await;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
+/// Executions of statements whose text contains `fragment`, per pg_stat_statements.
+async fn executions(admin: &Client, fragment: &str) -> i64 {
+    admin
+        .query_one(
+            "SELECT coalesce(sum(calls), 0)::bigint FROM pg_stat_statements \
+             WHERE query LIKE '%' || $1 || '%' AND query NOT LIKE '%pg_stat_statements%'",
+            &[&fragment],
+        )
+        .await
+        .expect("pg_stat_statements")
+        .get(0)
+}
+
+#[tokio::test]
+async fn repeated_reads_are_answered_without_reaching_postgres() {
+    let proxy = caching_proxy();
+    let admin = admin().await;
+    let client = through(&proxy, "postgres", None).await;
+
+    // Simple protocol.
+    let sql = "SELECT name FROM items WHERE id = 42 /* simple-hit */";
+    warm(&client, sql).await;
+    let before = executions(&admin, "simple-hit").await;
+    assert!(before > 0, "pg_stat_statements saw the warm-up executions");
+    for _ in 0..20 {
+        assert_eq!(column(&client, sql).await, vec![Some("item 42".to_owned())]);
+    }
+    assert_eq!(
+        executions(&admin, "simple-hit").await,
+        before,
+        "hits reached PostgreSQL"
+    );
+
+    // Extended protocol, prepared statement with a parameter (binary results).
+    let statement = client
+        .prepare("SELECT id, name FROM items WHERE id = $1 /* extended-hit */")
+        .await
+        .expect("prepare");
+    for id in [7i32, 8, 9] {
+        for _ in 0..3 {
+            client.query_one(&statement, &[&id]).await.expect("warm");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let before = executions(&admin, "extended-hit").await;
+    assert!(before > 0, "pg_stat_statements saw the warm-up executions");
+    for _ in 0..10 {
+        for id in [7i32, 8, 9] {
+            let row = client.query_one(&statement, &[&id]).await.expect("query");
+            assert_eq!(row.get::<_, i32>(0), id);
+            assert_eq!(row.get::<_, String>(1), format!("item {id}"));
+        }
+    }
+    assert_eq!(
+        executions(&admin, "extended-hit").await,
+        before,
+        "prepared hits reached PostgreSQL"
+    );
+
+    // Another session of the same role shares the entries.
+    let other = through(&proxy, "postgres", None).await;
+    let before = executions(&admin, "simple-hit").await;
+    assert_eq!(column(&other, sql).await, vec![Some("item 42".to_owned())]);
+    assert_eq!(executions(&admin, "simple-hit").await, before);
+    let cache = proxy.cache.as_ref().expect("cache on");
+    assert!(!cache.is_empty());
+}
+
+#[tokio::test]
+async fn each_role_gets_only_its_own_rows() {
+    let admin = admin().await;
+    admin
+        .batch_execute(
+            "DROP TABLE IF EXISTS notes, secrets;
+             DROP ROLE IF EXISTS alice; DROP ROLE IF EXISTS bob;
+             CREATE ROLE alice LOGIN PASSWORD 'alice_pw';
+             CREATE ROLE bob LOGIN PASSWORD 'bob_pw';
+             CREATE TABLE notes (owner text, body text);
+             INSERT INTO notes VALUES ('alice', 'a1'), ('alice', 'a2'), ('bob', 'b1');
+             ALTER TABLE notes ENABLE ROW LEVEL SECURITY;
+             CREATE POLICY own ON notes USING (owner = current_user);
+             GRANT SELECT ON notes TO alice, bob;
+             CREATE TABLE secrets (s text);
+             INSERT INTO secrets VALUES ('top secret');
+             GRANT SELECT ON secrets TO alice;",
+        )
+        .await
+        .expect("setup");
+    let proxy = caching_proxy();
+    let alice = through(&proxy, "alice", Some("alice_pw")).await;
+    let bob = through(&proxy, "bob", Some("bob_pw")).await;
+    let notes = "SELECT body FROM notes ORDER BY body";
+    let secret = "SELECT s FROM secrets";
+    for _ in 0..4 {
+        assert_eq!(
+            column(&alice, notes).await,
+            vec![Some("a1".to_owned()), Some("a2".to_owned())]
+        );
+        assert_eq!(column(&bob, notes).await, vec![Some("b1".to_owned())]);
+        assert_eq!(
+            column(&alice, secret).await,
+            vec![Some("top secret".to_owned())]
+        );
+        let denied = bob
+            .simple_query(secret)
+            .await
+            .expect_err("bob may not read secrets");
+        assert_eq!(denied.code().map(|c| c.code()), Some("42501"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn session_state_changes_results_exactly_as_without_pgcached() {
+    let admin = admin().await;
+    admin
+        .batch_execute(
+            "DROP SCHEMA IF EXISTS s1 CASCADE; DROP SCHEMA IF EXISTS s2 CASCADE;
+             DROP TABLE IF EXISTS public.t;
+             CREATE SCHEMA s1; CREATE SCHEMA s2;
+             CREATE TABLE s1.t (v text); INSERT INTO s1.t VALUES ('from s1');
+             CREATE TABLE s2.t (v text); INSERT INTO s2.t VALUES ('from s2');
+             CREATE TABLE public.t (v text); INSERT INTO public.t VALUES ('from public');
+             GRANT USAGE ON SCHEMA s1, s2 TO PUBLIC;
+             GRANT SELECT ON s1.t, s2.t, public.t TO PUBLIC;
+             DROP TABLE IF EXISTS rls_notes;
+             CREATE TABLE rls_notes (owner text);
+             INSERT INTO rls_notes VALUES ('scram_user'), ('other');
+             ALTER TABLE rls_notes ENABLE ROW LEVEL SECURITY;
+             CREATE POLICY own ON rls_notes USING (owner = current_user);
+             GRANT SELECT ON rls_notes TO PUBLIC;
+             GRANT scram_user TO trust_user;",
+        )
+        .await
+        .expect("setup");
+    let proxy = caching_proxy();
+    let session = through(&proxy, "postgres", None).await;
+    let read = "SELECT v FROM t";
+    let expect = |v: &str| vec![Some(v.to_owned())];
+    for _ in 0..3 {
+        assert_eq!(column(&session, read).await, expect("from public"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    session
+        .batch_execute("SET search_path = s1")
+        .await
+        .expect("set");
+    for _ in 0..3 {
+        assert_eq!(column(&session, read).await, expect("from s1"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    session
+        .batch_execute("SET search_path = s2")
+        .await
+        .expect("set");
+    assert_eq!(column(&session, read).await, expect("from s2"));
+    column(&session, "SELECT set_config('search_path', 's1', false)").await;
+    assert_eq!(column(&session, read).await, expect("from s1"));
+    session
+        .batch_execute("RESET search_path")
+        .await
+        .expect("reset");
+    assert_eq!(column(&session, read).await, expect("from public"));
+
+    // Another session that never changed its search_path still reads public.t.
+    let fresh = through(&proxy, "postgres", None).await;
+    assert_eq!(column(&fresh, read).await, expect("from public"));
+
+    // SET ROLE: the row-level policy follows the current role.
+    let member = through(&proxy, "trust_user", None).await;
+    let count = "SELECT count(*)::text FROM rls_notes";
+    for _ in 0..3 {
+        assert_eq!(column(&member, count).await, expect("0"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    member
+        .batch_execute("SET ROLE scram_user")
+        .await
+        .expect("set role");
+    assert_eq!(column(&member, count).await, expect("1"));
+    member
+        .batch_execute("RESET ROLE")
+        .await
+        .expect("reset role");
+    assert_eq!(column(&member, count).await, expect("0"));
+    column(&member, "SELECT set_config('role', 'scram_user', false)").await;
+    assert_eq!(column(&member, count).await, expect("1"));
+}
+
+#[tokio::test]
+async fn volatile_functions_are_never_served_from_the_cache() {
+    let admin = admin().await;
+    admin
+        .batch_execute("DROP SEQUENCE IF EXISTS cache_seq; CREATE SEQUENCE cache_seq; GRANT ALL ON cache_seq TO PUBLIC;")
+        .await
+        .expect("setup");
+    let proxy = caching_proxy();
+    let client = through(&proxy, "postgres", None).await;
+    for sql in [
+        "SELECT now()::text",
+        "SELECT random()::text",
+        "SELECT clock_timestamp()::text",
+        "SELECT nextval('cache_seq')::text",
+        "SELECT 'now'::timestamptz::text",
+        "SELECT current_timestamp::text",
+        "SELECT now()::text FROM items WHERE id = 1",
+    ] {
+        let mut seen = Vec::new();
+        for _ in 0..5 {
+            seen.push(column(&client, sql).await);
+            tokio::time::sleep(Duration::from_millis(60)).await;
+        }
+        let mut distinct = seen.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(
+            distinct.len(),
+            seen.len(),
+            "{sql} was served from cache: {seen:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn writes_through_pgcached_are_seen_by_the_next_read() {
+    let admin = admin().await;
+    admin
+        .batch_execute(
+            "DROP TABLE IF EXISTS kv; CREATE TABLE kv (k int PRIMARY KEY, v text);
+             INSERT INTO kv VALUES (1, 'one'); GRANT ALL ON kv TO PUBLIC;",
+        )
+        .await
+        .expect("setup");
+    let proxy = caching_proxy();
+    let reader = through(&proxy, "postgres", None).await;
+    let writer = through(&proxy, "postgres", None).await;
+    let read = "SELECT v FROM kv WHERE k = 1";
+    warm(&reader, read).await;
+    assert_eq!(column(&reader, read).await, vec![Some("one".to_owned())]);
+    writer
+        .batch_execute("UPDATE kv SET v = 'two' WHERE k = 1")
+        .await
+        .expect("update");
+    assert_eq!(column(&reader, read).await, vec![Some("two".to_owned())]);
+    warm(&reader, read).await;
+
+    // In a transaction block: visible to others at COMMIT, never before it is acknowledged.
+    writer.batch_execute("BEGIN").await.expect("begin");
+    writer
+        .batch_execute("UPDATE kv SET v = 'three' WHERE k = 1")
+        .await
+        .expect("update");
+    assert_eq!(column(&reader, read).await, vec![Some("two".to_owned())]);
+    warm(&reader, read).await;
+    writer.batch_execute("COMMIT").await.expect("commit");
+    assert_eq!(column(&reader, read).await, vec![Some("three".to_owned())]);
+
+    // A rolled-back write never shows.
+    writer
+        .batch_execute("BEGIN; UPDATE kv SET v = 'never' WHERE k = 1; ROLLBACK")
+        .await
+        .expect("rollback");
+    warm(&reader, read).await;
+    assert_eq!(column(&reader, read).await, vec![Some("three".to_owned())]);
+
+    // Inside its own transaction, a session reads its own uncommitted write.
+    writer.batch_execute("BEGIN").await.expect("begin");
+    writer
+        .batch_execute("UPDATE kv SET v = 'mine' WHERE k = 1")
+        .await
+        .expect("update");
+    assert_eq!(column(&writer, read).await, vec![Some("mine".to_owned())]);
+    writer.batch_execute("ROLLBACK").await.expect("rollback");
+    assert_eq!(column(&writer, read).await, vec![Some("three".to_owned())]);
+}
+
+#[tokio::test]
+async fn memory_stays_under_the_cache_size() {
+    let limit: u64 = 256 * 1024;
+    let proxy = TestProxy::with_config(caching_config_for(cluster(), &["--cache-size", "256KiB"]));
+    let client = through(&proxy, "postgres", None).await;
+    let cache = proxy.cache.as_ref().expect("cache on");
+    for round in 0..2 {
+        for i in 0..600 {
+            let sql = format!("SELECT repeat('x', 400) || '{i}' FROM items WHERE id = 1");
+            column(&client, &sql).await;
+            assert!(
+                cache.weight_bytes() <= limit,
+                "round {round}, query {i}: {} bytes",
+                cache.weight_bytes()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(cache.len() > 10, "results were cached: {}", cache.len());
+    assert!(cache.evictions() > 0, "the limit forced evictions");
+}
