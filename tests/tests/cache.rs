@@ -375,3 +375,35 @@ async fn memory_stays_under_the_cache_size() {
     assert!(cache.len() > 10, "results were cached: {}", cache.len());
     assert!(cache.evictions() > 0, "the limit forced evictions");
 }
+
+#[tokio::test]
+async fn concurrent_identical_misses_send_one_query_upstream() {
+    let admin = admin().await;
+    admin
+        .batch_execute(
+            "CREATE OR REPLACE FUNCTION slow_square(int) RETURNS int IMMUTABLE LANGUAGE sql \
+             AS $$ SELECT $1 * $1 FROM (SELECT pg_sleep(0.4)) s $$;",
+        )
+        .await
+        .expect("setup");
+    let proxy = caching_proxy();
+    let sql = "SELECT slow_square(id)::text FROM items WHERE id = 6 /* single-flight */";
+    // The first execution is relayed while the catalog classifies the statement.
+    let first = through(&proxy, "postgres", None).await;
+    column(&first, sql).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = executions(&admin, "single-flight").await;
+    let mut sessions = Vec::new();
+    for _ in 0..6 {
+        sessions.push(through(&proxy, "postgres", None).await);
+    }
+    let results = futures_util::future::join_all(sessions.iter().map(|c| column(c, sql))).await;
+    for result in results {
+        assert_eq!(result, vec![Some("36".to_owned())]);
+    }
+    assert_eq!(
+        executions(&admin, "single-flight").await - before,
+        1,
+        "six concurrent identical misses reached PostgreSQL more than once"
+    );
+}

@@ -10,6 +10,7 @@
 //! pgcached writes its own ErrorResponse only at a frame boundary of the server-to-client
 //! direction, so a client never sees a message cut in half.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -56,11 +57,17 @@ pub async fn run(
     // One pinned future per phase change, rather than a new `changed()` future per iteration.
     let mut phase_changed = Box::pin(phase_change(phase.clone()));
     let mut phase_open = true;
+    // A client frame waiting for another session's fill of the same result, and the pieces the
+    // client sent after it (handled in order once the wait is over).
+    let mut parked: Option<Parked> = None;
+    let mut deferred: VecDeque<Piece> = VecDeque::new();
 
     loop {
         if closing.is_none() {
             let now = *phase.borrow_and_update();
             let idle = tracker.is_idle()
+                && parked.is_none()
+                && deferred.is_empty()
                 && from_client.is_empty()
                 && to_upstream.is_empty()
                 && from_upstream.is_empty();
@@ -82,7 +89,7 @@ pub async fn run(
 
         tokio::select! {
             read = read_into(&mut client_read, &mut from_client.buf),
-                if reading && to_upstream.bytes < HIGH_WATER =>
+                if reading && parked.is_none() && to_upstream.bytes < HIGH_WATER =>
             {
                 match read {
                     Ok(0) => {
@@ -97,20 +104,17 @@ pub async fn run(
                     Ok(_) => {
                         let cut = match caching.as_deref_mut() {
                             Some(caching) => from_client.pieces(|piece| {
+                                if parked.is_some() {
+                                    deferred.push_back(piece);
+                                    return;
+                                }
                                 let mut io = Io {
                                     upstream: &mut to_upstream,
                                     client: &mut to_client,
                                     tracker: &mut tracker,
                                     metrics,
                                 };
-                                match piece {
-                                    Piece::Whole(frame) => caching.on_client_frame(frame, &mut io),
-                                    Piece::StreamStart(tag, bytes) => {
-                                        caching.on_streamed_client_frame(tag, &mut io);
-                                        io.forward(bytes);
-                                    }
-                                    Piece::StreamMore(bytes) => io.upstream.push(bytes),
-                                }
+                                parked = feed(caching, piece, &mut io);
                             }),
                             None => from_client
                                 .cut(|tag, _| match tracker.on_client_frame(tag) {
@@ -199,6 +203,23 @@ pub async fn run(
                     phase_changed = Box::pin(phase_change(phase.clone()));
                 }
             }
+            _ = wait_parked(&mut parked), if parked.is_some() && closing.is_none() => {
+                // The other session's fill is done (or the wait timed out): try again, then
+                // go on with what the client sent meanwhile.
+                if let (Some(caching), Some(waiting)) = (caching.as_deref_mut(), parked.take()) {
+                    let mut io = Io {
+                        upstream: &mut to_upstream,
+                        client: &mut to_client,
+                        tracker: &mut tracker,
+                        metrics,
+                    };
+                    caching.retry_client_frame(waiting.frame, &mut io);
+                    while parked.is_none() {
+                        let Some(piece) = deferred.pop_front() else { break };
+                        parked = feed(caching, piece, &mut io);
+                    }
+                }
+            }
             _ = sleep_until(until), if until.is_some() => {}
         }
     }
@@ -212,6 +233,47 @@ pub async fn run(
 
 fn deadline() -> tokio::time::Instant {
     tokio::time::Instant::now() + CLOSE_DRAIN
+}
+
+/// How long a session waits for another session's fill before relaying its own query.
+const SINGLE_FLIGHT_WAIT: Duration = Duration::from_secs(2);
+
+/// A client frame parked until another session's fill of the same result ends.
+struct Parked {
+    frame: Bytes,
+    wait: std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>,
+}
+
+/// Hands one piece of the client's stream to the cache path; returns the frame to park if it
+/// must wait for another session's fill.
+fn feed(caching: &mut CachingSession, piece: Piece, io: &mut Io<'_>) -> Option<Parked> {
+    match piece {
+        Piece::Whole(frame) => caching
+            .on_client_frame(frame.clone(), io)
+            .map(|wait| Parked {
+                frame,
+                wait: Box::pin(wait.wait(SINGLE_FLIGHT_WAIT)),
+            }),
+        Piece::StreamStart(tag, bytes) => {
+            caching.on_streamed_client_frame(tag, io);
+            io.forward(bytes);
+            None
+        }
+        Piece::StreamMore(bytes) => {
+            io.upstream.push(bytes);
+            None
+        }
+    }
+}
+
+/// Completes when the parked frame's wait is over (never, if nothing is parked).
+async fn wait_parked(parked: &mut Option<Parked>) {
+    match parked {
+        Some(waiting) => {
+            let _ = waiting.wait.as_mut().await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// Completes when the shutdown phase changes; false if the sender is gone.

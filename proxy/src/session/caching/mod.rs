@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use pgcached_cache::{CacheKey, Lookup, ResultCache};
+use pgcached_cache::{CacheKey, FillWait, Lookup, ResultCache};
 
 use super::fingerprint::Fingerprint;
 use super::outbox::Outbox;
@@ -121,6 +121,16 @@ enum HeldKind {
     Close,
 }
 
+/// What to do with a held batch at Sync.
+enum LocalAnswer {
+    /// Every Execute hit: these frames answer the batch.
+    Answer(Vec<Bytes>),
+    /// Another session is filling one of the results: wait for it, then try again.
+    Wait(FillWait),
+    /// Relay the batch.
+    Relay,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum BatchMode {
     Idle,
@@ -198,24 +208,40 @@ impl CachingSession {
         self.disabled
     }
 
-    /// Handles one complete frame from the client.
-    pub fn on_client_frame(&mut self, frame: Bytes, io: &mut Io<'_>) {
+    /// Handles one complete frame from the client. Returns a wait when another session is
+    /// filling the same result: the relay then parks this frame, waits (bounded), and hands it
+    /// back through [`CachingSession::retry_client_frame`].
+    pub fn on_client_frame(&mut self, frame: Bytes, io: &mut Io<'_>) -> Option<FillWait> {
+        self.handle_client_frame(frame, io, true)
+    }
+
+    /// Handles a parked frame again after its wait; it never waits twice.
+    pub fn retry_client_frame(&mut self, frame: Bytes, io: &mut Io<'_>) {
+        let _ = self.handle_client_frame(frame, io, false);
+    }
+
+    fn handle_client_frame(
+        &mut self,
+        frame: Bytes,
+        io: &mut Io<'_>,
+        may_wait: bool,
+    ) -> Option<FillWait> {
         if self.disabled {
             // Nothing is read any more; any statement may write, so every request invalidates.
             if matches!(frame.first(), Some(b'Q' | b'E' | b'F')) {
                 self.wrote = true;
             }
             io.forward(frame);
-            return;
+            return None;
         }
         let tag = frame.first().copied().unwrap_or(0);
         match tag {
             b'Q' => {
                 self.release_held(io);
-                self.simple_query(frame, io);
+                return self.simple_query(frame, io, may_wait);
             }
             b'P' | b'B' | b'D' | b'E' | b'C' => self.extended_message(tag, frame, io),
-            b'S' => self.sync(frame, io),
+            b'S' => return self.sync(frame, io, may_wait),
             b'H' => {
                 self.release_held(io);
                 io.forward(frame);
@@ -242,6 +268,7 @@ impl CachingSession {
                 io.forward(frame);
             }
         }
+        None
     }
 
     /// The start of a client frame too large to hold (over 1 MiB); the relay forwards its bytes.
@@ -279,24 +306,27 @@ impl CachingSession {
         self.status == b'I' && self.expect.is_empty() && io.tracker.is_idle()
     }
 
-    fn simple_query(&mut self, frame: Bytes, io: &mut Io<'_>) {
+    fn simple_query(&mut self, frame: Bytes, io: &mut Io<'_>, may_wait: bool) -> Option<FillWait> {
         let started = Instant::now();
         let Some(sql) = extended::query_text(&frame) else {
             self.relay_simple(frame, None, started, io);
-            return;
+            return None;
         };
         let class = self.classify(&sql);
-        self.apply_effects(&class, &sql);
+        if may_wait {
+            // A retried frame had its effects applied the first time.
+            self.apply_effects(&class, &sql);
+        }
         let local = self.can_answer_locally(io);
         let Class::Cacheable(tables) = &class else {
             self.shared.metrics.bypass(class.bypass_reason());
             self.relay_simple(frame, None, started, io);
-            return;
+            return None;
         };
         if !local {
             self.shared.metrics.bypass(self.not_now_reason());
             self.relay_simple(frame, None, started, io);
-            return;
+            return None;
         }
         let key = self.key(b"Q", &sql, &[], &[], false);
         match self.shared.cache.lookup(&key, &self.database, tables) {
@@ -310,6 +340,7 @@ impl CachingSession {
                 let capture = Capture::new(guard, self.shared.max_entry, false);
                 self.relay_simple(frame, Some(capture), started, io);
             }
+            Lookup::Wait(wait) if may_wait => return Some(wait),
             Lookup::Wait(_) => {
                 self.shared.metrics.bypass("fill_in_flight");
                 self.relay_simple(frame, None, started, io);
@@ -319,6 +350,7 @@ impl CachingSession {
                 self.relay_simple(frame, None, started, io);
             }
         }
+        None
     }
 
     fn relay_simple(
@@ -629,17 +661,21 @@ impl CachingSession {
             .any(|e| matches!(e, Expect::DescribePortal))
     }
 
-    fn sync(&mut self, frame: Bytes, io: &mut Io<'_>) {
+    fn sync(&mut self, frame: Bytes, io: &mut Io<'_>, may_wait: bool) -> Option<FillWait> {
         if self.mode == BatchMode::Holding && !self.must_relay {
-            if let Some(answer) = self.answer_locally() {
-                for bytes in answer {
-                    io.client.push(bytes);
+            match self.answer_locally(may_wait) {
+                LocalAnswer::Answer(answer) => {
+                    for bytes in answer {
+                        io.client.push(bytes);
+                    }
+                    io.client.push(Bytes::from_static(READY_IDLE));
+                    self.held.clear();
+                    self.held_bytes = 0;
+                    self.mode = BatchMode::Idle;
+                    return None;
                 }
-                io.client.push(Bytes::from_static(READY_IDLE));
-                self.held.clear();
-                self.held_bytes = 0;
-                self.mode = BatchMode::Idle;
-                return;
+                LocalAnswer::Wait(wait) => return Some(wait),
+                LocalAnswer::Relay => {}
             }
         }
         self.release_held(io);
@@ -649,10 +685,20 @@ impl CachingSession {
         });
         self.mode = BatchMode::Idle;
         io.forward(frame);
+        None
     }
 
     /// The answer to the held batch if every Execute in it is a hit.
-    fn answer_locally(&mut self) -> Option<Vec<Bytes>> {
+    fn answer_locally(&mut self, may_wait: bool) -> LocalAnswer {
+        match self.try_answer_locally(may_wait) {
+            Ok(answer) => LocalAnswer::Answer(answer),
+            Err(Some(wait)) => LocalAnswer::Wait(wait),
+            Err(None) => LocalAnswer::Relay,
+        }
+    }
+
+    /// `Err(Some(wait))` when another session is filling one of the results.
+    fn try_answer_locally(&mut self, may_wait: bool) -> Result<Vec<Bytes>, Option<FillWait>> {
         let started = self.batch_started;
         // First pass: find every Execute's entry.
         let mut entries = Vec::new();
@@ -680,9 +726,9 @@ impl CachingSession {
                 continue;
             }
             let Some(execute) = execute else { continue };
-            let (statement, portal, class) = self.lookup_execution(execute)?;
+            let (statement, portal, class) = self.lookup_execution(execute).ok_or(None)?;
             let Class::Cacheable(tables) = &class else {
-                return None;
+                return Err(None);
             };
             let described = described_portals.contains(&execute.portal);
             let key = self.key(
@@ -694,11 +740,12 @@ impl CachingSession {
             );
             match self.shared.cache.lookup(&key, &self.database, tables) {
                 Lookup::Hit(entry) => entries.push((*index, execute.portal.clone(), entry)),
-                _ => return None,
+                Lookup::Wait(wait) if may_wait => return Err(Some(wait)),
+                _ => return Err(None),
             }
         }
         if entries.is_empty() {
-            return None;
+            return Err(None);
         }
         // Second pass: the answers, in order.
         let mut answer = Vec::with_capacity(self.held.len());
@@ -712,15 +759,16 @@ impl CachingSession {
                         .iter()
                         .find(|(i, p, _)| *i > index && p == portal)
                         .map(|(_, _, entry)| entry.meta.clone())
-                        .filter(|meta| !meta.is_empty())?;
+                        .filter(|meta| !meta.is_empty())
+                        .ok_or(None)?;
                     answer.push(next);
                 }
                 HeldKind::Execute(_) => {
-                    let (_, _, entry) = entries.iter().find(|(i, _, _)| *i == index)?;
+                    let (_, _, entry) = entries.iter().find(|(i, _, _)| *i == index).ok_or(None)?;
                     served += entry.response.len();
                     answer.push(entry.response.clone());
                 }
-                HeldKind::DescribeStatement | HeldKind::Close => return None,
+                HeldKind::DescribeStatement | HeldKind::Close => return Err(None),
             }
         }
         for _ in 0..entries.len() {
@@ -728,7 +776,7 @@ impl CachingSession {
                 .metrics
                 .hit(served / entries.len().max(1), started);
         }
-        Some(answer)
+        Ok(answer)
     }
 
     /// The tables a write in this session touched are unknown here: the database is bumped.
