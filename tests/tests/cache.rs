@@ -407,3 +407,102 @@ async fn concurrent_identical_misses_send_one_query_upstream() {
         "six concurrent identical misses reached PostgreSQL more than once"
     );
 }
+
+#[tokio::test]
+async fn cached_results_of_every_common_type_equal_direct_results() {
+    let admin = admin().await;
+    let proxy = caching_proxy();
+    let cached = through(&proxy, "postgres", None).await;
+    let direct = connect(&url(Endpoint::direct(cluster()), "postgres", None, "app"))
+        .await
+        .expect("direct");
+    // Text format (simple protocol).
+    let text_sql = "SELECT 1::int2, 2::int4, 3::int8, 1.5::float4, 2.25::float8, \
+        12345.678::numeric, true, 'text é ✓', NULL::text, '\\x00ff'::bytea, \
+        '2024-02-29 12:34:56'::timestamp, '2024-02-29 12:34:56+02'::timestamptz, \
+        '2024-02-29'::date, '12:34:56'::time, '1 day 2 hours'::interval, \
+        '2e3b1c4a-9b0f-4e8e-8b1a-1c2d3e4f5a6b'::uuid, '{\"a\": [1, 2]}'::jsonb, \
+        ARRAY[1, 2, NULL]::int[], '192.168.0.1/24'::inet, 'NaN'::float8 /* types-text */";
+    let expected = simple_rows(&direct, text_sql).await;
+    warm(&cached, text_sql).await;
+    let before = executions(&admin, "types-text").await;
+    for _ in 0..3 {
+        assert_eq!(simple_rows(&cached, text_sql).await, expected);
+    }
+    assert_eq!(
+        executions(&admin, "types-text").await,
+        before,
+        "text types not served from cache"
+    );
+
+    // Binary format (extended protocol, tokio-postgres asks for binary results).
+    let binary_sql = "SELECT $1::int2, $2::int4, $3::int8, $4::float4, $5::float8, $6::bool, \
+        $7::text, $8::bytea, length($7::text) /* types-binary */";
+    let bytes: Vec<u8> = (0..=255u8).collect();
+    let expected = binary_row(&direct, binary_sql, &bytes).await;
+    for _ in 0..3 {
+        binary_row(&cached, binary_sql, &bytes).await;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let before = executions(&admin, "types-binary").await;
+    for _ in 0..3 {
+        assert_eq!(binary_row(&cached, binary_sql, &bytes).await, expected);
+    }
+    assert_eq!(
+        executions(&admin, "types-binary").await,
+        before,
+        "binary types not served from cache"
+    );
+}
+
+/// Every column of every row of a simple query, as text.
+async fn simple_rows(client: &Client, sql: &str) -> Vec<Vec<Option<String>>> {
+    client
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .into_iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|i| row.get(i).map(str::to_owned))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
+type BinaryRow = (i16, i32, i64, u32, u64, bool, String, Vec<u8>, i32);
+
+/// One row of typed parameters echoed back in binary format.
+async fn binary_row(client: &Client, sql: &str, bytes: &[u8]) -> BinaryRow {
+    let bytes = bytes.to_vec();
+    let row = client
+        .query_one(
+            sql,
+            &[
+                &7i16,
+                &8i32,
+                &9_000_000_000i64,
+                &1.25f32,
+                &2.5f64,
+                &true,
+                &"é ✓",
+                &bytes,
+            ],
+        )
+        .await
+        .expect("binary types");
+    (
+        row.get(0),
+        row.get(1),
+        row.get(2),
+        row.get::<_, f32>(3).to_bits(),
+        row.get::<_, f64>(4).to_bits(),
+        row.get(5),
+        row.get(6),
+        row.get(7),
+        row.get(8),
+    )
+}

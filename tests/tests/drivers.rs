@@ -1,6 +1,6 @@
-//! Drivers from other ecosystems (psycopg 3, asyncpg) through pgcached: each script's JSON
+//! Drivers from other ecosystems (psycopg 3, asyncpg, node-postgres) through pgcached: each script's JSON
 //! transcript must equal the transcript of the same script run straight against PostgreSQL.
-//! The scripts live in `tests/clients/`; `.ci/run` installs the drivers.
+//! The scripts live in `tests/clients/`; `scripts/test` installs the drivers.
 
 use pgcached_tests::certs;
 use pgcached_tests::clients::{client_script, expect_success, python, run_with_timeout};
@@ -8,8 +8,13 @@ use pgcached_tests::proxy::{caching_config_for, config_for};
 use pgcached_tests::{shared_cluster, TestProxy};
 
 fn transcript(script: &str, port: u16, extra: &[&str]) -> serde_json::Value {
-    let output = run_with_timeout(
+    let mut program = if script.ends_with(".js") {
+        std::process::Command::new("node")
+    } else {
         python()
+    };
+    let output = run_with_timeout(
+        program
             .arg(client_script(script))
             .arg("127.0.0.1")
             .arg(port.to_string())
@@ -43,6 +48,9 @@ fn compare(script: &str) {
     assert!(auth["scram_user:wrong"].is_array(), "{auth}");
     assert!(direct["errors"][0].is_array());
 
+    if script.ends_with(".js") {
+        return;
+    }
     let certs = certs::make(&["localhost", "127.0.0.1"]);
     let cert = certs.server_cert.display().to_string();
     let key = certs.server_key.display().to_string();
@@ -63,4 +71,9 @@ fn psycopg3_behaves_the_same_through_pgcached() {
 #[test]
 fn asyncpg_behaves_the_same_through_pgcached() {
     compare("asyncpg_check.py");
+}
+
+#[test]
+fn node_postgres_behaves_the_same_through_pgcached() {
+    compare("node_pg_check.js");
 }

@@ -144,10 +144,11 @@ async fn is_immutable(
     client: &tokio_postgres::Client,
     function: &FunctionName,
 ) -> Result<bool, CatalogError> {
+    let arity = function.arity.map(i32::from);
     let row = client
         .query_one(
             queries::FUNCTION_VOLATILITY,
-            &[&function.name, &function.schema],
+            &[&function.name, &function.schema, &arity],
         )
         .await?;
     let overloads: i64 = row.get(0);

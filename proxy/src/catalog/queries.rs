@@ -10,12 +10,16 @@ SELECT c.oid, n.nspname::text AS nspname, c.relkind, c.relpersistence,
   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
  WHERE c.relname = $1 AND ($2::text IS NULL OR n.nspname = $2)";
 
-/// Overload count and immutable overload count of a function: `$1` name, `$2` schema or NULL.
+/// Overload count and immutable overload count of a function: `$1` name, `$2` schema or NULL,
+/// `$3` the call's argument count or NULL. Overloads that could take that many arguments
+/// (exact count, variadic, or defaults) are all considered, since the catalog alone cannot tell
+/// which one the call resolves to.
 pub const FUNCTION_VOLATILITY: &str = "\
 SELECT count(*), count(*) FILTER (WHERE p.provolatile = 'i')
   FROM pg_catalog.pg_proc p
   JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
- WHERE p.proname = $1 AND ($2::text IS NULL OR n.nspname = $2)";
+ WHERE p.proname = $1 AND ($2::text IS NULL OR n.nspname = $2)
+   AND ($3::int IS NULL OR p.pronargs = $3 OR p.provariadic <> 0 OR p.pronargdefaults > 0)";
 
 /// Relations and functions a view's rewrite rule depends on: `$1` the view's oid.
 pub const VIEW_DEPENDENCIES: &str = "\

@@ -19,6 +19,9 @@ pub struct FunctionName {
     pub schema: Option<String>,
     /// Function name.
     pub name: String,
+    /// Number of arguments in the call; `None` for the SQL-standard forms without parentheses
+    /// (`CURRENT_TIMESTAMP`) and subquery arguments.
+    pub arity: Option<u16>,
 }
 
 /// An identifier as PostgreSQL resolves it.

@@ -9,7 +9,8 @@ use std::collections::HashSet;
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    Expr, Query, Select, SetExpr, Statement, TableFactor, Value, ValueWithSpan, Visit, Visitor,
+    Expr, FunctionArguments, Query, Select, SetExpr, Statement, TableFactor, Value, ValueWithSpan,
+    Visit, Visitor,
 };
 
 use super::names::{fold, split, FunctionName, RelationName};
@@ -40,10 +41,19 @@ impl Collector {
         ControlFlow::Break(())
     }
 
-    fn function(&mut self, name: &sqlparser::ast::ObjectName) -> ControlFlow<()> {
+    fn function(
+        &mut self,
+        name: &sqlparser::ast::ObjectName,
+        arity: Option<usize>,
+    ) -> ControlFlow<()> {
         match split(name) {
             Some((schema, name)) => {
-                let function = FunctionName { schema, name };
+                let arity = arity.and_then(|n| u16::try_from(n).ok());
+                let function = FunctionName {
+                    schema,
+                    name,
+                    arity,
+                };
                 if !self.functions.contains(&function) {
                     self.functions.push(function);
                 }
@@ -89,8 +99,8 @@ impl Visitor for Collector {
 
     fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
         if let TableFactor::Table { name, args, .. } = factor {
-            if args.is_some() {
-                return self.function(name);
+            if let Some(args) = args {
+                return self.function(name, Some(args.args.len()));
             }
             match split(name) {
                 Some((schema, name)) => {
@@ -107,7 +117,11 @@ impl Visitor for Collector {
 
     fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
         if let Expr::Function(function) = expr {
-            return self.function(&function.name);
+            let arity = match &function.args {
+                FunctionArguments::List(list) => Some(list.args.len()),
+                FunctionArguments::None | FunctionArguments::Subquery(_) => None,
+            };
+            return self.function(&function.name, arity);
         }
         ControlFlow::Continue(())
     }
