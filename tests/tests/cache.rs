@@ -506,3 +506,23 @@ async fn binary_row(client: &Client, sql: &str, bytes: &[u8]) -> BinaryRow {
         row.get(8),
     )
 }
+
+#[tokio::test]
+async fn discard_all_forgets_prepared_statements_as_postgres_does() {
+    let proxy = caching_proxy();
+    let client = through(&proxy, "postgres", None).await;
+    let statement = client
+        .prepare("SELECT name FROM items WHERE id = $1 /* discard */")
+        .await
+        .expect("prepare");
+    for _ in 0..3 {
+        client.query_one(&statement, &[&3i32]).await.expect("warm");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    client.batch_execute("DISCARD ALL").await.expect("discard");
+    let error = client
+        .query_one(&statement, &[&3i32])
+        .await
+        .expect_err("the statement is gone, as it would be without pgcached");
+    assert_eq!(error.code().map(|c| c.code()), Some("26000"), "{error:?}");
+}

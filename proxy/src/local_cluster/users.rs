@@ -1,10 +1,11 @@
-//! The roles every local cluster has, one per authentication method, and pgcached's own role.
+//! The roles every local cluster has — one per authentication method, plus pgcached's own —
+//! and the pg_hba.conf that authenticates them.
 
-/// Superuser, trusted from loopback.
+/// Superuser, trusted (loopback TCP and the Unix socket).
 pub const SUPERUSER: &str = "postgres";
 /// A role authenticated by `trust`.
 pub const TRUST_USER: &str = "trust_user";
-/// A role authenticated by `md5`.
+/// A role authenticated by `md5`; its password is stored as an md5 hash.
 pub const MD5_USER: &str = "md5_user";
 /// Password of [`MD5_USER`].
 pub const MD5_PASSWORD: &str = "md5_secret";
@@ -12,14 +13,23 @@ pub const MD5_PASSWORD: &str = "md5_secret";
 pub const SCRAM_USER: &str = "scram_user";
 /// Password of [`SCRAM_USER`].
 pub const SCRAM_PASSWORD: &str = "scram_secret";
-/// pgcached's own role (LOGIN REPLICATION), for its control and replication connections.
+/// pgcached's own role (LOGIN REPLICATION, `scram-sha-256`), for its control and replication
+/// connections.
 pub const PGCACHED_USER: &str = "pgcached";
 /// Password of [`PGCACHED_USER`].
 pub const PGCACHED_PASSWORD: &str = "pgcached_secret";
+/// The database created for applications, owned by [`SUPERUSER`], open to every role.
+pub const APP_DATABASE: &str = "app";
 
-/// pg_hba.conf: one method per role, loopback TCP only, plus the superuser's Unix socket.
+/// pg_hba.conf: loopback TCP only (IPv4 and IPv6), one method per role, replication for
+/// pgcached and the superuser, SCRAM for everyone else; plus the superuser on the Unix socket.
+/// `host` lines match both TLS and plain connections.
 pub fn hba_conf() -> String {
-    let mut lines = vec!["local all postgres trust".to_owned()];
+    let mut text = String::from(
+        "# pgcached local cluster: one authentication method per role\n\
+         # TYPE DATABASE USER ADDRESS METHOD\n",
+    );
+    text.push_str(&format!("local all {SUPERUSER} trust\n"));
     for address in ["127.0.0.1/32", "::1/128"] {
         for (database, user, method) in [
             ("all", SUPERUSER, "trust"),
@@ -31,13 +41,13 @@ pub fn hba_conf() -> String {
             ("replication", SUPERUSER, "trust"),
             ("all", "all", "scram-sha-256"),
         ] {
-            lines.push(format!("host {database} {user} {address} {method}"));
+            text.push_str(&format!("host {database} {user} {address} {method}\n"));
         }
     }
-    lines.join("\n") + "\n"
+    text
 }
 
-/// SQL creating the roles and the `app` database.
+/// SQL, run as the superuser in `postgres`, creating the roles and the app database.
 pub fn setup_sql() -> String {
     format!(
         "SET password_encryption = 'md5';\n\
@@ -46,12 +56,13 @@ pub fn setup_sql() -> String {
          CREATE ROLE {TRUST_USER} LOGIN;\n\
          CREATE ROLE {SCRAM_USER} LOGIN PASSWORD '{SCRAM_PASSWORD}';\n\
          CREATE ROLE {PGCACHED_USER} LOGIN REPLICATION PASSWORD '{PGCACHED_PASSWORD}';\n\
-         CREATE DATABASE app OWNER postgres;\n\
-         GRANT CONNECT, TEMPORARY ON DATABASE app TO PUBLIC;\n"
+         CREATE DATABASE {APP_DATABASE} OWNER {SUPERUSER};\n\
+         GRANT CONNECT, TEMPORARY ON DATABASE {APP_DATABASE} TO PUBLIC;\n"
     )
 }
 
-/// SQL run inside `app` once it exists.
+/// SQL run inside the app database once it exists: since PostgreSQL 15 only the owner may
+/// create objects in `public`; the test roles may too.
 pub fn app_sql() -> &'static str {
-    "GRANT ALL ON SCHEMA public TO PUBLIC;"
+    "GRANT ALL ON SCHEMA public TO PUBLIC;\n"
 }

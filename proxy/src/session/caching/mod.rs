@@ -121,6 +121,15 @@ enum HeldKind {
     Close,
 }
 
+/// True for `DISCARD ALL`, `DISCARD PLANS`, `DEALLOCATE ...`: statements that make the server
+/// forget prepared statements.
+fn drops_prepared_statements(sql: &[u8]) -> bool {
+    let text = sql.trim_ascii_start();
+    let starts =
+        |word: &[u8]| text.len() >= word.len() && text[..word.len()].eq_ignore_ascii_case(word);
+    starts(b"deallocate") || starts(b"discard")
+}
+
 /// What to do with a held batch at Sync.
 enum LocalAnswer {
     /// Every Execute hit: these frames answer the batch.
@@ -389,6 +398,13 @@ impl CachingSession {
 
     /// What a relayed statement does to the session: state changes, privacy, writes.
     fn apply_effects(&mut self, class: &Class, sql: &[u8]) {
+        if drops_prepared_statements(sql) {
+            // DISCARD ALL / DEALLOCATE: the server forgets prepared statements; so do we, so
+            // that a later Bind of one reaches the server and gets its error.
+            self.statements.clear();
+            self.portals.clear();
+            self.server_unnamed = None;
+        }
         match class {
             Class::SessionState => self.fingerprint.fold(sql),
             Class::TempObjects | Class::CallsVolatile => self.fingerprint.make_private(),
@@ -672,6 +688,9 @@ impl CachingSession {
                     self.held.clear();
                     self.held_bytes = 0;
                     self.mode = BatchMode::Idle;
+                    // Outside a transaction block, Sync ends the implicit transaction and with it
+                    // every portal.
+                    self.portals.clear();
                     return None;
                 }
                 LocalAnswer::Wait(wait) => return Some(wait),

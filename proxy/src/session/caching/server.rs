@@ -196,6 +196,10 @@ impl CachingSession {
                 return;
             }
         }
+        if status == b'I' {
+            // The transaction is over, and with it every portal.
+            self.portals.clear();
+        }
         let fills = std::mem::take(&mut self.fills);
         if status == b'I' {
             for fill in fills {
