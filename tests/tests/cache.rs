@@ -526,3 +526,41 @@ async fn discard_all_forgets_prepared_statements_as_postgres_does() {
         .expect_err("the statement is gone, as it would be without pgcached");
     assert_eq!(error.code().map(|c| c.code()), Some("26000"), "{error:?}");
 }
+
+#[tokio::test]
+async fn malformed_extended_messages_get_the_servers_answer_through_the_cache_path() {
+    use pgcached_tests::raw::{frame, login, read_until_ready};
+    use std::io::Write;
+    let proxy = caching_proxy();
+    let mut answers = Vec::new();
+    for port in [cluster().port(), proxy.port()] {
+        let (mut stream, _) = login(port, "trust_user");
+        // A Parse without its terminators, then a Bind of a statement that does not exist.
+        let mut bytes = frame(b'P', b"s1\0SELECT 1");
+        bytes.extend_from_slice(&frame(b'S', b""));
+        stream.write_all(&bytes).expect("write");
+        let first: Vec<_> = read_until_ready(&mut stream)
+            .iter()
+            .map(|m| (m.tag, m.sqlstate()))
+            .collect();
+        let mut bytes = frame(b'B', b"\0nope\0\0\0\0\0\0\0");
+        bytes.extend_from_slice(&frame(b'E', b"\0\0\0\0\0"));
+        bytes.extend_from_slice(&frame(b'S', b""));
+        stream.write_all(&bytes).expect("write");
+        let second: Vec<_> = read_until_ready(&mut stream)
+            .iter()
+            .map(|m| (m.tag, m.sqlstate()))
+            .collect();
+        answers.push((first, second));
+    }
+    assert!(
+        !answers[0].0.is_empty() && !answers[0].1.is_empty(),
+        "{answers:?}"
+    );
+    assert_eq!(answers[0], answers[1]);
+    let client = through(&proxy, "postgres", None).await;
+    assert_eq!(
+        column(&client, "SELECT 'still serving'").await,
+        vec![Some("still serving".to_owned())]
+    );
+}

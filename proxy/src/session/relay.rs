@@ -66,6 +66,7 @@ pub async fn run(
         if closing.is_none() {
             let now = *phase.borrow_and_update();
             let idle = tracker.is_idle()
+                && !caching.as_deref().is_some_and(CachingSession::holds_frames)
                 && parked.is_none()
                 && deferred.is_empty()
                 && from_client.is_empty()

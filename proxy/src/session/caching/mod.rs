@@ -49,6 +49,9 @@ const PARSE_COMPLETE: &[u8] = b"1\0\0\0\x04";
 const BIND_COMPLETE: &[u8] = b"2\0\0\0\x04";
 /// A held batch larger than this is relayed instead of held (large Bind values).
 const MAX_HELD_BYTES: usize = 256 * 1024;
+/// A session with more prepared statements than this stops caching (and tracking them), so a
+/// client cannot grow pgcached's memory without bound.
+const MAX_STATEMENTS: usize = 10_000;
 
 /// What all sessions share for caching.
 pub struct CacheShared {
@@ -212,6 +215,11 @@ impl CachingSession {
         }
     }
 
+    /// True when client frames are held back, waiting for the batch's Sync.
+    pub fn holds_frames(&self) -> bool {
+        !self.held.is_empty()
+    }
+
     /// True while every frame is simply relayed.
     pub fn is_disabled(&self) -> bool {
         self.disabled
@@ -240,6 +248,11 @@ impl CachingSession {
             if matches!(frame.first(), Some(b'Q' | b'E' | b'F')) {
                 self.wrote = true;
             }
+            // Frames held when the session was disabled go first, in order.
+            for held in std::mem::take(&mut self.held) {
+                io.forward(held.frame);
+            }
+            self.held_bytes = 0;
             io.forward(frame);
             return None;
         }
@@ -307,7 +320,8 @@ impl CachingSession {
         self.disabled = true;
         self.expect.clear();
         self.fills.clear();
-        self.held.clear();
+        self.statements.clear();
+        self.portals.clear();
     }
 
     /// True when a request may be answered locally now: nothing in flight, idle transaction state.
@@ -455,6 +469,7 @@ impl CachingSession {
             };
         }
         let kind = match tag {
+            b'P' if self.statements.len() >= MAX_STATEMENTS => return self.give_up(frame, io),
             b'P' => match extended::parse(&frame) {
                 Some(parse) => {
                     if !parse.name.is_empty() {
