@@ -106,3 +106,47 @@ async fn require_fails_clearly_against_a_server_without_tls() {
         "{error:?}"
     );
 }
+
+#[tokio::test]
+async fn the_cache_works_when_postgres_requires_tls() {
+    use pgcached::local_cluster::users::{PGCACHED_PASSWORD, PGCACHED_USER};
+    let certs = certs::make(&["localhost", "127.0.0.1"]);
+    let cluster = tls_cluster(&certs);
+    // Only TLS connections are accepted from now on.
+    let hba = cluster.data_dir().join("pg_hba.conf");
+    let text = std::fs::read_to_string(&hba).expect("read pg_hba.conf");
+    std::fs::write(&hba, text.replace("\nhost ", "\nhostssl ")).expect("write pg_hba.conf");
+    cluster
+        .psql("app", "SELECT pg_reload_conf()")
+        .expect("reload");
+    let ca = certs.ca_cert.display().to_string();
+    let upstream = format!(
+        "postgres://{PGCACHED_USER}:{PGCACHED_PASSWORD}@localhost:{}?sslmode=verify-full&sslrootcert={ca}",
+        cluster.port()
+    );
+    let proxy = TestProxy::with_config(config_with(&upstream, &["--cache", "on"], ""));
+    let client = connect(&url(Endpoint::proxy(proxy.port()), "postgres", None, "app"))
+        .await
+        .expect("connect");
+    for _ in 0..4 {
+        let rows = client
+            .simple_query("SELECT 'cached over tls'")
+            .await
+            .expect("query");
+        let values: Vec<_> = rows
+            .iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(values, vec!["cached over tls".to_owned()]);
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    }
+    let cache = proxy.cache.as_ref().expect("cache on");
+    assert_eq!(
+        cache.len(),
+        1,
+        "the catalog connection worked over TLS and the result was cached"
+    );
+}

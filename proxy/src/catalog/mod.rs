@@ -50,9 +50,9 @@ pub enum CatalogError {
     /// A catalog query failed.
     #[error("catalog query failed: {0}")]
     Query(#[from] tokio_postgres::Error),
-    /// TLS is required but the control connection cannot do it.
-    #[error("the catalog connection needs TLS (sslmode={0:?}), which it does not support yet")]
-    TlsUnsupported(SslMode),
+    /// The TLS settings of the upstream URL are unusable.
+    #[error("catalog connection TLS: {0}")]
+    Tls(#[from] crate::tls::TlsConfigError),
 }
 
 /// Control connections, one per database, opened on first use.
@@ -102,9 +102,6 @@ impl Catalog {
                 return Ok(Arc::clone(client));
             }
         }
-        if !matches!(self.upstream.sslmode, SslMode::Disable | SslMode::Prefer) {
-            return Err(CatalogError::TlsUnsupported(self.upstream.sslmode));
-        }
         let mut config = tokio_postgres::Config::new();
         config
             .host(&self.upstream.host)
@@ -120,20 +117,40 @@ impl Catalog {
         if let Some(password) = &self.upstream.password {
             config.password(password);
         }
-        let (client, connection) =
-            config
-                .connect(NoTls)
-                .await
-                .map_err(|source| CatalogError::Connect {
-                    database: database.to_owned(),
-                    source,
-                })?;
+        let connect_error = |source| CatalogError::Connect {
+            database: database.to_owned(),
+            source,
+        };
         let name = database.to_owned();
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                debug!(database = %name, error = %e, "catalog connection closed");
+        // Same TLS policy as the sessions' upstream connections (sslmode, sslrootcert).
+        let client = match crate::tls::connector::for_upstream(&self.upstream)? {
+            None => {
+                config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+                let (client, connection) = config.connect(NoTls).await.map_err(connect_error)?;
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        debug!(database = %name, error = %e, "catalog connection closed");
+                    }
+                });
+                client
             }
-        });
+            Some(tls) => {
+                config.ssl_mode(match self.upstream.sslmode {
+                    SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+                    _ => tokio_postgres::config::SslMode::Require,
+                });
+                let tls = tokio_postgres_rustls::MakeRustlsConnect::new(
+                    std::sync::Arc::unwrap_or_clone(tls),
+                );
+                let (client, connection) = config.connect(tls).await.map_err(connect_error)?;
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        debug!(database = %name, error = %e, "catalog connection closed");
+                    }
+                });
+                client
+            }
+        };
         let client = Arc::new(client);
         clients.insert(database.to_owned(), Arc::clone(&client));
         Ok(client)
@@ -256,7 +273,7 @@ async fn expand_view(
 /// Logs a catalog failure once per kind; the read is then relayed uncached.
 pub fn report(error: &CatalogError) {
     match error {
-        CatalogError::TlsUnsupported(_) | CatalogError::Connect { .. } => {
+        CatalogError::Tls(_) | CatalogError::Connect { .. } => {
             warn!("caching disabled for this statement: {error}")
         }
         CatalogError::Query(_) => debug!("catalog query failed: {error}"),
