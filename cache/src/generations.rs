@@ -39,6 +39,8 @@ impl GenerationHandle {
 pub struct Generations {
     tables: RwLock<HashMap<TableId, GenerationHandle>>,
     databases: RwLock<HashMap<Arc<str>, GenerationHandle>>,
+    /// Databases whose cached results may not be served now (their change stream is down).
+    unavailable: RwLock<std::collections::HashSet<Arc<str>>>,
 }
 
 impl Generations {
@@ -79,6 +81,22 @@ impl Generations {
     /// Invalidates every entry of `database`.
     pub fn bump_database(&self, database: &str) {
         self.database(database).bump();
+    }
+
+    /// Marks whether `database`'s cached results may be served (fail closed while the source
+    /// of its changes is down).
+    pub fn set_available(&self, database: &str, available: bool) {
+        if available {
+            self.unavailable.write().remove(database);
+        } else {
+            self.unavailable.write().insert(Arc::from(database));
+        }
+    }
+
+    /// True unless `database` was marked unavailable.
+    pub fn is_available(&self, database: &str) -> bool {
+        let unavailable = self.unavailable.read();
+        unavailable.is_empty() || !unavailable.contains(database)
     }
 
     /// Tables seen so far with their generation.

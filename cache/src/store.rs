@@ -145,6 +145,9 @@ impl ResultCache {
     /// Looks up `key`, a read of `deps` in `database`.
     pub fn lookup(&self, key: &CacheKey, database: &str, deps: &[TableId]) -> Lookup {
         let inner = &self.inner;
+        if !inner.generations.is_available(database) {
+            return Lookup::Bypass(BypassReason("replication_down"));
+        }
         if let Some(entry) = inner.entries.get(key) {
             if entry.is_current(Instant::now()) {
                 entry.hits.fetch_add(1, Ordering::Relaxed);

@@ -22,6 +22,7 @@
 //! - [`catalog`]: what PostgreSQL's catalog says about relations and functions.
 //! - [`classify`]: the memoized verdict per statement text: cacheable (on which tables) or not.
 //! - [`cache_metrics`]: cache metric names and handles.
+//! - [`replication`]: one logical-replication stream per database, feeding the cache.
 
 pub mod cache_metrics;
 pub mod catalog;
@@ -32,6 +33,7 @@ pub mod error;
 pub mod local_cluster;
 pub mod metrics;
 pub mod net;
+pub mod replication;
 pub mod server;
 pub mod session;
 pub mod shutdown;

@@ -20,6 +20,7 @@ use crate::catalog::Catalog;
 use crate::classify::Classifier;
 use crate::config::{CacheMode, Config};
 use crate::metrics::ProxyMetrics;
+use crate::replication::Replication;
 use crate::session::caching::CacheShared;
 use crate::session::{self, Admission, SessionContext};
 use crate::shutdown::{self, Phase};
@@ -68,11 +69,18 @@ impl Server {
                 ));
                 cache_metrics::spawn_gauges(Arc::clone(&cache));
                 let catalog = Arc::new(Catalog::new(config.upstream.clone()));
+                let replication = Arc::new(Replication::new(
+                    config.cache.replication,
+                    config.upstream.clone(),
+                    config.cache.publication.clone(),
+                    Arc::clone(&cache),
+                ));
                 Some(Arc::new(CacheShared {
                     cache,
                     classifier: Arc::new(Classifier::new(catalog)),
                     metrics: CacheMetrics::new(),
                     max_entry: usize::try_from(config.cache.max_entry).unwrap_or(usize::MAX),
+                    replication,
                 }))
             }
         };

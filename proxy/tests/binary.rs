@@ -216,3 +216,57 @@ fn env_beats_file_flag_beats_env_metrics_are_served_and_sigterm_stops_it() {
     }
     assert!(stderr.contains("shutdown complete"), "{stderr}");
 }
+
+#[test]
+fn a_killed_pgcached_leaves_no_replication_slot_behind() {
+    use pgcached::local_cluster::users::{PGCACHED_PASSWORD, PGCACHED_USER};
+    let cluster = LocalCluster::start(ClusterOptions::default()).expect("cluster");
+    let port = free_port();
+    let child = Command::new(BIN)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--metrics-listen", &format!("127.0.0.1:{}", free_port())])
+        .args([
+            "--upstream",
+            &format!(
+                "postgres://{PGCACHED_USER}:{PGCACHED_PASSWORD}@127.0.0.1:{}/app?sslmode=disable",
+                cluster.port()
+            ),
+        ])
+        .args(["--cache", "on"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut running = Running(child);
+    assert!(wait_for_port(port));
+    let slots = "SELECT count(*) FROM pg_replication_slots WHERE temporary";
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(
+            &format!("postgres://postgres@127.0.0.1:{port}/app?sslmode=disable"),
+            tokio_postgres::NoTls,
+        )
+        .await
+        .expect("connect");
+        tokio::spawn(connection);
+        client.simple_query("SELECT 1").await.expect("query");
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cluster.psql("app", slots).expect("psql").trim() != "1" {
+        assert!(
+            Instant::now() < deadline,
+            "no temporary slot while pgcached runs"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = running.0.kill();
+    let _ = running.0.wait();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cluster.psql("app", slots).expect("psql").trim() != "0" {
+        assert!(
+            Instant::now() < deadline,
+            "temporary slot left behind by a killed pgcached"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

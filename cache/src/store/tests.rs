@@ -132,3 +132,17 @@ async fn concurrent_misses_wait_for_the_first_fill() {
     assert!(wait.wait(Duration::from_secs(5)).await);
     assert!(matches!(c.lookup(&k2, "app", &[]), Lookup::Miss(_)));
 }
+
+#[test]
+fn an_unavailable_database_is_bypassed() {
+    let c = cache(1 << 20, None);
+    let k = key("q");
+    miss(&c, &k, &[table(1)]).fill(Bytes::from_static(b"x"), Bytes::new());
+    c.generations().set_available("app", false);
+    assert!(matches!(
+        c.lookup(&k, "app", &[table(1)]),
+        Lookup::Bypass(_)
+    ));
+    c.generations().set_available("app", true);
+    assert!(matches!(c.lookup(&k, "app", &[table(1)]), Lookup::Hit(_)));
+}

@@ -205,9 +205,7 @@ async fn resolve_relation(
             _ => return Ok(Err("unknown_persistence")),
         }
         match kind as u8 {
-            b'r' | b'p' | b'm' => {
-                tables.insert(root);
-            }
+            b'r' | b'p' | b'm' => add_table(client, oid, root, kind as u8, tables).await?,
             b'v' => {
                 if let Err(reason) = expand_view(client, oid, tables, 0).await? {
                     return Ok(Err(reason));
@@ -219,6 +217,27 @@ async fn resolve_relation(
         }
     }
     Ok(Ok(()))
+}
+
+/// Adds a table to the dependencies with every relation a change to it may be reported under:
+/// itself, its partition root, and for a partitioned table all its partitions (a publication
+/// reports a partition's rows under the partition or the root, depending on
+/// `publish_via_partition_root`).
+async fn add_table(
+    client: &tokio_postgres::Client,
+    oid: u32,
+    root: u32,
+    kind: u8,
+    tables: &mut BTreeSet<u32>,
+) -> Result<(), CatalogError> {
+    tables.insert(oid);
+    tables.insert(root);
+    if kind == b'p' {
+        for row in client.query(queries::PARTITION_TREE, &[&oid]).await? {
+            tables.insert(row.get(0));
+        }
+    }
+    Ok(())
 }
 
 /// Adds a view's base tables (recursively) to `tables`; refuses views that call non-immutable
@@ -254,9 +273,7 @@ async fn expand_view(
             return Ok(Err("view_over_unlogged_or_temporary"));
         }
         match kind as u8 {
-            b'r' | b'p' | b'm' => {
-                tables.insert(root);
-            }
+            b'r' | b'p' | b'm' => add_table(client, oid, root, kind as u8, tables).await?,
             b'v' => {
                 if let Err(reason) = Box::pin(expand_view(client, oid, tables, depth + 1)).await? {
                     return Ok(Err(reason));

@@ -40,3 +40,6 @@ SELECT DISTINCT d.refobjid AS oid,
     ON d.refclassid = 'pg_catalog.pg_proc'::regclass AND p.oid = d.refobjid
  WHERE r.ev_class = $1 AND d.refobjid <> $1
    AND d.refclassid IN ('pg_catalog.pg_class'::regclass, 'pg_catalog.pg_proc'::regclass)";
+
+/// Every relation of a partition tree (the table itself included): `$1` the table's oid.
+pub const PARTITION_TREE: &str = "SELECT relid::oid FROM pg_catalog.pg_partition_tree($1)";

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use super::{CacheMode, LogFormat};
+use super::{CacheMode, LogFormat, ReplicationMode};
 
 /// pgcached: a transparent caching proxy for PostgreSQL.
 #[derive(Debug, Clone, Parser)]
@@ -93,6 +93,14 @@ pub struct Cli {
         value_name = "DURATION"
     )]
     pub cache_ttl: Option<String>,
+
+    /// Follow writes made outside pgcached by logical replication: auto, required or off [default: auto]
+    #[arg(long, global = true, env = "PGCACHED_REPLICATION", value_name = "MODE")]
+    pub replication: Option<ReplicationMode>,
+
+    /// Publication streamed for invalidation, created FOR ALL TABLES if missing and permitted [default: pgcached]
+    #[arg(long, global = true, env = "PGCACHED_PUBLICATION", value_name = "NAME")]
+    pub publication: Option<String>,
 
     #[command(subcommand)]
     pub command: Option<Command>,

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{CacheMode, ConfigError, LogFormat};
+use super::{CacheMode, ConfigError, LogFormat, ReplicationMode};
 
 /// Settings read from the config file; `None` means "not set here".
 #[derive(Debug, Default, Clone, serde::Deserialize)]
@@ -33,6 +33,10 @@ pub struct FileConfig {
     pub cache_max_entry: Option<String>,
     /// See `--cache-ttl`.
     pub cache_ttl: Option<String>,
+    /// See `--replication`.
+    pub replication: Option<ReplicationMode>,
+    /// See `--publication`.
+    pub publication: Option<String>,
     /// Time a client has to send its startup packet and finish TLS (file only; default 10s).
     pub startup_timeout: Option<String>,
 }

@@ -48,6 +48,23 @@ pub enum CacheMode {
     On,
 }
 
+/// How writes made outside pgcached reach the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ReplicationMode {
+    /// Stream each database's changes when possible; without it (one clear warning), cache with
+    /// invalidation by pgcached's own writes and `--cache-ttl` only.
+    #[default]
+    Auto,
+    /// Serve nothing from the cache for a database whose stream is not running.
+    Required,
+    /// Never stream; invalidation by pgcached's own writes and `--cache-ttl` only.
+    Off,
+}
+
+/// Default publication name.
+pub const DEFAULT_PUBLICATION: &str = "pgcached";
+
 /// Cache settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheSettings {
@@ -59,6 +76,10 @@ pub struct CacheSettings {
     pub max_entry: u64,
     /// Age after which a cached result is dropped.
     pub ttl: Option<Duration>,
+    /// How outside writes are followed.
+    pub replication: ReplicationMode,
+    /// The publication streamed.
+    pub publication: String,
 }
 
 /// Log line format.
@@ -128,6 +149,9 @@ pub enum ConfigError {
         value: String,
         reason: String,
     },
+    /// A publication name pgcached will not put into SQL.
+    #[error("invalid publication name {0:?}: use letters, digits and _ (at most 63)")]
+    Publication(String),
     /// A size does not parse.
     #[error("invalid {setting} {value:?}: {reason}")]
     Size {
@@ -200,7 +224,18 @@ impl Config {
                     )
                 }
             },
+            replication: cli.replication.or(file.replication).unwrap_or_default(),
+            publication: pick(&cli.publication, &file.publication, DEFAULT_PUBLICATION),
         };
+        if cache.publication.is_empty()
+            || cache.publication.len() > 63
+            || !cache
+                .publication
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Err(ConfigError::Publication(cache.publication));
+        }
         let tls_cert = cli.tls_cert.clone().or_else(|| file.tls_cert.clone());
         let tls_key = cli.tls_key.clone().or_else(|| file.tls_key.clone());
         if tls_cert.is_some() != tls_key.is_some() {

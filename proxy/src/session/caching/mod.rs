@@ -63,6 +63,8 @@ pub struct CacheShared {
     pub metrics: CacheMetrics,
     /// Largest result captured.
     pub max_entry: usize,
+    /// Streams of writes made outside pgcached.
+    pub replication: Arc<crate::replication::Replication>,
 }
 
 /// Where the cache path writes: the relay's outboxes and the facts it keeps.

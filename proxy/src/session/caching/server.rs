@@ -161,7 +161,9 @@ impl CachingSession {
         let first = self.status == 0;
         self.status = status;
         if first {
-            // The ReadyForQuery that ends authentication answers no request.
+            // The ReadyForQuery that ends authentication answers no request. The database is
+            // real and the client may use it: follow its changes.
+            self.shared.replication.ensure(&self.database);
             return;
         }
         if self.wrote {

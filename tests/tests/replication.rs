@@ -1,0 +1,205 @@
+//! Writes made outside pgcached reach the cache through logical replication: external writes
+//! become visible through pgcached within a second, a lost stream is re-established (and
+//! nothing stale is served meanwhile), and without logical replication pgcached says so and
+//! still invalidates on its own writes.
+
+use std::time::{Duration, Instant};
+
+use pgcached::local_cluster::{ClusterOptions, LocalCluster};
+use pgcached_tests::proxy::caching_config_for;
+use pgcached_tests::{connect, url, Endpoint, TestProxy};
+use tokio_postgres::{Client, SimpleQueryMessage};
+
+async fn value(client: &Client, sql: &str) -> Option<String> {
+    client
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .into_iter()
+        .find_map(|m| match m {
+            SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+            _ => None,
+        })
+}
+
+/// Reads through pgcached until `expected` comes back; returns how long it took.
+async fn wait_for(client: &Client, sql: &str, expected: &str, limit: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        if value(client, sql).await.as_deref() == Some(expected) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{expected:?} not visible through pgcached after {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+async fn setup(cluster: &LocalCluster) -> Client {
+    let admin = connect(&url(Endpoint::direct(cluster), "postgres", None, "app"))
+        .await
+        .expect("admin");
+    admin
+        .batch_execute(
+            "DROP TABLE IF EXISTS ext; CREATE TABLE ext (k int PRIMARY KEY, v text);
+             INSERT INTO ext VALUES (1, 'v0'); GRANT ALL ON ext TO PUBLIC;",
+        )
+        .await
+        .expect("setup");
+    admin
+}
+
+/// Waits until the stream is running, i.e. the read is served from the cache again.
+async fn warm(client: &Client, sql: &str) {
+    for _ in 0..6 {
+        value(client, sql).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn external_writes_are_visible_through_pgcached_within_a_second() {
+    let cluster = LocalCluster::start(ClusterOptions::default()).expect("cluster");
+    let admin = setup(&cluster).await;
+    let proxy = TestProxy::with_config(caching_config_for(&cluster, &[]));
+    let reader = connect(&url(Endpoint::proxy(proxy.port()), "postgres", None, "app"))
+        .await
+        .expect("reader");
+    let read = "SELECT v FROM ext WHERE k = 1";
+    warm(&reader, read).await;
+    let mut delays = Vec::new();
+    for i in 1..=20 {
+        // Make sure the old value is cached before the external write.
+        assert_eq!(value(&reader, read).await, Some(format!("v{}", i - 1)));
+        assert_eq!(value(&reader, read).await, Some(format!("v{}", i - 1)));
+        admin
+            .execute("UPDATE ext SET v = $1 WHERE k = 1", &[&format!("v{i}")])
+            .await
+            .expect("external write");
+        delays.push(wait_for(&reader, read, &format!("v{i}"), Duration::from_secs(1)).await);
+    }
+    delays.sort();
+    println!(
+        "external write to visible through pgcached: p50 {:?}, p99 {:?} (n = {})",
+        delays[delays.len() / 2],
+        delays[delays.len() * 99 / 100],
+        delays.len()
+    );
+    let cache = proxy.cache.as_ref().expect("cache on");
+    assert!(!cache.is_empty(), "reads were cached between the writes");
+
+    // TRUNCATE and INSERT are changes too.
+    admin.batch_execute("TRUNCATE ext").await.expect("truncate");
+    wait_for(
+        &reader,
+        "SELECT count(*)::text FROM ext",
+        "0",
+        Duration::from_secs(1),
+    )
+    .await;
+    admin
+        .batch_execute("INSERT INTO ext VALUES (1, 'back')")
+        .await
+        .expect("insert");
+    wait_for(&reader, read, "back", Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn a_lost_stream_is_reestablished_and_nothing_stale_is_served_meanwhile() {
+    let cluster = LocalCluster::start(ClusterOptions::default()).expect("cluster");
+    let admin = setup(&cluster).await;
+    let proxy = TestProxy::with_config(caching_config_for(&cluster, &[]));
+    let reader = connect(&url(Endpoint::proxy(proxy.port()), "postgres", None, "app"))
+        .await
+        .expect("reader");
+    let read = "SELECT v FROM ext WHERE k = 1";
+    warm(&reader, read).await;
+    let slots = "SELECT count(*) FROM pg_replication_slots WHERE temporary AND active";
+    let count: i64 = admin.query_one(slots, &[]).await.expect("slots").get(0);
+    assert_eq!(count, 1, "one temporary slot while streaming");
+    for round in 0..3 {
+        let terminated: i64 = admin
+            .query_one(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_replication \
+                 WHERE application_name = 'pgcached replication'",
+                &[],
+            )
+            .await
+            .expect("terminate walsender")
+            .get(0);
+        assert_eq!(terminated, 1);
+        // A write while the stream is down must still be seen.
+        let new = format!("after loss {round}");
+        admin
+            .execute("UPDATE ext SET v = $1 WHERE k = 1", &[&new])
+            .await
+            .expect("write");
+        wait_for(&reader, read, &new, Duration::from_secs(5)).await;
+        // The stream comes back (a new temporary slot) and reads are cached again.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let count: i64 = admin.query_one(slots, &[]).await.expect("slots").get(0);
+            if count == 1 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "stream not re-established");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    warm(&reader, read).await;
+    let proxy_cache = proxy.cache.as_ref().expect("cache on");
+    assert!(!proxy_cache.is_empty());
+}
+
+#[tokio::test]
+async fn without_logical_replication_pgcached_still_invalidates_its_own_writes() {
+    let cluster = LocalCluster::start(ClusterOptions {
+        wal_level: "replica".to_owned(),
+        ..ClusterOptions::default()
+    })
+    .expect("cluster");
+    setup(&cluster).await;
+    let proxy = TestProxy::with_config(caching_config_for(&cluster, &[]));
+    let reader = connect(&url(Endpoint::proxy(proxy.port()), "postgres", None, "app"))
+        .await
+        .expect("reader");
+    let writer = connect(&url(Endpoint::proxy(proxy.port()), "postgres", None, "app"))
+        .await
+        .expect("writer");
+    let read = "SELECT v FROM ext WHERE k = 1";
+    warm(&reader, read).await;
+    let cache = proxy.cache.as_ref().expect("cache on");
+    assert!(
+        !cache.is_empty(),
+        "caching goes on without replication (auto)"
+    );
+    for i in 0..5 {
+        let new = format!("own write {i}");
+        writer
+            .execute("UPDATE ext SET v = $1 WHERE k = 1", &[&new])
+            .await
+            .expect("write");
+        assert_eq!(value(&reader, read).await.as_deref(), Some(new.as_str()));
+        warm(&reader, read).await;
+    }
+
+    // With --replication required, nothing is served from the cache without it.
+    let strict =
+        TestProxy::with_config(caching_config_for(&cluster, &["--replication", "required"]));
+    let client = connect(&url(
+        Endpoint::proxy(strict.port()),
+        "postgres",
+        None,
+        "app",
+    ))
+    .await
+    .expect("client");
+    warm(&client, read).await;
+    let strict_cache = strict.cache.as_ref().expect("cache on");
+    assert!(
+        strict_cache.is_empty(),
+        "nothing cached when replication is required but off"
+    );
+}
