@@ -16,6 +16,7 @@ use tracing::{info, warn};
 use pgcached_cache::{CacheConfig, Generations, ResultCache};
 
 use crate::cache_metrics::{self, CacheMetrics};
+use crate::catalog::watcher::CatalogWatchers;
 use crate::catalog::Catalog;
 use crate::classify::Classifier;
 use crate::config::{CacheMode, Config};
@@ -69,6 +70,12 @@ impl Server {
                 ));
                 cache_metrics::spawn_gauges(Arc::clone(&cache));
                 let catalog = Arc::new(Catalog::new(config.upstream.clone()));
+                let classifier = Arc::new(Classifier::new(Arc::clone(&catalog)));
+                let watchers = Arc::new(CatalogWatchers::new(
+                    catalog,
+                    Arc::clone(&classifier),
+                    Arc::clone(&cache),
+                ));
                 let replication = Arc::new(Replication::new(
                     config.cache.replication,
                     config.upstream.clone(),
@@ -77,10 +84,11 @@ impl Server {
                 ));
                 Some(Arc::new(CacheShared {
                     cache,
-                    classifier: Arc::new(Classifier::new(catalog)),
+                    classifier,
                     metrics: CacheMetrics::new(),
                     max_entry: usize::try_from(config.cache.max_entry).unwrap_or(usize::MAX),
                     replication,
+                    watchers,
                 }))
             }
         };

@@ -16,6 +16,11 @@ use tokio_postgres::{Client, SimpleQueryMessage};
 
 static CLUSTER: OnceLock<LocalCluster> = OnceLock::new();
 
+/// The tests of this file share one cluster and count executions in it, while pgcached rightly
+/// drops cached results when another test changes the catalog (CREATE ROLE, DROP TABLE, ...):
+/// they run one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A cluster with pg_stat_statements, shared by this binary.
 fn cluster() -> &'static LocalCluster {
     CLUSTER.get_or_init(|| {
@@ -93,6 +98,7 @@ async fn executions(admin: &Client, fragment: &str) -> i64 {
 
 #[tokio::test]
 async fn repeated_reads_are_answered_without_reaching_postgres() {
+    let _serial = SERIAL.lock().await;
     let proxy = caching_proxy();
     let admin = admin().await;
     let client = through(&proxy, "postgres", None).await;
@@ -148,6 +154,7 @@ async fn repeated_reads_are_answered_without_reaching_postgres() {
 
 #[tokio::test]
 async fn each_role_gets_only_its_own_rows() {
+    let _serial = SERIAL.lock().await;
     let admin = admin().await;
     admin
         .batch_execute(
@@ -192,6 +199,7 @@ async fn each_role_gets_only_its_own_rows() {
 
 #[tokio::test]
 async fn session_state_changes_results_exactly_as_without_pgcached() {
+    let _serial = SERIAL.lock().await;
     let admin = admin().await;
     admin
         .batch_execute(
@@ -269,6 +277,7 @@ async fn session_state_changes_results_exactly_as_without_pgcached() {
 
 #[tokio::test]
 async fn volatile_functions_are_never_served_from_the_cache() {
+    let _serial = SERIAL.lock().await;
     let admin = admin().await;
     admin
         .batch_execute("DROP SEQUENCE IF EXISTS cache_seq; CREATE SEQUENCE cache_seq; GRANT ALL ON cache_seq TO PUBLIC;")
@@ -303,6 +312,7 @@ async fn volatile_functions_are_never_served_from_the_cache() {
 
 #[tokio::test]
 async fn writes_through_pgcached_are_seen_by_the_next_read() {
+    let _serial = SERIAL.lock().await;
     let admin = admin().await;
     admin
         .batch_execute(
@@ -356,6 +366,7 @@ async fn writes_through_pgcached_are_seen_by_the_next_read() {
 
 #[tokio::test]
 async fn memory_stays_under_the_cache_size() {
+    let _serial = SERIAL.lock().await;
     let limit: u64 = 256 * 1024;
     let proxy = TestProxy::with_config(caching_config_for(cluster(), &["--cache-size", "256KiB"]));
     let client = through(&proxy, "postgres", None).await;
@@ -378,6 +389,7 @@ async fn memory_stays_under_the_cache_size() {
 
 #[tokio::test]
 async fn concurrent_identical_misses_send_one_query_upstream() {
+    let _serial = SERIAL.lock().await;
     let admin = admin().await;
     admin
         .batch_execute(
@@ -410,6 +422,7 @@ async fn concurrent_identical_misses_send_one_query_upstream() {
 
 #[tokio::test]
 async fn cached_results_of_every_common_type_equal_direct_results() {
+    let _serial = SERIAL.lock().await;
     let admin = admin().await;
     let proxy = caching_proxy();
     let cached = through(&proxy, "postgres", None).await;
@@ -509,6 +522,7 @@ async fn binary_row(client: &Client, sql: &str, bytes: &[u8]) -> BinaryRow {
 
 #[tokio::test]
 async fn discard_all_forgets_prepared_statements_as_postgres_does() {
+    let _serial = SERIAL.lock().await;
     let proxy = caching_proxy();
     let client = through(&proxy, "postgres", None).await;
     let statement = client
@@ -529,6 +543,7 @@ async fn discard_all_forgets_prepared_statements_as_postgres_does() {
 
 #[tokio::test]
 async fn malformed_extended_messages_get_the_servers_answer_through_the_cache_path() {
+    let _serial = SERIAL.lock().await;
     use pgcached_tests::raw::{frame, login, read_until_ready};
     use std::io::Write;
     let proxy = caching_proxy();

@@ -203,3 +203,68 @@ async fn without_logical_replication_pgcached_still_invalidates_its_own_writes()
         "nothing cached when replication is required but off"
     );
 }
+
+/// Polls until `sql` through `client` fails with `code`; returns how long it took.
+async fn wait_for_error(client: &Client, sql: &str, code: &str, limit: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        match client.simple_query(sql).await {
+            Err(e) if e.code().map(|c| c.code()) == Some(code) => return started.elapsed(),
+            _ => {}
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{sql} still served after {limit:?} (expected SQLSTATE {code})"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn external_revoke_and_rename_stop_cached_results_within_two_seconds() {
+    let cluster = LocalCluster::start(ClusterOptions::default()).expect("cluster");
+    let admin = setup(&cluster).await;
+    admin
+        .batch_execute(
+            "CREATE ROLE carol LOGIN PASSWORD 'carol_pw';
+             CREATE TABLE ledger (id int PRIMARY KEY, amount int);
+             INSERT INTO ledger VALUES (1, 100);
+             GRANT SELECT ON ledger TO carol;",
+        )
+        .await
+        .expect("setup");
+    let proxy = TestProxy::with_config(caching_config_for(&cluster, &[]));
+    let carol = connect(&url(
+        Endpoint::proxy(proxy.port()),
+        "carol",
+        Some("carol_pw"),
+        "app",
+    ))
+    .await
+    .expect("carol");
+    let read = "SELECT amount::text FROM ledger WHERE id = 1";
+    warm(&carol, read).await;
+    assert_eq!(value(&carol, read).await.as_deref(), Some("100"));
+    let cache = proxy.cache.as_ref().expect("cache on");
+    assert!(!cache.is_empty(), "carol's read is cached");
+
+    admin
+        .batch_execute("REVOKE SELECT ON ledger FROM carol")
+        .await
+        .expect("revoke");
+    let took = wait_for_error(&carol, read, "42501", Duration::from_secs(2)).await;
+    println!("external REVOKE effective through pgcached after {took:?}");
+
+    let postgres = connect(&url(Endpoint::proxy(proxy.port()), "postgres", None, "app"))
+        .await
+        .expect("postgres");
+    let ext = "SELECT v FROM ext WHERE k = 1";
+    warm(&postgres, ext).await;
+    assert_eq!(value(&postgres, ext).await.as_deref(), Some("v0"));
+    admin
+        .batch_execute("ALTER TABLE ext RENAME TO ext_renamed")
+        .await
+        .expect("rename");
+    let took = wait_for_error(&postgres, ext, "42P01", Duration::from_secs(2)).await;
+    println!("external RENAME effective through pgcached after {took:?}");
+}

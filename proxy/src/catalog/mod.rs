@@ -7,10 +7,14 @@
 //! answers are memoized per statement text by the classifier, so the catalog is consulted once
 //! per distinct statement, off the query path.
 //!
+//! Layout: this file resolves statements; [`queries`] holds the SQL; [`watcher`] polls a digest
+//! of the catalog to catch DDL and privilege changes made outside pgcached.
+//!
 //! Unknown means not cacheable: a name the catalog does not know, a function with any
 //! non-immutable overload, or a control connection that cannot be opened.
 
 pub mod queries;
+pub mod watcher;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -93,6 +97,13 @@ impl Catalog {
             }
         }
         Ok(Resolution::Cacheable(tables.into_iter().collect()))
+    }
+
+    /// A digest of the catalog facts caching depends on (see [`queries::FINGERPRINT`]).
+    pub async fn fingerprint(&self, database: &str) -> Result<String, CatalogError> {
+        let client = self.client(database).await?;
+        let row = client.query_one(queries::FINGERPRINT, &[]).await?;
+        Ok(row.get::<_, Option<String>>(0).unwrap_or_default())
     }
 
     async fn client(&self, database: &str) -> Result<Arc<tokio_postgres::Client>, CatalogError> {

@@ -43,3 +43,36 @@ SELECT DISTINCT d.refobjid AS oid,
 
 /// Every relation of a partition tree (the table itself included): `$1` the table's oid.
 pub const PARTITION_TREE: &str = "SELECT relid::oid FROM pg_catalog.pg_partition_tree($1)";
+
+/// A digest of everything in the catalog that can change what a cached result may show, or to
+/// whom: relations (names, kinds, persistence, row security, ACLs), columns, policies, role
+/// memberships and attributes, function volatility, view rules, schema and database ACLs.
+/// Temporary relations are left out (they are never cached and come and go often).
+pub const FINGERPRINT: &str = "\
+SELECT md5(concat_ws('|',
+  (SELECT string_agg(concat_ws(',', c.oid, c.relname, c.relnamespace, c.relkind, c.relpersistence,
+                               c.relrowsecurity, c.relforcerowsecurity, c.relacl::text), ';' ORDER BY c.oid)
+     FROM pg_catalog.pg_class c
+    WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') AND c.relpersistence <> 't'),
+  (SELECT string_agg(concat_ws(',', a.attrelid, a.attnum, a.attname, a.atttypid, a.attisdropped,
+                               a.attacl::text), ';' ORDER BY a.attrelid, a.attnum)
+     FROM pg_catalog.pg_attribute a
+     JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+    WHERE a.attnum > 0 AND c.oid >= 16384 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+      AND c.relpersistence <> 't'),
+  (SELECT string_agg(concat_ws(',', p.oid, p.polrelid, p.polcmd, p.polpermissive, p.polroles::text,
+                               pg_catalog.pg_get_expr(p.polqual, p.polrelid),
+                               pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid)), ';' ORDER BY p.oid)
+     FROM pg_catalog.pg_policy p),
+  (SELECT string_agg(concat_ws(',', m.roleid, m.member), ';' ORDER BY m.roleid, m.member)
+     FROM pg_catalog.pg_auth_members m),
+  (SELECT string_agg(concat_ws(',', r.oid, r.rolsuper, r.rolbypassrls, r.rolinherit), ';' ORDER BY r.oid)
+     FROM pg_catalog.pg_roles r),
+  (SELECT string_agg(concat_ws(',', f.oid, f.proname, f.provolatile), ';' ORDER BY f.oid)
+     FROM pg_catalog.pg_proc f WHERE f.oid >= 16384),
+  (SELECT string_agg(concat_ws(',', w.oid, w.ev_class, md5(w.ev_action::text)), ';' ORDER BY w.oid)
+     FROM pg_catalog.pg_rewrite w WHERE w.ev_class >= 16384),
+  (SELECT string_agg(concat_ws(',', n.oid, n.nspname, n.nspacl::text), ';' ORDER BY n.oid)
+     FROM pg_catalog.pg_namespace n),
+  (SELECT datacl::text FROM pg_catalog.pg_database WHERE datname = current_database())
+))";

@@ -65,6 +65,8 @@ pub struct CacheShared {
     pub max_entry: usize,
     /// Streams of writes made outside pgcached.
     pub replication: Arc<crate::replication::Replication>,
+    /// Watchers of DDL and privilege changes made outside pgcached.
+    pub watchers: Arc<crate::catalog::watcher::CatalogWatchers>,
 }
 
 /// Where the cache path writes: the relay's outboxes and the facts it keeps.

@@ -164,6 +164,7 @@ impl CachingSession {
             // The ReadyForQuery that ends authentication answers no request. The database is
             // real and the client may use it: follow its changes.
             self.shared.replication.ensure(&self.database);
+            self.shared.watchers.ensure(&self.database);
             return;
         }
         if self.wrote {

@@ -1,0 +1,95 @@
+//! The catalog watcher: DDL and privilege changes made outside pgcached.
+//!
+//! A `REVOKE` in psql, an `ALTER TABLE … RENAME` by a migration tool, a new row-level policy:
+//! none of these are in the logical-replication stream, yet each can make a cached result wrong
+//! or visible to the wrong role. Twice a second, per database, the watcher reads a digest of
+//! the catalog ([`super::queries::FINGERPRINT`]); when it changes, every classification is
+//! forgotten and every cached result of the database dropped. If the digest cannot be read,
+//! the database's results are dropped too, on every attempt: nothing older than a poll interval
+//! survives a blind spot.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics::counter;
+use parking_lot::Mutex;
+use pgcached_cache::ResultCache;
+use tokio::task::JoinHandle;
+use tracing::{debug, info};
+
+use super::Catalog;
+use crate::cache_metrics::INVALIDATIONS_TOTAL;
+use crate::classify::Classifier;
+
+/// How often each database's catalog digest is read.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
+
+/// One watcher per database.
+pub struct CatalogWatchers {
+    catalog: Arc<Catalog>,
+    classifier: Arc<Classifier>,
+    cache: Arc<ResultCache>,
+    watchers: Mutex<HashMap<String, JoinHandle<()>>>,
+}
+
+impl CatalogWatchers {
+    /// Watchers that invalidate `cache` and `classifier`.
+    pub fn new(
+        catalog: Arc<Catalog>,
+        classifier: Arc<Classifier>,
+        cache: Arc<ResultCache>,
+    ) -> CatalogWatchers {
+        CatalogWatchers {
+            catalog,
+            classifier,
+            cache,
+            watchers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Makes sure `database` is watched; called once a session of it has authenticated.
+    pub fn ensure(&self, database: &str) {
+        let mut watchers = self.watchers.lock();
+        if watchers.contains_key(database) {
+            return;
+        }
+        let catalog = Arc::clone(&self.catalog);
+        let classifier = Arc::clone(&self.classifier);
+        let cache = Arc::clone(&self.cache);
+        let name = database.to_owned();
+        let task = tokio::spawn(async move {
+            let mut last: Option<String> = None;
+            let mut tick = tokio::time::interval(POLL_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match catalog.fingerprint(&name).await {
+                    Ok(digest) => {
+                        if last.as_ref().is_some_and(|l| *l != digest) {
+                            info!(database = %name, "catalog changed; cached results and classifications dropped");
+                            classifier.clear();
+                            cache.generations().bump_database(&name);
+                            counter!(INVALIDATIONS_TOTAL, "source" => "catalog").increment(1);
+                        }
+                        last = Some(digest);
+                    }
+                    Err(e) => {
+                        debug!(database = %name, error = %e, "catalog digest unavailable");
+                        cache.generations().bump_database(&name);
+                        last = None;
+                    }
+                }
+            }
+        });
+        watchers.insert(database.to_owned(), task);
+    }
+}
+
+impl Drop for CatalogWatchers {
+    fn drop(&mut self) {
+        for (_, task) in self.watchers.lock().drain() {
+            task.abort();
+        }
+    }
+}
