@@ -238,7 +238,14 @@ async fn ensure_publication(
         ))
         .await
     {
-        Ok(_) => Ok(()),
+        Ok(_) => {
+            tracing::warn!(
+                publication,
+                "created publication FOR ALL TABLES: tables without a primary key or REPLICA \
+                 IDENTITY can no longer be updated or deleted from; give them REPLICA IDENTITY FULL"
+            );
+            Ok(())
+        }
         Err(e) => Err(StreamError::Config(format!(
             "publication \"{publication}\" does not exist and pgcached may not create it ({e}); \
              as a superuser run: CREATE PUBLICATION \"{identifier}\" FOR ALL TABLES \

@@ -268,3 +268,62 @@ async fn external_revoke_and_rename_stop_cached_results_within_two_seconds() {
     let took = wait_for_error(&postgres, ext, "42P01", Duration::from_secs(2)).await;
     println!("external RENAME effective through pgcached after {took:?}");
 }
+
+#[tokio::test]
+async fn partitions_and_views_are_invalidated_by_changes_to_their_tables() {
+    let cluster = LocalCluster::start(ClusterOptions::default()).expect("cluster");
+    let admin = setup(&cluster).await;
+    admin
+        .batch_execute(
+            "CREATE TABLE meas (id int, region text, v int, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
+             CREATE TABLE meas_eu PARTITION OF meas FOR VALUES IN ('eu');
+             CREATE TABLE meas_us PARTITION OF meas FOR VALUES IN ('us');
+             INSERT INTO meas VALUES (1, 'eu', 10), (2, 'us', 20);
+             CREATE TABLE va (k int PRIMARY KEY, v text);
+             CREATE TABLE vb (k int PRIMARY KEY, w text);
+             INSERT INTO va VALUES (1, 'a0'); INSERT INTO vb VALUES (1, 'b0');
+             CREATE VIEW combo AS SELECT va.k, va.v, vb.w FROM va JOIN vb USING (k);
+             GRANT SELECT ON meas, meas_eu, meas_us, va, vb, combo TO PUBLIC;",
+        )
+        .await
+        .expect("setup");
+    let proxy = TestProxy::with_config(caching_config_for(&cluster, &[]));
+    let reader = connect(&url(Endpoint::proxy(proxy.port()), "postgres", None, "app"))
+        .await
+        .expect("reader");
+    let total = "SELECT sum(v)::text FROM meas";
+    let leaf = "SELECT v::text FROM meas_eu WHERE id = 1";
+    let view = "SELECT v || '+' || w FROM combo WHERE k = 1";
+    for sql in [total, leaf, view] {
+        warm(&reader, sql).await;
+    }
+    let cache = proxy.cache.as_ref().expect("cache on");
+    assert!(cache.len() >= 3, "all three reads cached: {}", cache.len());
+    let second = Duration::from_secs(1);
+
+    admin
+        .batch_execute("UPDATE meas SET v = 11 WHERE id = 1")
+        .await
+        .expect("update partition");
+    wait_for(&reader, total, "31", second).await;
+    wait_for(&reader, leaf, "11", second).await;
+    admin
+        .batch_execute("UPDATE meas_eu SET v = 12 WHERE id = 1")
+        .await
+        .expect("update leaf directly");
+    wait_for(&reader, total, "32", second).await;
+    wait_for(&reader, leaf, "12", second).await;
+
+    assert_eq!(value(&reader, view).await.as_deref(), Some("a0+b0"));
+    admin
+        .batch_execute("UPDATE vb SET w = 'b1' WHERE k = 1")
+        .await
+        .expect("update second base table");
+    wait_for(&reader, view, "a0+b1", second).await;
+    warm(&reader, view).await;
+    admin
+        .batch_execute("UPDATE va SET v = 'a1' WHERE k = 1")
+        .await
+        .expect("update first base table");
+    wait_for(&reader, view, "a1+b1", second).await;
+}

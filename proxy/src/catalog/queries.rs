@@ -42,7 +42,8 @@ SELECT DISTINCT d.refobjid AS oid,
    AND d.refclassid IN ('pg_catalog.pg_class'::regclass, 'pg_catalog.pg_proc'::regclass)";
 
 /// Every relation of a partition tree (the table itself included): `$1` the table's oid.
-pub const PARTITION_TREE: &str = "SELECT relid::oid FROM pg_catalog.pg_partition_tree($1)";
+pub const PARTITION_TREE: &str =
+    "SELECT relid::oid FROM pg_catalog.pg_partition_tree(CAST($1::oid AS regclass))";
 
 /// A digest of everything in the catalog that can change what a cached result may show, or to
 /// whom: relations (names, kinds, persistence, row security, ACLs), columns, policies, role
