@@ -105,6 +105,7 @@ struct Inner {
     generations: Arc<Generations>,
     flights: Flights,
     evictions: Arc<AtomicU64>,
+    hits: AtomicU64,
     config: CacheConfig,
 }
 
@@ -132,6 +133,7 @@ impl ResultCache {
                 generations,
                 flights: Flights::default(),
                 evictions: evictions.0,
+                hits: AtomicU64::new(0),
                 config,
             }),
         }
@@ -151,6 +153,7 @@ impl ResultCache {
         if let Some(entry) = inner.entries.get(key) {
             if entry.is_current(Instant::now()) {
                 entry.hits.fetch_add(1, Ordering::Relaxed);
+                inner.hits.fetch_add(1, Ordering::Relaxed);
                 return Lookup::Hit(entry);
             }
             inner.entries.remove(key);
@@ -192,6 +195,11 @@ impl ResultCache {
     /// Entries evicted to stay under the size limit.
     pub fn evictions(&self) -> u64 {
         self.inner.evictions.load(Ordering::Relaxed)
+    }
+
+    /// Hits served since the start.
+    pub fn hits(&self) -> u64 {
+        self.inner.hits.load(Ordering::Relaxed)
     }
 
     /// Drops every entry.
