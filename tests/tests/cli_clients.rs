@@ -285,3 +285,98 @@ fn pgbench_hot_set_through_the_cache_runs_without_errors() {
     let cache = proxy.cache.as_ref().expect("cache on");
     assert!(cache.len() > 100, "hot set cached: {} entries", cache.len());
 }
+
+#[test]
+fn tpcb_through_the_cache_keeps_its_invariant_while_others_read() {
+    let cluster =
+        LocalCluster::start(pgcached::local_cluster::ClusterOptions::default()).expect("cluster");
+    let init = run_with_timeout(
+        pgbench(&cluster)
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &cluster.port().to_string(),
+                "-U",
+                "postgres",
+            ])
+            .args(["-i", "-s", "1", "-q", "app"]),
+        120,
+    );
+    expect_success(&init, "pgbench -i");
+    let proxy = TestProxy::with_config(caching_config_for(&cluster, &[]));
+    let port = proxy.port();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = (0..2)
+        .map(|i| {
+            let stop = std::sync::Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Runtime::new().expect("runtime");
+                runtime.block_on(async {
+                    let client = pgcached_tests::connect(&url(
+                        Endpoint::proxy(port),
+                        "postgres",
+                        None,
+                        "app",
+                    ))
+                    .await
+                    .expect("reader");
+                    let mut reads = 0u64;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let sql = if i == 0 {
+                            "SELECT sum(bbalance) FROM pgbench_branches".to_owned()
+                        } else {
+                            format!(
+                                "SELECT abalance FROM pgbench_accounts WHERE aid = {}",
+                                reads % 50 + 1
+                            )
+                        };
+                        client.simple_query(&sql).await.expect("read");
+                        reads += 1;
+                    }
+                    reads
+                })
+            })
+        })
+        .collect();
+    let output = run_with_timeout(
+        pgbench(&cluster)
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres"])
+            .args([
+                "-c", "4", "-j", "2", "-T", "10", "-M", "prepared", "-n", "app",
+            ]),
+        120,
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let report = expect_success(&output, "pgbench TPC-B through the cache");
+    assert!(
+        report.contains("number of failed transactions: 0"),
+        "{report}"
+    );
+    for reader in readers {
+        assert!(reader.join().expect("reader thread") > 10);
+    }
+    let invariant = "SELECT (SELECT sum(abalance) FROM pgbench_accounts)::text || ',' || \
+                     (SELECT sum(bbalance) FROM pgbench_branches)::text || ',' || \
+                     (SELECT sum(tbalance) FROM pgbench_tellers)::text || ',' || \
+                     (SELECT coalesce(sum(delta), 0) FROM pgbench_history)::text";
+    let read = |endpoint: Endpoint| {
+        let output = run_with_timeout(
+            psql(&cluster, &url(endpoint, "postgres", None, "app"))
+                .arg("-c")
+                .arg(invariant),
+            30,
+        );
+        expect_success(&output, "invariant").trim().to_owned()
+    };
+    let direct = read(Endpoint::direct(&cluster));
+    let sums: Vec<&str> = direct.split(',').collect();
+    assert_eq!(sums.len(), 4, "{direct}");
+    assert!(
+        sums.iter().all(|s| *s == sums[0]),
+        "TPC-B invariant broken: {direct}"
+    );
+    // Read twice through pgcached (the second may be a hit): equal to the direct read.
+    assert_eq!(read(Endpoint::proxy(port)), direct);
+    assert_eq!(read(Endpoint::proxy(port)), direct);
+}
