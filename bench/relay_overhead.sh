@@ -16,7 +16,7 @@ METRICS_PORT="${METRICS_PORT:-9543}"
 cargo build --release --quiet
 WORK="$(mktemp -d)"
 chmod 755 "$WORK"
-target/release/pgcached demo --listen "127.0.0.1:${PROXY_PORT}" \
+target/release/pgcached demo --cache off --listen "127.0.0.1:${PROXY_PORT}" \
   --metrics-listen "127.0.0.1:${METRICS_PORT}" >"$WORK/demo.log" 2>&1 &
 DEMO_PID=$!
 cleanup() {

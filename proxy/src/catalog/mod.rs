@@ -54,6 +54,12 @@ pub enum CatalogError {
     /// A catalog query failed.
     #[error("catalog query failed: {0}")]
     Query(#[from] tokio_postgres::Error),
+    /// `--upstream` has no user for pgcached's own connections.
+    #[error(
+        "the --upstream URL has no user: add pgcached's own credentials \
+         (postgres://pgcached:secret@host:port) so it can read the catalog; nothing is cached until then"
+    )]
+    NoCredentials,
     /// The TLS settings of the upstream URL are unusable.
     #[error("catalog connection TLS: {0}")]
     Tls(#[from] crate::tls::TlsConfigError),
@@ -113,6 +119,9 @@ impl Catalog {
                 return Ok(Arc::clone(client));
             }
         }
+        let Some(user) = &self.upstream.user else {
+            return Err(CatalogError::NoCredentials);
+        };
         let mut config = tokio_postgres::Config::new();
         config
             .host(&self.upstream.host)
@@ -120,11 +129,7 @@ impl Catalog {
             .dbname(database)
             .application_name("pgcached catalog")
             .connect_timeout(std::time::Duration::from_secs(10));
-        if let Some(user) = &self.upstream.user {
-            config.user(user);
-        } else {
-            config.user("postgres");
-        }
+        config.user(user);
         if let Some(password) = &self.upstream.password {
             config.password(password);
         }
@@ -298,12 +303,15 @@ async fn expand_view(
     Ok(Ok(()))
 }
 
-/// Logs a catalog failure once per kind; the read is then relayed uncached.
+/// Logs a catalog failure (a warning once per process, then at debug); the read is relayed
+/// uncached.
 pub fn report(error: &CatalogError) {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     match error {
-        CatalogError::Tls(_) | CatalogError::Connect { .. } => {
-            warn!("caching disabled for this statement: {error}")
-        }
         CatalogError::Query(_) => debug!("catalog query failed: {error}"),
+        _ if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) => {
+            warn!("reads are relayed uncached: {error}")
+        }
+        _ => debug!("reads are relayed uncached: {error}"),
     }
 }

@@ -68,7 +68,7 @@ pub struct Cli {
     )]
     pub shutdown_timeout: Option<String>,
 
-    /// Serve repeated reads from the result cache: off or on [default: off]
+    /// Serve repeated reads from the result cache: on or off [default: on]
     #[arg(long, global = true, env = "PGCACHED_CACHE", value_name = "MODE")]
     pub cache: Option<CacheMode>,
 

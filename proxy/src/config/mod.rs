@@ -42,9 +42,9 @@ pub const DEFAULT_CACHE_MAX_ENTRY: u64 = 1024 * 1024;
 #[serde(rename_all = "lowercase")]
 pub enum CacheMode {
     /// Relay only.
-    #[default]
     Off,
     /// Serve repeated reads from memory.
+    #[default]
     On,
 }
 
@@ -323,7 +323,7 @@ mod tests {
         assert_eq!(config.upstream.port, 5432);
         assert_eq!(config.max_client_conn, 1000);
         assert_eq!(config.shutdown_timeout, Duration::from_secs(30));
-        assert_eq!(config.cache.mode, CacheMode::Off);
+        assert_eq!(config.cache.mode, CacheMode::On);
         assert_eq!(config.cache.size, 256 * 1024 * 1024);
         assert_eq!(config.cache.max_entry, 1024 * 1024);
         assert_eq!(config.cache.ttl, None);
@@ -334,7 +334,7 @@ mod tests {
         let config = Config::resolve(
             &cli(&[
                 "--cache",
-                "on",
+                "off",
                 "--cache-size",
                 "64MiB",
                 "--cache-ttl",
@@ -343,7 +343,7 @@ mod tests {
             &FileConfig::default(),
         )
         .expect("valid");
-        assert_eq!(config.cache.mode, CacheMode::On);
+        assert_eq!(config.cache.mode, CacheMode::Off);
         assert_eq!(config.cache.size, 64 * 1024 * 1024);
         assert_eq!(config.cache.ttl, Some(Duration::from_secs(30)));
         assert!(Config::resolve(&cli(&["--cache-size", "lots"]), &FileConfig::default()).is_err());
