@@ -45,11 +45,12 @@ pub struct Entry {
 }
 
 impl Entry {
+    fn is_expired(&self, now: Instant) -> bool {
+        self.expires_at.is_some_and(|at| now >= at)
+    }
+
     fn is_current(&self, now: Instant) -> bool {
-        if self.expires_at.is_some_and(|at| now >= at) {
-            return false;
-        }
-        self.dependencies.iter().all(|(h, v)| h.current() == *v)
+        !self.is_expired(now) && self.dependencies.iter().all(|(h, v)| h.current() == *v)
     }
 }
 
@@ -106,6 +107,7 @@ struct Inner {
     flights: Flights,
     evictions: Arc<AtomicU64>,
     hits: AtomicU64,
+    expired: AtomicU64,
     config: CacheConfig,
 }
 
@@ -134,6 +136,7 @@ impl ResultCache {
                 flights: Flights::default(),
                 evictions: evictions.0,
                 hits: AtomicU64::new(0),
+                expired: AtomicU64::new(0),
                 config,
             }),
         }
@@ -151,10 +154,14 @@ impl ResultCache {
             return Lookup::Bypass(BypassReason("replication_down"));
         }
         if let Some(entry) = inner.entries.get(key) {
-            if entry.is_current(Instant::now()) {
+            let now = Instant::now();
+            if entry.is_current(now) {
                 entry.hits.fetch_add(1, Ordering::Relaxed);
                 inner.hits.fetch_add(1, Ordering::Relaxed);
                 return Lookup::Hit(entry);
+            }
+            if entry.is_expired(now) {
+                inner.expired.fetch_add(1, Ordering::Relaxed);
             }
             inner.entries.remove(key);
         }
@@ -200,6 +207,11 @@ impl ResultCache {
     /// Hits served since the start.
     pub fn hits(&self) -> u64 {
         self.inner.hits.load(Ordering::Relaxed)
+    }
+
+    /// Entries found past their TTL (and dropped) since the start.
+    pub fn expired(&self) -> u64 {
+        self.inner.expired.load(Ordering::Relaxed)
     }
 
     /// Drops every entry.

@@ -138,7 +138,9 @@ pub fn spawn_gauges(cache: Arc<ResultCache>) {
         let entries = metrics::gauge!(CACHE_ENTRIES);
         let bytes = metrics::gauge!(CACHE_BYTES);
         let evictions = counter!(CACHE_EVICTIONS_TOTAL);
+        let expirations = counter!(INVALIDATIONS_TOTAL, "source" => "ttl");
         let mut reported = 0u64;
+        let mut reported_expired = 0u64;
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         loop {
             tick.tick().await;
@@ -147,6 +149,9 @@ pub fn spawn_gauges(cache: Arc<ResultCache>) {
             let now = cache.evictions();
             evictions.increment(now.saturating_sub(reported));
             reported = now;
+            let expired = cache.expired();
+            expirations.increment(expired.saturating_sub(reported_expired));
+            reported_expired = expired;
             if Arc::strong_count(&cache) == 1 {
                 return;
             }

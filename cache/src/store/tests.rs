@@ -82,6 +82,7 @@ fn entries_expire_after_the_ttl() {
     assert!(matches!(c.lookup(&k, "app", &[]), Lookup::Hit(_)));
     std::thread::sleep(Duration::from_millis(50));
     assert!(matches!(c.lookup(&k, "app", &[]), Lookup::Miss(_)));
+    assert_eq!(c.expired(), 1);
 }
 
 #[test]
