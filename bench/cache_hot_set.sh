@@ -14,27 +14,9 @@ PROXY_PORT="${PROXY_PORT:-6545}"
 METRICS_PORT="${METRICS_PORT:-9545}"
 REDIS_PORT="${REDIS_PORT:-6546}"
 
-cargo build --release --quiet
-WORK="$(mktemp -d)"
-target/release/pgcached demo --cache on --listen "127.0.0.1:${PROXY_PORT}" \
-  --metrics-listen "127.0.0.1:${METRICS_PORT}" >"$WORK/demo.log" 2>&1 &
-DEMO_PID=$!
-REDIS_PID=""
-cleanup() {
-  [[ -n "$REDIS_PID" ]] && kill "$REDIS_PID" 2>/dev/null || true
-  kill -INT "$DEMO_PID" 2>/dev/null || true
-  wait "$DEMO_PID" 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-for _ in $(seq 1 100); do
-  grep -q "PostgreSQL (throwaway)" "$WORK/demo.log" && break
-  sleep 0.2
-done
-PG_PORT="$(sed -n 's/.*PostgreSQL (throwaway) *127\.0\.0\.1:\([0-9]*\).*/\1/p' "$WORK/demo.log")"
-[[ -n "$PG_PORT" ]] || { cat "$WORK/demo.log"; exit 1; }
+source bench/lib.sh
+start_demo --cache on
 
-PGBENCH="$(ls /usr/lib/postgresql/*/bin/pgbench 2>/dev/null | tail -1 || command -v pgbench)"
 "$PGBENCH" -h 127.0.0.1 -p "$PG_PORT" -U postgres -i -s 1 -q app >/dev/null 2>&1
 printf '\\set aid random(1, 1000)\nSELECT abalance FROM pgbench_accounts WHERE aid = :aid;\n' >"$WORK/hot.sql"
 
@@ -42,7 +24,6 @@ tps() {
   "$PGBENCH" -h 127.0.0.1 -p "$1" -U postgres -n -f "$WORK/hot.sql" -c 8 -j 2 \
     -T "$SECONDS_PER_RUN" -M "$2" app 2>/dev/null | sed -n 's/^tps = \([0-9.]*\).*/\1/p'
 }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
 # Warm the cache: every key once per mode.
 for mode in simple extended prepared; do
@@ -64,6 +45,8 @@ done
 if command -v redis-server >/dev/null 2>&1 && command -v redis-benchmark >/dev/null 2>&1; then
   redis-server --port "$REDIS_PORT" --save "" --appendonly no --daemonize no >/dev/null 2>&1 &
   REDIS_PID=$!
+  stop_redis() { kill "$REDIS_PID" 2>/dev/null || true; }
+  EXTRA_CLEANUP="stop_redis"
   sleep 1
   echo
   echo "| redis-benchmark -t get -c 8 | requests/s |"

@@ -13,25 +13,9 @@ ROUNDS="${2:-2}"
 PROXY_PORT="${PROXY_PORT:-6547}"
 METRICS_PORT="${METRICS_PORT:-9547}"
 
-cargo build --release --quiet
-WORK="$(mktemp -d)"
-target/release/pgcached demo --cache on --listen "127.0.0.1:${PROXY_PORT}" \
-  --metrics-listen "127.0.0.1:${METRICS_PORT}" >"$WORK/demo.log" 2>&1 &
-DEMO_PID=$!
-cleanup() {
-  kill -INT "$DEMO_PID" 2>/dev/null || true
-  wait "$DEMO_PID" 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-for _ in $(seq 1 100); do
-  grep -q "PostgreSQL (throwaway)" "$WORK/demo.log" && break
-  sleep 0.2
-done
-PG_PORT="$(sed -n 's/.*PostgreSQL (throwaway) *127\.0\.0\.1:\([0-9]*\).*/\1/p' "$WORK/demo.log")"
-[[ -n "$PG_PORT" ]] || { cat "$WORK/demo.log"; exit 1; }
+source bench/lib.sh
+start_demo --cache on
 
-PGBENCH="$(ls /usr/lib/postgresql/*/bin/pgbench 2>/dev/null | tail -1 || command -v pgbench)"
 "$PGBENCH" -h 127.0.0.1 -p "$PG_PORT" -U postgres -i -s 1 -q app >/dev/null 2>&1
 printf '\\set aid random(1, 1000)\nSELECT abalance FROM pgbench_accounts WHERE aid = :aid;\n' >"$WORK/read.sql"
 printf '\\set aid random(1, 1000)\nUPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid = :aid;\n' >"$WORK/write.sql"
@@ -40,7 +24,6 @@ tps() {
   "$PGBENCH" -h 127.0.0.1 -p "$1" -U postgres -n -f "$WORK/read.sql@95" -f "$WORK/write.sql@5" \
     -c 8 -j 2 -T "$SECONDS_PER_RUN" -M "$2" app 2>/dev/null | sed -n 's/^tps = \([0-9.]*\).*/\1/p'
 }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
 echo "| mode | round | direct tps | pgcached tps | pgcached / direct |"
 echo "|---|---:|---:|---:|---:|"

@@ -13,25 +13,8 @@ PROXY_PORT="${PROXY_PORT:-6543}"
 BOUNCER_PORT="${BOUNCER_PORT:-6544}"
 METRICS_PORT="${METRICS_PORT:-9543}"
 
-cargo build --release --quiet
-WORK="$(mktemp -d)"
-chmod 755 "$WORK"
-target/release/pgcached demo --cache off --listen "127.0.0.1:${PROXY_PORT}" \
-  --metrics-listen "127.0.0.1:${METRICS_PORT}" >"$WORK/demo.log" 2>&1 &
-DEMO_PID=$!
-cleanup() {
-  [[ -f "$WORK/pgbouncer.pid" ]] && kill "$(cat "$WORK/pgbouncer.pid")" 2>/dev/null || true
-  kill -INT "$DEMO_PID" 2>/dev/null || true
-  wait "$DEMO_PID" 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-for _ in $(seq 1 100); do
-  grep -q "PostgreSQL (throwaway)" "$WORK/demo.log" && break
-  sleep 0.2
-done
-PG_PORT="$(sed -n 's/.*PostgreSQL (throwaway) *127\.0\.0\.1:\([0-9]*\).*/\1/p' "$WORK/demo.log")"
-[[ -n "$PG_PORT" ]] || { cat "$WORK/demo.log"; exit 1; }
+source bench/lib.sh
+start_demo --cache off
 
 BOUNCER=""
 if command -v pgbouncer >/dev/null 2>&1; then
@@ -58,16 +41,16 @@ INI
   fi
   sleep 1
   BOUNCER="$BOUNCER_PORT"
+  stop_bouncer() { [[ -f "$WORK/pgbouncer.pid" ]] && kill "$(cat "$WORK/pgbouncer.pid")" 2>/dev/null || true; }
+  EXTRA_CLEANUP="stop_bouncer"
 fi
 
-PGBENCH="$(ls /usr/lib/postgresql/*/bin/pgbench 2>/dev/null | tail -1 || command -v pgbench)"
 "$PGBENCH" -h 127.0.0.1 -p "$PG_PORT" -U postgres -i -s 10 -q app >/dev/null 2>&1
 
 tps() {
   "$PGBENCH" -h 127.0.0.1 -p "$1" -U postgres -S -c 8 -j 2 -T "$SECONDS_PER_RUN" -M "$2" -n app 2>/dev/null \
     | sed -n 's/^tps = \([0-9.]*\).*/\1/p'
 }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
 echo "| mode | round | direct tps | pgcached tps | pgcached / direct | PgBouncer tps | PgBouncer / direct |"
 echo "|---|---:|---:|---:|---:|---:|---:|"

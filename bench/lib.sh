@@ -1,0 +1,32 @@
+# Shared by the benchmark scripts: starts `pgcached demo` (a throwaway PostgreSQL with pgcached in
+# front) and finds pgbench. Source it after setting PROXY_PORT and METRICS_PORT; pass extra
+# pgcached flags to start_demo. Sets WORK (a temp dir, removed on exit), PG_PORT and PGBENCH,
+# and runs the functions in EXTRA_CLEANUP (space-separated) on exit.
+
+EXTRA_CLEANUP=""
+
+start_demo() {
+  cargo build --release --quiet
+  WORK="$(mktemp -d)"
+  chmod 755 "$WORK"
+  target/release/pgcached demo "$@" --listen "127.0.0.1:${PROXY_PORT}" \
+    --metrics-listen "127.0.0.1:${METRICS_PORT}" >"$WORK/demo.log" 2>&1 &
+  DEMO_PID=$!
+  trap bench_cleanup EXIT
+  for _ in $(seq 1 100); do
+    grep -q "PostgreSQL (throwaway)" "$WORK/demo.log" && break
+    sleep 0.2
+  done
+  PG_PORT="$(sed -n 's/.*PostgreSQL (throwaway) *127\.0\.0\.1:\([0-9]*\).*/\1/p' "$WORK/demo.log")"
+  [[ -n "$PG_PORT" ]] || { cat "$WORK/demo.log"; exit 1; }
+  PGBENCH="$(ls /usr/lib/postgresql/*/bin/pgbench 2>/dev/null | tail -1 || command -v pgbench)"
+}
+
+bench_cleanup() {
+  for f in $EXTRA_CLEANUP; do "$f"; done
+  kill -INT "$DEMO_PID" 2>/dev/null || true
+  wait "$DEMO_PID" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
