@@ -60,12 +60,19 @@ impl CatalogWatchers {
         let name = database.to_owned();
         let task = tokio::spawn(async move {
             let mut last: Option<String> = None;
+            let mut failing = false;
             let mut tick = tokio::time::interval(POLL_INTERVAL);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
                 match catalog.fingerprint(&name).await {
                     Ok(digest) => {
+                        if failing {
+                            // Statements judged while the catalog was unreachable were marked
+                            // uncacheable: judge them again.
+                            classifier.clear();
+                            failing = false;
+                        }
                         if last.as_ref().is_some_and(|l| *l != digest) {
                             info!(database = %name, "catalog changed; cached results and classifications dropped");
                             classifier.clear();
@@ -78,6 +85,7 @@ impl CatalogWatchers {
                         debug!(database = %name, error = %e, "catalog digest unavailable");
                         cache.generations().bump_database(&name);
                         last = None;
+                        failing = true;
                     }
                 }
             }
