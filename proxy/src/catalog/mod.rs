@@ -69,7 +69,21 @@ pub enum CatalogError {
 pub struct Catalog {
     upstream: UpstreamUrl,
     clients: Mutex<HashMap<String, Arc<tokio_postgres::Client>>>,
+    /// What the catalog said per relation and function, so that a new statement text over known
+    /// relations (say, an application that inlines literals) needs no round trip. Cleared when
+    /// the catalog watcher sees a change.
+    facts: parking_lot::Mutex<Facts>,
 }
+
+/// Catalog answers per database, relation and function.
+#[derive(Default)]
+struct Facts {
+    relations: HashMap<(String, RelationName), Result<Vec<u32>, &'static str>>,
+    functions: HashMap<(String, FunctionName), bool>,
+}
+
+/// Facts kept at most; past this the memo starts over.
+const MAX_FACTS: usize = 50_000;
 
 impl Catalog {
     /// A catalog reader using pgcached's own credentials from the upstream URL.
@@ -77,6 +91,7 @@ impl Catalog {
         Catalog {
             upstream,
             clients: Mutex::new(HashMap::new()),
+            facts: parking_lot::Mutex::new(Facts::default()),
         }
     }
 
@@ -91,18 +106,58 @@ impl Catalog {
             if function.schema.is_none() && SPECIAL_FORMS.contains(&function.name.as_str()) {
                 continue;
             }
-            if !is_immutable(&client, function).await? {
+            let key = (database.to_owned(), function.clone());
+            let known = self.facts.lock().functions.get(&key).copied();
+            let immutable = match known {
+                Some(immutable) => immutable,
+                None => {
+                    let immutable = is_immutable(&client, function).await?;
+                    self.remember(|facts| {
+                        facts.functions.insert(key, immutable);
+                    });
+                    immutable
+                }
+            };
+            if !immutable {
                 return Ok(Resolution::CallsVolatile);
             }
         }
         let mut tables = BTreeSet::new();
         for relation in &deps.relations {
-            match resolve_relation(&client, relation, &mut tables).await? {
-                Ok(()) => {}
+            let key = (database.to_owned(), relation.clone());
+            let known = self.facts.lock().relations.get(&key).cloned();
+            let answer = match known {
+                Some(answer) => answer,
+                None => {
+                    let mut found = BTreeSet::new();
+                    let answer = resolve_relation(&client, relation, &mut found)
+                        .await?
+                        .map(|()| found.into_iter().collect::<Vec<u32>>());
+                    self.remember(|facts| {
+                        facts.relations.insert(key, answer.clone());
+                    });
+                    answer
+                }
+            };
+            match answer {
+                Ok(oids) => tables.extend(oids),
                 Err(reason) => return Ok(Resolution::NotCacheable(reason)),
             }
         }
         Ok(Resolution::Cacheable(tables.into_iter().collect()))
+    }
+
+    /// Forgets every relation and function fact (the catalog changed).
+    pub fn forget_facts(&self) {
+        *self.facts.lock() = Facts::default();
+    }
+
+    fn remember(&self, add: impl FnOnce(&mut Facts)) {
+        let mut facts = self.facts.lock();
+        if facts.relations.len() + facts.functions.len() >= MAX_FACTS {
+            *facts = Facts::default();
+        }
+        add(&mut facts);
     }
 
     /// A digest of the catalog facts caching depends on (see [`queries::FINGERPRINT`]).

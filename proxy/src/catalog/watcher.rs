@@ -75,6 +75,7 @@ impl CatalogWatchers {
                         }
                         if last.as_ref().is_some_and(|l| *l != digest) {
                             info!(database = %name, "catalog changed; cached results and classifications dropped");
+                            catalog.forget_facts();
                             classifier.clear();
                             cache.generations().bump_database(&name);
                             counter!(INVALIDATIONS_TOTAL, "source" => "catalog").increment(1);

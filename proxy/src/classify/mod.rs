@@ -129,7 +129,13 @@ pub struct Classifier {
     catalog: Arc<Catalog>,
     /// Reads being resolved in the background, so each is resolved once.
     in_flight: Mutex<HashSet<MemoKey>>,
+    /// Bounds concurrent background resolutions: a burst of new statement texts must not turn
+    /// into a burst of catalog queries. A statement that finds no slot is tried again later.
+    resolvers: Arc<tokio::sync::Semaphore>,
 }
+
+/// Background resolutions at once.
+const MAX_RESOLVERS: usize = 4;
 
 impl Classifier {
     /// A classifier asking `catalog` about reads.
@@ -138,6 +144,7 @@ impl Classifier {
             memo: Cache::new(MEMO_CAPACITY),
             catalog,
             in_flight: Mutex::new(HashSet::new()),
+            resolvers: Arc::new(tokio::sync::Semaphore::new(MAX_RESOLVERS)),
         }
     }
 
@@ -191,6 +198,9 @@ impl Classifier {
     }
 
     fn resolve_in_background(self: &Arc<Self>, key: MemoKey, deps: ReadDeps) {
+        let Ok(permit) = Arc::clone(&self.resolvers).try_acquire_owned() else {
+            return;
+        };
         if !self.in_flight.lock().insert(key.clone()) {
             return;
         }
@@ -200,6 +210,7 @@ impl Classifier {
         };
         let classifier = Arc::clone(self);
         runtime.spawn(async move {
+            let _permit = permit;
             let database = Arc::clone(&key.0);
             let class = match classifier.catalog.resolve(&database, &deps).await {
                 Ok(Resolution::Cacheable(oids)) => Class::Cacheable(
