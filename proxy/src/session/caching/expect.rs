@@ -32,6 +32,8 @@ pub enum Expect {
         started: Instant,
         /// Miss or passthrough.
         path: QueryPath,
+        /// The request may write: its ReadyForQuery bumps the database's generation.
+        wrote: bool,
     },
     /// ParseComplete; `swallow` when pgcached injected the Parse itself.
     Parse { swallow: bool },
@@ -45,8 +47,12 @@ pub enum Expect {
     Execute { capture: Option<Capture> },
     /// CloseComplete.
     Close,
-    /// ReadyForQuery ending an extended-protocol batch.
-    Sync { started: Instant, path: QueryPath },
+    /// ReadyForQuery ending an extended-protocol batch; `wrote` if the batch may write.
+    Sync {
+        started: Instant,
+        path: QueryPath,
+        wrote: bool,
+    },
 }
 
 /// The RowDescription or NoData most recently answered to a Describe of a portal.

@@ -179,7 +179,10 @@ pub struct CachingSession {
     fills: Vec<PendingFill>,
     /// Status of the last ReadyForQuery.
     status: u8,
-    /// A write was relayed since the last ReadyForQuery.
+    /// A write was relayed in the request being built (a simple query about to be relayed, or
+    /// the extended batch up to its Sync); it goes with that request's expectation, so that the
+    /// very ReadyForQuery that acknowledges the write bumps the generation, even when requests
+    /// are pipelined.
     wrote: bool,
     /// A write was relayed in the current transaction block.
     wrote_in_transaction: bool,
@@ -248,10 +251,7 @@ impl CachingSession {
         may_wait: bool,
     ) -> Option<FillWait> {
         if self.disabled {
-            // Nothing is read any more; any statement may write, so every request invalidates.
-            if matches!(frame.first(), Some(b'Q' | b'E' | b'F')) {
-                self.wrote = true;
-            }
+            // Nothing is read any more; every ReadyForQuery invalidates (see server.rs).
             // Frames held when the session was disabled go first, in order.
             for held in std::mem::take(&mut self.held) {
                 io.forward(held.frame);
@@ -276,11 +276,11 @@ impl CachingSession {
                 self.release_held(io);
                 // A function call may do anything.
                 self.fingerprint.make_private();
-                self.wrote = true;
                 self.expect.push_back(Expect::Simple {
                     capture: None,
                     started: Instant::now(),
                     path: QueryPath::Passthrough,
+                    wrote: true,
                 });
                 io.forward(frame);
             }
@@ -304,18 +304,15 @@ impl CachingSession {
             b'Q' | b'F' if !self.disabled => {
                 // Its text cannot be read whole: effects unknown.
                 self.fingerprint.make_private();
-                self.wrote = true;
                 self.expect.push_back(Expect::Simple {
                     capture: None,
                     started: Instant::now(),
                     path: QueryPath::Passthrough,
+                    wrote: true,
                 });
             }
             b'd' => {}
-            _ => {
-                self.wrote = true;
-                self.disable();
-            }
+            _ => self.disable(),
         }
     }
 
@@ -392,10 +389,12 @@ impl CachingSession {
         } else {
             QueryPath::Passthrough
         };
+        let wrote = std::mem::take(&mut self.wrote);
         self.expect.push_back(Expect::Simple {
             capture,
             started,
             path,
+            wrote,
         });
         io.forward(frame);
     }
@@ -717,9 +716,11 @@ impl CachingSession {
             }
         }
         self.release_held(io);
+        let wrote = std::mem::take(&mut self.wrote);
         self.expect.push_back(Expect::Sync {
             started: self.batch_started,
             path: self.batch_path,
+            wrote,
         });
         self.mode = BatchMode::Idle;
         io.forward(frame);

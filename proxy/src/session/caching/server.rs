@@ -167,24 +167,17 @@ impl CachingSession {
             self.shared.watchers.ensure(&self.database);
             return;
         }
-        if self.wrote {
-            self.wrote = false;
-            if status != b'I' {
-                self.wrote_in_transaction = true;
-            }
-            self.invalidate_database();
-        } else if status == b'I' && self.wrote_in_transaction {
-            self.wrote_in_transaction = false;
-            self.invalidate_database();
-        }
         if self.disabled {
+            // Requests are no longer told apart: any of them may have written.
+            self.invalidate_database();
             return;
         }
-        match self.expect.pop_front() {
+        let wrote = match self.expect.pop_front() {
             Some(Expect::Simple {
                 capture,
                 started,
                 path,
+                wrote,
             }) => {
                 if let Some(capture) = capture {
                     if let Some(fill) = capture.into_fill(Bytes::new()) {
@@ -192,12 +185,34 @@ impl CachingSession {
                     }
                 }
                 self.shared.metrics.duration(path, started);
+                wrote
             }
-            Some(Expect::Sync { started, path }) => self.shared.metrics.duration(path, started),
+            Some(Expect::Sync {
+                started,
+                path,
+                wrote,
+            }) => {
+                self.shared.metrics.duration(path, started);
+                wrote
+            }
             Some(_) | None => {
                 self.desync();
+                self.invalidate_database();
                 return;
             }
+        };
+        // This ReadyForQuery acknowledges the request's write (or, in a transaction block, its
+        // step): bump now, before the client sees it; and again when the block ends.
+        if wrote {
+            if status != b'I' {
+                self.wrote_in_transaction = true;
+            }
+            self.invalidate_database();
+        } else if status == b'I' && self.wrote_in_transaction {
+            self.invalidate_database();
+        }
+        if status == b'I' {
+            self.wrote_in_transaction = false;
         }
         if status == b'I' {
             // The transaction is over, and with it every portal.
