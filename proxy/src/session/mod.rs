@@ -146,6 +146,9 @@ pub async fn run(
         caching.as_mut(),
     )
     .await;
+    if let Some(caching) = caching.as_mut() {
+        caching.end();
+    }
     context.metrics.upstream_connections.decrement(1.0);
     let _ = client.shutdown().await;
     match result {

@@ -222,6 +222,21 @@ impl CachingSession {
         }
     }
 
+    /// The session is over. A write whose acknowledgement never came back may still have
+    /// committed (the client or PostgreSQL went away after the commit): invalidate as if it had.
+    pub fn end(&mut self) {
+        let unacknowledged = self.wrote
+            || self.expect.iter().any(|e| {
+                matches!(
+                    e,
+                    Expect::Simple { wrote: true, .. } | Expect::Sync { wrote: true, .. }
+                )
+            });
+        if unacknowledged || self.wrote_in_transaction || self.disabled {
+            self.invalidate_database();
+        }
+    }
+
     /// True when client frames are held back, waiting for the batch's Sync.
     pub fn holds_frames(&self) -> bool {
         !self.held.is_empty()
