@@ -99,6 +99,13 @@ impl Generations {
         unavailable.is_empty() || !unavailable.contains(database)
     }
 
+    /// Databases with a counter (every database a read was looked up in), by name.
+    pub fn databases(&self) -> Vec<Arc<str>> {
+        let mut names: Vec<Arc<str>> = self.databases.read().keys().cloned().collect();
+        names.sort();
+        names
+    }
+
     /// Tables seen so far with their generation.
     pub fn tables(&self) -> Vec<(TableId, u64)> {
         self.tables

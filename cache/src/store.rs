@@ -38,6 +38,12 @@ pub struct Entry {
     dependencies: Vec<(GenerationHandle, u64)>,
     /// When it was stored.
     pub filled_at: Instant,
+    /// How long PostgreSQL took to produce it (lookup to fill): what each hit saves.
+    pub cost: Duration,
+    /// What the entry is, for people (the statement with its literals removed); may be empty.
+    pub label: Arc<str>,
+    /// The tables it was read from (shared with every entry of the same statement).
+    pub tables: Arc<[TableId]>,
     /// When it stops being served, if a TTL is set.
     pub expires_at: Option<Instant>,
     /// Times served.
@@ -45,6 +51,11 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// The generation counters this entry depends on (its database's counter first).
+    pub fn dependency_count(&self) -> usize {
+        self.dependencies.len()
+    }
+
     fn is_expired(&self, now: Instant) -> bool {
         self.expires_at.is_some_and(|at| now >= at)
     }
@@ -181,6 +192,10 @@ impl ResultCache {
             cache: self.clone(),
             key: Some(key.clone()),
             dependencies,
+            started: Instant::now(),
+            ttl: inner.config.ttl,
+            label: Arc::from(""),
+            tables: Arc::from(Vec::new()),
         })
     }
 
@@ -214,6 +229,11 @@ impl ResultCache {
         self.inner.expired.load(Ordering::Relaxed)
     }
 
+    /// A copy of every entry (for inspection; costs a pass over the whole store).
+    pub fn entries(&self) -> Vec<Arc<Entry>> {
+        self.inner.entries.iter().map(|(_, entry)| entry).collect()
+    }
+
     /// Drops every entry.
     pub fn clear(&self) {
         self.inner.entries.clear();
@@ -230,9 +250,27 @@ pub struct FillGuard {
     cache: ResultCache,
     key: Option<CacheKey>,
     dependencies: Vec<(GenerationHandle, u64)>,
+    /// When the lookup missed: the fill's cost is measured from here.
+    started: Instant,
+    /// How long the entry will be served.
+    ttl: Option<Duration>,
+    label: Arc<str>,
+    tables: Arc<[TableId]>,
 }
 
 impl FillGuard {
+    /// Serves the entry for at most `ttl` instead of the store's default.
+    pub fn set_ttl(&mut self, ttl: Duration) {
+        self.ttl = Some(ttl);
+    }
+
+    /// Describes the entry for people: what it is and which tables it reads (shown by
+    /// inspection, never used for lookups).
+    pub fn set_label(&mut self, label: Arc<str>, tables: Arc<[TableId]>) {
+        self.label = label;
+        self.tables = tables;
+    }
+
     /// True if no dependency has changed since the lookup.
     pub fn is_still_valid(&self) -> bool {
         self.dependencies.iter().all(|(h, v)| h.current() == *v)
@@ -255,7 +293,10 @@ impl FillGuard {
                 meta,
                 dependencies: std::mem::take(&mut self.dependencies),
                 filled_at: now,
-                expires_at: inner.config.ttl.map(|ttl| now + ttl),
+                cost: now.saturating_duration_since(self.started),
+                label: Arc::clone(&self.label),
+                tables: Arc::clone(&self.tables),
+                expires_at: self.ttl.map(|ttl| now + ttl),
                 hits: AtomicU64::new(0),
             };
             inner.entries.insert(key.clone(), Arc::new(entry));

@@ -5,12 +5,14 @@
 //! `&'static str` labels, never SQL text or anything a client controls.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, Counter, Histogram};
-use pgcached_cache::{FillOutcome, ResultCache};
+use pgcached_cache::{FillOutcome, ResultCache, TableId};
 
+use crate::classify::Classifier;
 use crate::session::caching::expect::QueryPath;
+use crate::stats::{Counters, InvalidationSource, QueryKind, TableActivity};
 
 /// Counter: reads answered from the cache.
 pub const CACHE_HITS_TOTAL: &str = "pgcached_cache_hits_total";
@@ -32,6 +34,13 @@ pub const CACHE_FILLS_TOTAL: &str = "pgcached_cache_fills_total";
 pub const INVALIDATIONS_TOTAL: &str = "pgcached_invalidations_total";
 /// Counter: bytes answered from the cache.
 pub const CACHE_HIT_BYTES_TOTAL: &str = "pgcached_cache_hit_bytes_total";
+/// Counter: client statements, by `kind` = read_cached, read_uncacheable, write, other.
+pub const QUERIES_TOTAL: &str = "pgcached_queries_total";
+/// Counter: estimated PostgreSQL time saved, in microseconds: each hit adds the time its entry
+/// took to compute when it was filled (the miss latency seen by pgcached).
+pub const DB_TIME_SAVED_MICROSECONDS_TOTAL: &str = "pgcached_db_time_saved_microseconds_total";
+/// Gauge: statement texts whose classification is memoized.
+pub const CLASSIFY_MEMO_ENTRIES: &str = "pgcached_classify_memo_entries";
 
 /// Histogram buckets, 50 µs to 10 s.
 pub const DURATION_BUCKETS: [f64; 16] = [
@@ -39,20 +48,27 @@ pub const DURATION_BUCKETS: [f64; 16] = [
     2.5, 10.0,
 ];
 
-/// Cache metric handles.
+/// Cache metric handles, and the in-process totals the admin console reads.
 #[derive(Clone)]
 pub struct CacheMetrics {
     hits: Counter,
     hit_bytes: Counter,
+    saved: Counter,
     misses: Counter,
     hit_duration: Histogram,
     miss_duration: Histogram,
     passthrough_duration: Histogram,
+    queries: [Counter; 4],
+    invalidations: [Counter; 5],
+    /// Totals since start.
+    pub counters: Arc<Counters>,
+    /// Invalidations per table.
+    pub tables: Arc<TableActivity>,
 }
 
 impl CacheMetrics {
-    /// Describes the metrics and creates the handles.
-    pub fn new() -> CacheMetrics {
+    /// Describes the metrics and creates the handles; totals go to `counters`.
+    pub fn new(counters: Arc<Counters>) -> CacheMetrics {
         describe_counter!(CACHE_HITS_TOTAL, "Reads answered from the cache");
         describe_counter!(CACHE_MISSES_TOTAL, "Cacheable reads not in the cache");
         describe_counter!(
@@ -73,26 +89,59 @@ impl CacheMetrics {
         describe_counter!(CACHE_FILLS_TOTAL, "Cache fills, by outcome");
         describe_counter!(INVALIDATIONS_TOTAL, "Invalidations, by source");
         describe_counter!(CACHE_HIT_BYTES_TOTAL, "Bytes answered from the cache");
+        describe_counter!(QUERIES_TOTAL, "Client statements, by kind");
+        describe_counter!(
+            DB_TIME_SAVED_MICROSECONDS_TOTAL,
+            metrics::Unit::Microseconds,
+            "Estimated PostgreSQL time saved: the fill-time latency of each entry, per hit"
+        );
+        describe_gauge!(
+            CLASSIFY_MEMO_ENTRIES,
+            "Statement texts whose classification is memoized"
+        );
+        describe_counter!(
+            crate::stats::tables::TABLE_INVALIDATIONS_TOTAL,
+            "Invalidations of the busiest tables, by database and table"
+        );
         CacheMetrics {
             hits: counter!(CACHE_HITS_TOTAL),
             hit_bytes: counter!(CACHE_HIT_BYTES_TOTAL),
+            saved: counter!(DB_TIME_SAVED_MICROSECONDS_TOTAL),
             misses: counter!(CACHE_MISSES_TOTAL),
             hit_duration: metrics::histogram!(QUERY_DURATION_SECONDS, "path" => "hit"),
             miss_duration: metrics::histogram!(QUERY_DURATION_SECONDS, "path" => "miss"),
             passthrough_duration: metrics::histogram!(QUERY_DURATION_SECONDS, "path" => "passthrough"),
+            queries: QueryKind::ALL.map(|k| counter!(QUERIES_TOTAL, "kind" => k.label())),
+            invalidations: InvalidationSource::ALL
+                .map(|s| counter!(INVALIDATIONS_TOTAL, "source" => s.label())),
+            counters,
+            tables: Arc::new(TableActivity::default()),
         }
     }
 
-    /// A hit of `bytes` bytes, answered `started` ago.
-    pub fn hit(&self, bytes: usize, started: Instant) {
+    /// A hit of `bytes` bytes, answered `started` ago, of an entry that cost PostgreSQL `cost`.
+    pub fn hit(&self, bytes: usize, started: Instant, cost: Duration) {
+        let saved = u64::try_from(cost.as_micros()).unwrap_or(u64::MAX);
         self.hits.increment(1);
         self.hit_bytes.increment(bytes as u64);
+        self.saved.increment(saved);
         self.hit_duration.record(started.elapsed().as_secs_f64());
+        let counters = &self.counters;
+        Counters::add(&counters.hits, 1);
+        Counters::add(&counters.hit_bytes, bytes as u64);
+        Counters::add(&counters.saved_micros, saved);
     }
 
     /// A miss.
     pub fn miss(&self) {
         self.misses.increment(1);
+        Counters::add(&self.counters.misses, 1);
+    }
+
+    /// A client statement of `kind`.
+    pub fn query(&self, kind: QueryKind) {
+        self.queries[kind as usize].increment(1);
+        self.counters.query(kind);
     }
 
     /// A statement relayed without lookup.
@@ -118,27 +167,30 @@ impl CacheMetrics {
             FillOutcome::TooLarge => "too_large",
         };
         counter!(CACHE_FILLS_TOTAL, "outcome" => label).increment(1);
+        if outcome == FillOutcome::Stored {
+            Counters::add(&self.counters.fills, 1);
+        }
     }
 
-    /// An invalidation from `source`.
-    pub fn invalidation(&self, source: &'static str) {
-        counter!(INVALIDATIONS_TOTAL, "source" => source).increment(1);
+    /// `count` invalidations from `source`.
+    pub fn invalidation(&self, source: InvalidationSource, count: u64) {
+        self.invalidations[source as usize].increment(count);
+        self.counters.invalidated(source, count);
+    }
+
+    /// One table's results were invalidated (from replication or the admin console).
+    pub fn table_invalidated(&self, table: &TableId) {
+        self.tables.invalidated(table);
     }
 }
 
-impl Default for CacheMetrics {
-    fn default() -> Self {
-        CacheMetrics::new()
-    }
-}
-
-/// Publishes the cache's size gauges and eviction count every second.
-pub fn spawn_gauges(cache: Arc<ResultCache>) {
+/// Publishes the cache's size gauges, eviction and expiry counts and the memo size every second.
+pub fn spawn_gauges(cache: Arc<ResultCache>, classifier: Arc<Classifier>, metrics: CacheMetrics) {
     tokio::spawn(async move {
         let entries = metrics::gauge!(CACHE_ENTRIES);
         let bytes = metrics::gauge!(CACHE_BYTES);
+        let memo = metrics::gauge!(CLASSIFY_MEMO_ENTRIES);
         let evictions = counter!(CACHE_EVICTIONS_TOTAL);
-        let expirations = counter!(INVALIDATIONS_TOTAL, "source" => "ttl");
         let mut reported = 0u64;
         let mut reported_expired = 0u64;
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
@@ -146,11 +198,15 @@ pub fn spawn_gauges(cache: Arc<ResultCache>) {
             tick.tick().await;
             entries.set(cache.len() as f64);
             bytes.set(cache.weight_bytes() as f64);
+            memo.set(classifier.len() as f64);
             let now = cache.evictions();
             evictions.increment(now.saturating_sub(reported));
             reported = now;
             let expired = cache.expired();
-            expirations.increment(expired.saturating_sub(reported_expired));
+            metrics.invalidation(
+                InvalidationSource::Ttl,
+                expired.saturating_sub(reported_expired),
+            );
             reported_expired = expired;
             if Arc::strong_count(&cache) == 1 {
                 return;

@@ -6,6 +6,7 @@
 //! whole exchange that follows, so it never needs a client's password.
 //!
 //! Layout:
+//! - [`admin`]: the admin console on the virtual database `pgcached`.
 //! - [`config`]: flags, environment, config file and defaults, resolved into one [`config::Config`].
 //! - [`server`]: the listener, client limit and shutdown sequence.
 //! - [`session`]: one client session: startup negotiation, then the relay.
@@ -23,7 +24,10 @@
 //! - [`classify`]: the memoized verdict per statement text: cacheable (on which tables) or not.
 //! - [`cache_metrics`]: cache metric names and handles.
 //! - [`replication`]: one logical-replication stream per database, feeding the cache.
+//! - [`stats`]: in-process totals, per-table invalidations and open sessions, for the admin
+//!   console and the per-table metrics.
 
+pub mod admin;
 pub mod cache_metrics;
 pub mod catalog;
 pub mod classify;
@@ -38,6 +42,7 @@ pub mod server;
 pub mod session;
 pub mod shutdown;
 pub mod sql;
+pub mod stats;
 pub mod tls;
 pub mod upstream;
 pub mod wire;

@@ -5,9 +5,13 @@
 //! shared with the sessions: updating a metric is then an atomic add, with no name lookup.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use metrics::{counter, describe_counter, describe_gauge, Counter, Gauge};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+
+use crate::cache_metrics::QUERIES_TOTAL;
+use crate::stats::{Counters, QueryKind};
 
 /// Gauge: client connections open now (startup phase included).
 pub const CLIENT_CONNECTIONS: &str = "pgcached_client_connections";
@@ -15,6 +19,12 @@ pub const CLIENT_CONNECTIONS: &str = "pgcached_client_connections";
 pub const CLIENT_CONNECTIONS_TOTAL: &str = "pgcached_client_connections_total";
 /// Gauge: connections open to PostgreSQL for client sessions.
 pub const UPSTREAM_CONNECTIONS: &str = "pgcached_upstream_connections";
+/// Counter: connections to PostgreSQL attempted for client sessions, by `outcome` = opened,
+/// failed.
+pub const UPSTREAM_CONNECTIONS_TOTAL: &str = "pgcached_upstream_connections_total";
+/// Counter: ErrorResponses PostgreSQL sent to clients, by SQLSTATE `class` (two characters,
+/// e.g. `22` data exception, `23` integrity constraint violation, `42` syntax or access rule).
+pub const UPSTREAM_ERRORS_TOTAL: &str = "pgcached_upstream_errors_total";
 /// Counter: queries relayed to PostgreSQL, by `protocol` (`simple` = Query, `extended` = Execute).
 pub const QUERIES_RELAYED_TOTAL: &str = "pgcached_queries_relayed_total";
 /// Counter: sessions that ended with an error, by `kind` (see `SessionError::kind`).
@@ -37,16 +47,19 @@ pub enum ConnectionOutcome {
     Cancel,
     /// Refused because pgcached is shutting down.
     ShuttingDown,
+    /// A session of the admin console (database `pgcached`).
+    Admin,
 }
 
 impl ConnectionOutcome {
-    const ALL: [ConnectionOutcome; 6] = [
+    const ALL: [ConnectionOutcome; 7] = [
         ConnectionOutcome::Relayed,
         ConnectionOutcome::RefusedLimit,
         ConnectionOutcome::BadStartup,
         ConnectionOutcome::UpstreamUnavailable,
         ConnectionOutcome::Cancel,
         ConnectionOutcome::ShuttingDown,
+        ConnectionOutcome::Admin,
     ];
 
     fn label(self) -> &'static str {
@@ -57,6 +70,7 @@ impl ConnectionOutcome {
             ConnectionOutcome::UpstreamUnavailable => "upstream_unavailable",
             ConnectionOutcome::Cancel => "cancel",
             ConnectionOutcome::ShuttingDown => "shutting_down",
+            ConnectionOutcome::Admin => "admin",
         }
     }
 }
@@ -74,12 +88,18 @@ pub struct ProxyMetrics {
     pub queries_extended: Counter,
     /// Cancel requests forwarded.
     pub cancel_requests: Counter,
-    outcomes: [Counter; 6],
+    outcomes: [Counter; 7],
+    upstream_opened: Counter,
+    upstream_failed: Counter,
+    statements_other: Counter,
+    /// Totals since start, for the admin console.
+    pub counters: Arc<Counters>,
 }
 
 impl ProxyMetrics {
-    /// Registers descriptions and creates the handles with the current recorder.
-    pub fn new() -> ProxyMetrics {
+    /// Registers descriptions and creates the handles with the current recorder; totals go to
+    /// `counters`.
+    pub fn new(counters: Arc<Counters>) -> ProxyMetrics {
         describe_gauge!(CLIENT_CONNECTIONS, "Client connections open now");
         describe_counter!(
             CLIENT_CONNECTIONS_TOTAL,
@@ -92,7 +112,19 @@ impl ProxyMetrics {
         );
         describe_counter!(SESSION_ERRORS_TOTAL, "Sessions ended by an error, by kind");
         describe_counter!(CANCEL_REQUESTS_TOTAL, "Cancel requests forwarded");
+        describe_counter!(
+            UPSTREAM_CONNECTIONS_TOTAL,
+            "Connections to PostgreSQL attempted for client sessions, by outcome"
+        );
+        describe_counter!(
+            UPSTREAM_ERRORS_TOTAL,
+            "Errors PostgreSQL sent to clients, by SQLSTATE class"
+        );
         ProxyMetrics {
+            upstream_opened: counter!(UPSTREAM_CONNECTIONS_TOTAL, "outcome" => "opened"),
+            upstream_failed: counter!(UPSTREAM_CONNECTIONS_TOTAL, "outcome" => "failed"),
+            statements_other: counter!(QUERIES_TOTAL, "kind" => QueryKind::Other.label()),
+            counters,
             client_connections: metrics::gauge!(CLIENT_CONNECTIONS),
             upstream_connections: metrics::gauge!(UPSTREAM_CONNECTIONS),
             queries_simple: counter!(QUERIES_RELAYED_TOTAL, "protocol" => "simple"),
@@ -112,15 +144,34 @@ impl ProxyMetrics {
         self.outcomes[index].increment(1);
     }
 
+    /// Counts a connection to PostgreSQL opened (`true`) or failed.
+    pub fn upstream_connection(&self, opened: bool) {
+        if opened {
+            self.upstream_opened.increment(1);
+            Counters::add(&self.counters.sessions, 1);
+        } else {
+            self.upstream_failed.increment(1);
+        }
+    }
+
+    /// Counts an ErrorResponse from PostgreSQL (`frame` with tag and length) by SQLSTATE class.
+    pub fn upstream_error(&self, frame: &[u8]) {
+        Counters::add(&self.counters.upstream_errors, 1);
+        let class = crate::wire::error_response::sqlstate_class(frame)
+            .and_then(|c| std::str::from_utf8(&c).ok().map(str::to_owned))
+            .unwrap_or_else(|| "unknown".to_owned());
+        counter!(UPSTREAM_ERRORS_TOTAL, "class" => class).increment(1);
+    }
+
+    /// Counts a statement relayed by a session that does not cache (kind `other`).
+    pub fn statement_without_cache(&self) {
+        self.statements_other.increment(1);
+        self.counters.query(QueryKind::Other);
+    }
+
     /// Counts a session that ended with an error of this kind.
     pub fn session_error(&self, kind: &'static str) {
         counter!(SESSION_ERRORS_TOTAL, "kind" => kind).increment(1);
-    }
-}
-
-impl Default for ProxyMetrics {
-    fn default() -> Self {
-        ProxyMetrics::new()
     }
 }
 

@@ -21,8 +21,9 @@ use pgcached_invalidation::InvalidationSink;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::cache_metrics::INVALIDATIONS_TOTAL;
+use crate::cache_metrics::CacheMetrics;
 use crate::config::ReplicationMode;
+use crate::stats::InvalidationSource;
 use crate::upstream::url::{SslMode, UpstreamUrl};
 
 /// Gauge: 1 while the database's replication stream runs, else 0.
@@ -51,6 +52,7 @@ impl Replication {
         upstream: UpstreamUrl,
         publication: String,
         cache: Arc<ResultCache>,
+        metrics: CacheMetrics,
     ) -> Replication {
         describe_gauge!(
             REPLICATION_CONNECTED,
@@ -71,6 +73,7 @@ impl Replication {
             publication,
             sink: Arc::new(CacheSink {
                 cache,
+                metrics,
                 mode,
                 state: Mutex::new(SinkState::default()),
             }),
@@ -119,6 +122,66 @@ impl Replication {
     }
 }
 
+/// One database's stream, as `SHOW REPLICATION` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamStatus {
+    /// The database followed.
+    pub database: String,
+    /// `streaming`, `starting`, `down` or `unavailable` (see [`Replication::status`]).
+    pub state: &'static str,
+    /// Commit-to-invalidation delay of the last transaction seen.
+    pub lag_seconds: Option<f64>,
+    /// When the last change arrived.
+    pub last_change: Option<SystemTime>,
+    /// Transactions (with changes to published tables) seen.
+    pub transactions: u64,
+    /// Times the stream was re-established.
+    pub reconnects: u64,
+    /// Why it is not streaming, when it is not.
+    pub problem: Option<String>,
+}
+
+impl Replication {
+    /// The mode in force.
+    pub fn mode(&self) -> ReplicationMode {
+        self.mode
+    }
+
+    /// Every database followed (or tried), by name: `streaming` while the stream runs,
+    /// `starting` before it first ran, `down` after it was lost, `unavailable` when it cannot
+    /// work as configured.
+    pub fn status(&self) -> Vec<StreamStatus> {
+        let mut names: Vec<String> = self.streams.lock().keys().cloned().collect();
+        names.sort();
+        let state = self.sink.state.lock();
+        names
+            .into_iter()
+            .map(|database| {
+                let stats = state.stats.get(&database).cloned().unwrap_or_default();
+                let problem = state.problems.get(&database).cloned();
+                let status = if state.up.contains(&database) {
+                    "streaming"
+                } else if problem.is_some() {
+                    "unavailable"
+                } else if state.ever_up.contains(&database) {
+                    "down"
+                } else {
+                    "starting"
+                };
+                StreamStatus {
+                    database,
+                    state: status,
+                    lag_seconds: stats.lag_seconds,
+                    last_change: stats.last_change,
+                    transactions: stats.transactions,
+                    reconnects: stats.reconnects,
+                    problem,
+                }
+            })
+            .collect()
+    }
+}
+
 impl Drop for Replication {
     fn drop(&mut self) {
         for (_, stream) in self.streams.lock().drain() {
@@ -135,11 +198,24 @@ struct SinkState {
     up: HashSet<String>,
     /// Databases already warned about a configuration problem.
     warned: HashSet<String>,
+    /// Why a database's stream cannot work as configured.
+    problems: HashMap<String, String>,
+    /// Figures per database.
+    stats: HashMap<String, DatabaseStats>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct DatabaseStats {
+    lag_seconds: Option<f64>,
+    last_change: Option<SystemTime>,
+    transactions: u64,
+    reconnects: u64,
 }
 
 /// Applies stream reports to the cache.
 struct CacheSink {
     cache: Arc<ResultCache>,
+    metrics: CacheMetrics,
     mode: ReplicationMode,
     state: Mutex<SinkState>,
 }
@@ -148,25 +224,41 @@ impl InvalidationSink for CacheSink {
     fn tables_changed(&self, database: &str, tables: &[u32], commit_time_micros: i64) {
         let database_id: Arc<str> = Arc::from(database);
         for oid in tables {
-            self.cache.generations().bump_table(&TableId {
+            let table = TableId {
                 database: Arc::clone(&database_id),
                 oid: *oid,
-            });
+            };
+            self.cache.generations().bump_table(&table);
+            self.metrics.table_invalidated(&table);
         }
-        counter!(INVALIDATIONS_TOTAL, "source" => "replication").increment(tables.len() as u64);
-        if let Some(lag) = lag_since(commit_time_micros) {
+        self.metrics
+            .invalidation(InvalidationSource::Replication, tables.len() as u64);
+        let lag = lag_since(commit_time_micros);
+        if let Some(lag) = lag {
             gauge!(REPLICATION_LAG_SECONDS, "database" => database.to_owned()).set(lag);
         }
+        let mut state = self.state.lock();
+        let stats = state.stats.entry(database.to_owned()).or_default();
+        stats.lag_seconds = lag.or(stats.lag_seconds);
+        stats.last_change = Some(SystemTime::now());
+        stats.transactions += 1;
     }
 
     fn stream_up(&self, database: &str) {
         let generations = self.cache.generations();
         generations.bump_database(database);
         generations.set_available(database, true);
-        counter!(INVALIDATIONS_TOTAL, "source" => "replication").increment(1);
+        self.metrics
+            .invalidation(InvalidationSource::Replication, 1);
         let mut state = self.state.lock();
+        state.problems.remove(database);
         if !state.ever_up.insert(database.to_owned()) && !state.up.contains(database) {
             counter!(REPLICATION_RECONNECTS_TOTAL).increment(1);
+            state
+                .stats
+                .entry(database.to_owned())
+                .or_default()
+                .reconnects += 1;
             info!(
                 database,
                 "replication stream re-established; cached results of the database dropped"
@@ -196,6 +288,9 @@ impl InvalidationSink for CacheSink {
         gauge!(REPLICATION_CONNECTED, "database" => database.to_owned()).set(0.0);
         let mut state = self.state.lock();
         state.up.remove(database);
+        state
+            .problems
+            .insert(database.to_owned(), reason.to_owned());
         let first = state.warned.insert(database.to_owned());
         match self.mode {
             ReplicationMode::Required => {

@@ -18,13 +18,14 @@ use pgcached_cache::{CacheConfig, Generations, ResultCache};
 use crate::cache_metrics::{self, CacheMetrics};
 use crate::catalog::watcher::CatalogWatchers;
 use crate::catalog::Catalog;
-use crate::classify::Classifier;
+use crate::classify::{Classifier, TableRules};
 use crate::config::{CacheMode, Config};
 use crate::metrics::ProxyMetrics;
 use crate::replication::Replication;
 use crate::session::caching::CacheShared;
 use crate::session::{self, Admission, SessionContext};
 use crate::shutdown::{self, Phase};
+use crate::stats::{tables, Clients, Counters};
 use crate::tls::{acceptor, TlsConfigError};
 use crate::upstream::Connector;
 
@@ -55,6 +56,7 @@ impl Server {
             _ => None,
         };
         let connector = Connector::new(config.upstream.clone())?;
+        let counters = Arc::new(Counters::default());
         let cache = match config.cache.mode {
             CacheMode::Off => None,
             CacheMode::On => {
@@ -68,24 +70,38 @@ impl Server {
                     },
                     generations,
                 ));
-                cache_metrics::spawn_gauges(Arc::clone(&cache));
+                let metrics = CacheMetrics::new(Arc::clone(&counters));
                 let catalog = Arc::new(Catalog::new(config.upstream.clone()));
-                let classifier = Arc::new(Classifier::new(Arc::clone(&catalog)));
+                let classifier = Arc::new(Classifier::new(
+                    Arc::clone(&catalog),
+                    TableRules {
+                        allow: config.cache.allow_tables.clone(),
+                        deny: config.cache.deny_tables.clone(),
+                    },
+                ));
+                cache_metrics::spawn_gauges(
+                    Arc::clone(&cache),
+                    Arc::clone(&classifier),
+                    metrics.clone(),
+                );
+                tables::spawn_export(Arc::clone(&metrics.tables), Arc::clone(&catalog));
                 let watchers = Arc::new(CatalogWatchers::new(
                     catalog,
                     Arc::clone(&classifier),
                     Arc::clone(&cache),
+                    metrics.clone(),
                 ));
                 let replication = Arc::new(Replication::new(
                     config.cache.replication,
                     config.upstream.clone(),
                     config.cache.publication.clone(),
                     Arc::clone(&cache),
+                    metrics.clone(),
                 ));
                 Some(Arc::new(CacheShared {
                     cache,
                     classifier,
-                    metrics: CacheMetrics::new(),
+                    metrics,
                     max_entry: usize::try_from(config.cache.max_entry).unwrap_or(usize::MAX),
                     replication,
                     watchers,
@@ -96,10 +112,12 @@ impl Server {
             context: Arc::new(SessionContext {
                 connector,
                 tls_acceptor,
-                metrics: ProxyMetrics::new(),
+                metrics: ProxyMetrics::new(counters),
                 max_client_conn: config.max_client_conn,
                 startup_timeout: config.startup_timeout,
                 cache,
+                clients: Arc::new(Clients::default()),
+                console: crate::admin::Console::new(config),
             }),
             max_client_conn: config.max_client_conn,
             shutdown_timeout: config.shutdown_timeout,

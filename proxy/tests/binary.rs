@@ -38,6 +38,35 @@ impl Drop for Running {
     }
 }
 
+/// Runs pgcached on `port` in front of `cluster` with pgcached's own credentials (database
+/// `app`), plus `extra` flags; stderr, logged at `rust_log`, goes to `stderr`.
+fn spawn_with_credentials(
+    cluster: &LocalCluster,
+    port: u16,
+    extra: &[&str],
+    stderr: Stdio,
+    rust_log: &str,
+) -> Running {
+    use pgcached::local_cluster::users::{PGCACHED_PASSWORD, PGCACHED_USER};
+    let child = Command::new(BIN)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--metrics-listen", &format!("127.0.0.1:{}", free_port())])
+        .args([
+            "--upstream",
+            &format!(
+                "postgres://{PGCACHED_USER}:{PGCACHED_PASSWORD}@127.0.0.1:{}/app?sslmode=disable",
+                cluster.port()
+            ),
+        ])
+        .args(extra)
+        .env("RUST_LOG", rust_log)
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .expect("spawn");
+    Running(child)
+}
+
 fn http_get(port: u16, path: &str) -> String {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect metrics");
     stream
@@ -219,25 +248,10 @@ fn env_beats_file_flag_beats_env_metrics_are_served_and_sigterm_stops_it() {
 
 #[test]
 fn a_killed_pgcached_leaves_no_replication_slot_behind() {
-    use pgcached::local_cluster::users::{PGCACHED_PASSWORD, PGCACHED_USER};
     let cluster = LocalCluster::start(ClusterOptions::default()).expect("cluster");
     let port = free_port();
-    let child = Command::new(BIN)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--metrics-listen", &format!("127.0.0.1:{}", free_port())])
-        .args([
-            "--upstream",
-            &format!(
-                "postgres://{PGCACHED_USER}:{PGCACHED_PASSWORD}@127.0.0.1:{}/app?sslmode=disable",
-                cluster.port()
-            ),
-        ])
-        .args(["--cache", "on"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let mut running = Running(child);
+    let mut running =
+        spawn_with_credentials(&cluster, port, &["--cache", "on"], Stdio::null(), "info");
     assert!(wait_for_port(port));
     let slots = "SELECT count(*) FROM pg_replication_slots WHERE temporary";
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
@@ -269,4 +283,77 @@ fn a_killed_pgcached_leaves_no_replication_slot_behind() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[test]
+fn json_logs_show_sessions_and_never_a_secret() {
+    use pgcached::local_cluster::users::{PGCACHED_PASSWORD, SCRAM_PASSWORD, SCRAM_USER};
+    let cluster = LocalCluster::start(ClusterOptions::default()).expect("cluster");
+    let port = free_port();
+    let mut running = spawn_with_credentials(
+        &cluster,
+        port,
+        &["--log-format", "json", "--shutdown-timeout", "3s"],
+        Stdio::piped(),
+        "debug",
+    );
+    assert!(wait_for_port(port));
+    let parameter = "param-value-4711";
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(
+            &format!(
+                "postgres://{SCRAM_USER}:{SCRAM_PASSWORD}@127.0.0.1:{port}/app?sslmode=disable"
+            ),
+            tokio_postgres::NoTls,
+        )
+        .await
+        .expect("connect");
+        tokio::spawn(connection);
+        for _ in 0..3 {
+            let row = client
+                .query_one("SELECT $1::text", &[&parameter])
+                .await
+                .expect("query");
+            assert_eq!(row.get::<_, String>(0), parameter);
+        }
+        assert!(client
+            .simple_query("SELECT * FROM no_such_table_x")
+            .await
+            .is_err());
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(running.0.id() as i32, libc::SIGTERM);
+    }
+    let _ = running.0.wait();
+    let mut stderr = String::new();
+    if let Some(mut pipe) = running.0.stderr.take() {
+        let _ = pipe.read_to_string(&mut stderr);
+    }
+    let mut messages = Vec::new();
+    for line in stderr.lines() {
+        let event: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        let fields = &event["fields"];
+        messages.push((
+            fields["message"].as_str().unwrap_or_default().to_owned(),
+            fields["user"].as_str().unwrap_or_default().to_owned(),
+        ));
+        for secret in [PGCACHED_PASSWORD, SCRAM_PASSWORD, parameter] {
+            assert!(!line.contains(secret), "a secret was logged: {line}");
+        }
+    }
+    let started = messages
+        .iter()
+        .any(|(message, user)| message == "session start" && user == SCRAM_USER);
+    let ended = messages
+        .iter()
+        .any(|(message, user)| message.starts_with("session end") && user == SCRAM_USER);
+    assert!(started && ended, "no session start/end lines:\n{stderr}");
+    assert!(
+        messages.iter().any(|(m, _)| m == "pgcached serving"),
+        "{stderr}"
+    );
 }

@@ -143,3 +143,29 @@ pub fn error_text(error: &tokio_postgres::Error) -> String {
         .map(|db| db.message().to_owned())
         .unwrap_or_else(|| error.to_string())
 }
+
+/// The first column of the first row of a simple query, as text; panics with the server's
+/// message on error and when there is no row.
+pub async fn first_value(client: &tokio_postgres::Client, sql: &str) -> String {
+    client
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {}", error_text(&e)))
+        .into_iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{sql}: no row"))
+}
+
+/// A psql command (from the cluster's binaries) with psql's normal, aligned output, connected to
+/// `url`, running each of `commands` in turn.
+pub fn psql_aligned(cluster: &LocalCluster, url: &str, commands: &[&str]) -> Command {
+    let mut command = Command::new(cluster.bindir().join("psql"));
+    command.arg("-X").arg(url).env("PGCONNECT_TIMEOUT", "10");
+    for sql in commands {
+        command.arg("-c").arg(sql);
+    }
+    command
+}

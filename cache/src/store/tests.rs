@@ -147,3 +147,38 @@ fn an_unavailable_database_is_bypassed() {
     c.generations().set_available("app", true);
     assert!(matches!(c.lookup(&k, "app", &[table(1)]), Lookup::Hit(_)));
 }
+
+#[test]
+fn a_fill_may_shorten_its_own_ttl_and_carries_its_label_and_cost() {
+    let store = cache(1 << 20, None);
+    let mut guard = miss(&store, &key("short"), &[table(1)]);
+    guard.set_ttl(Duration::from_millis(30));
+    guard.set_label(Arc::from("SELECT ? FROM t"), Arc::from(vec![table(1)]));
+    std::thread::sleep(Duration::from_millis(2));
+    assert_eq!(
+        guard.fill(Bytes::from_static(b"rows"), Bytes::new()),
+        FillOutcome::Stored
+    );
+    let entries = store.entries();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(&*entries[0].label, "SELECT ? FROM t");
+    assert_eq!(&*entries[0].tables, &[table(1)]);
+    assert!(entries[0].cost >= Duration::from_millis(2));
+    assert!(matches!(
+        store.lookup(&key("short"), "app", &[table(1)]),
+        Lookup::Hit(_)
+    ));
+    std::thread::sleep(Duration::from_millis(40));
+    assert!(matches!(
+        store.lookup(&key("short"), "app", &[table(1)]),
+        Lookup::Miss(_)
+    ));
+    // The store's default (none) still applies to other fills.
+    let guard = miss(&store, &key("long"), &[table(1)]);
+    guard.fill(Bytes::from_static(b"rows"), Bytes::new());
+    std::thread::sleep(Duration::from_millis(40));
+    assert!(matches!(
+        store.lookup(&key("long"), "app", &[table(1)]),
+        Lookup::Hit(_)
+    ));
+}

@@ -42,6 +42,31 @@ pub enum Resolution {
     CallsVolatile,
 }
 
+/// A relation's schema and name, as stored in the catalog (case as created, unquoted).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TableName {
+    /// `pg_namespace.nspname`.
+    pub schema: String,
+    /// `pg_class.relname`.
+    pub name: String,
+}
+
+impl TableName {
+    /// True if `pattern` names this table: `name` (any schema) or `schema.name`.
+    pub fn matches(&self, pattern: &str) -> bool {
+        match pattern.split_once('.') {
+            Some((schema, name)) => schema == self.schema && name == self.name,
+            None => pattern == self.name,
+        }
+    }
+}
+
+impl std::fmt::Display for TableName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.schema, self.name)
+    }
+}
+
 /// Why the catalog could not answer.
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -80,6 +105,8 @@ pub struct Catalog {
 struct Facts {
     relations: HashMap<(String, RelationName), Result<Vec<u32>, &'static str>>,
     functions: HashMap<(String, FunctionName), bool>,
+    /// Schema and name per database and relation OID.
+    names: HashMap<(String, u32), TableName>,
 }
 
 /// Facts kept at most; past this the memo starts over.
@@ -154,10 +181,91 @@ impl Catalog {
 
     fn remember(&self, add: impl FnOnce(&mut Facts)) {
         let mut facts = self.facts.lock();
-        if facts.relations.len() + facts.functions.len() >= MAX_FACTS {
+        if facts.relations.len() + facts.functions.len() + facts.names.len() >= MAX_FACTS {
             *facts = Facts::default();
         }
         add(&mut facts);
+    }
+
+    /// The schema and name of these relations; relations that no longer exist are left out.
+    pub async fn table_names(
+        &self,
+        database: &str,
+        oids: &[u32],
+    ) -> Result<Vec<(u32, TableName)>, CatalogError> {
+        let mut found = Vec::with_capacity(oids.len());
+        let mut missing = Vec::new();
+        {
+            let facts = self.facts.lock();
+            for oid in oids {
+                match facts.names.get(&(database.to_owned(), *oid)) {
+                    Some(name) => found.push((*oid, name.clone())),
+                    None => missing.push(*oid),
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(found);
+        }
+        let client = self.client(database).await?;
+        for row in client.query(queries::TABLE_NAMES, &[&missing]).await? {
+            let oid: u32 = row.get(0);
+            let name = TableName {
+                schema: row.get(1),
+                name: row.get(2),
+            };
+            self.remember(|facts| {
+                facts.names.insert((database.to_owned(), oid), name.clone());
+            });
+            found.push((oid, name));
+        }
+        Ok(found)
+    }
+
+    /// `schema.table` for each of these tables, asked per database; tables whose name cannot
+    /// be found (dropped since, catalog unreachable) are left out.
+    pub async fn names_of(
+        &self,
+        tables: &[pgcached_cache::TableId],
+    ) -> HashMap<pgcached_cache::TableId, String> {
+        let mut by_database: std::collections::BTreeMap<Arc<str>, Vec<u32>> =
+            std::collections::BTreeMap::new();
+        for table in tables {
+            by_database
+                .entry(Arc::clone(&table.database))
+                .or_default()
+                .push(table.oid);
+        }
+        let mut names = HashMap::new();
+        for (database, mut oids) in by_database {
+            oids.sort_unstable();
+            oids.dedup();
+            if let Ok(found) = self.table_names(&database, &oids).await {
+                for (oid, name) in found {
+                    let table = pgcached_cache::TableId {
+                        database: Arc::clone(&database),
+                        oid,
+                    };
+                    names.insert(table, name.to_string());
+                }
+            }
+        }
+        names
+    }
+
+    /// The OIDs of the tables called `table` (as stored in the catalog) in `schema`, or in every
+    /// schema when `None`, in `database`.
+    pub async fn find_tables(
+        &self,
+        database: &str,
+        schema: Option<&str>,
+        table: &str,
+    ) -> Result<Vec<u32>, CatalogError> {
+        let client = self.client(database).await?;
+        let rows = client
+            .query(queries::FIND_TABLES, &[&table, &schema])
+            .await?;
+        Ok(rows.iter().map(|row| row.get::<_, u32>(0)).collect())
     }
 
     /// A digest of the catalog facts caching depends on (see [`queries::FINGERPRINT`]).

@@ -77,3 +77,19 @@ SELECT md5(concat_ws('|',
      FROM pg_catalog.pg_namespace n),
   (SELECT datacl::text FROM pg_catalog.pg_database WHERE datname = current_database())
 ))";
+
+/// Schema and name of relations: `$1` an array of oids.
+pub const TABLE_NAMES: &str = "\
+SELECT c.oid, n.nspname::text, c.relname::text
+  FROM pg_catalog.pg_class c
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.oid = ANY($1::oid[])";
+
+/// Tables, partitioned tables and materialized views called `$1`, in schema `$2` or any schema
+/// when NULL (for `INVALIDATE TABLE`).
+pub const FIND_TABLES: &str = "\
+SELECT c.oid
+  FROM pg_catalog.pg_class c
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relname = $1 AND ($2::text IS NULL OR n.nspname = $2)
+   AND c.relkind IN ('r', 'p', 'm')";

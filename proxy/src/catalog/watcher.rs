@@ -12,15 +12,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use metrics::counter;
 use parking_lot::Mutex;
 use pgcached_cache::ResultCache;
 use tokio::task::JoinHandle;
 use tracing::{debug, info};
 
 use super::Catalog;
-use crate::cache_metrics::INVALIDATIONS_TOTAL;
+use crate::cache_metrics::CacheMetrics;
 use crate::classify::Classifier;
+use crate::stats::InvalidationSource;
 
 /// How often each database's catalog digest is read.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
@@ -30,6 +30,7 @@ pub struct CatalogWatchers {
     catalog: Arc<Catalog>,
     classifier: Arc<Classifier>,
     cache: Arc<ResultCache>,
+    metrics: CacheMetrics,
     watchers: Mutex<HashMap<String, JoinHandle<()>>>,
 }
 
@@ -39,11 +40,13 @@ impl CatalogWatchers {
         catalog: Arc<Catalog>,
         classifier: Arc<Classifier>,
         cache: Arc<ResultCache>,
+        metrics: CacheMetrics,
     ) -> CatalogWatchers {
         CatalogWatchers {
             catalog,
             classifier,
             cache,
+            metrics,
             watchers: Mutex::new(HashMap::new()),
         }
     }
@@ -57,6 +60,7 @@ impl CatalogWatchers {
         let catalog = Arc::clone(&self.catalog);
         let classifier = Arc::clone(&self.classifier);
         let cache = Arc::clone(&self.cache);
+        let metrics = self.metrics.clone();
         let name = database.to_owned();
         let task = tokio::spawn(async move {
             let mut last: Option<String> = None;
@@ -78,7 +82,7 @@ impl CatalogWatchers {
                             catalog.forget_facts();
                             classifier.clear();
                             cache.generations().bump_database(&name);
-                            counter!(INVALIDATIONS_TOTAL, "source" => "catalog").increment(1);
+                            metrics.invalidation(InvalidationSource::Catalog, 1);
                         }
                         last = Some(digest);
                     }

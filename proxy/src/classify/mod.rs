@@ -10,22 +10,68 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use pgcached_cache::TableId;
 use quick_cache::sync::Cache;
 
-use crate::catalog::{self, Catalog, Resolution};
+use crate::catalog::{self, Catalog, Resolution, TableName};
+use crate::sql::text::{self, Hints};
 use crate::sql::{self, ReadDeps, StatementKind};
 
 /// Most distinct statements remembered per process.
 pub const MEMO_CAPACITY: usize = 20_000;
 
+/// A read whose result may be cached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheableRead {
+    /// The tables it depends on (partition roots and partitions, view bases).
+    pub tables: Arc<[TableId]>,
+    /// How long its results are served, from a `pgcached:ttl=` hint (else `--cache-ttl`).
+    pub ttl: Option<Duration>,
+    /// The statement with its literals removed, for `SHOW CACHE`.
+    pub label: Arc<str>,
+}
+
+/// Which tables may be cached: `--cache-allow-tables` and `--cache-deny-tables`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TableRules {
+    /// When not empty, only reads whose every table is listed are cached.
+    pub allow: Vec<String>,
+    /// Reads of any listed table are never cached.
+    pub deny: Vec<String>,
+}
+
+impl TableRules {
+    /// Why reads of `tables` may not be cached, if they may not.
+    pub fn refusal(&self, tables: &[TableName]) -> Option<&'static str> {
+        if tables
+            .iter()
+            .any(|t| self.deny.iter().any(|pattern| t.matches(pattern)))
+        {
+            return Some("table_denied");
+        }
+        if !self.allow.is_empty()
+            && !tables
+                .iter()
+                .all(|t| self.allow.iter().any(|pattern| t.matches(pattern)))
+        {
+            return Some("table_not_allowed");
+        }
+        None
+    }
+
+    fn is_empty(&self) -> bool {
+        self.allow.is_empty() && self.deny.is_empty()
+    }
+}
+
 /// What pgcached does with a statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Class {
-    /// A read whose result may be cached; it depends on these tables.
-    Cacheable(Arc<[TableId]>),
+    /// A read whose result may be cached.
+    Cacheable(Arc<CacheableRead>),
     /// A read the catalog has not judged yet; relayed uncached meanwhile. `calls_functions`
     /// when it calls functions beyond a few well-known built-ins: one of them might change
     /// session state, so the session is treated as if it had.
@@ -132,19 +178,42 @@ pub struct Classifier {
     /// Bounds concurrent background resolutions: a burst of new statement texts must not turn
     /// into a burst of catalog queries. A statement that finds no slot is tried again later.
     resolvers: Arc<tokio::sync::Semaphore>,
+    rules: TableRules,
 }
 
 /// Background resolutions at once.
 const MAX_RESOLVERS: usize = 4;
 
 impl Classifier {
-    /// A classifier asking `catalog` about reads.
-    pub fn new(catalog: Arc<Catalog>) -> Classifier {
+    /// A classifier asking `catalog` about reads and applying `rules` to their tables.
+    pub fn new(catalog: Arc<Catalog>, rules: TableRules) -> Classifier {
         Classifier {
             memo: Cache::new(MEMO_CAPACITY),
             catalog,
             in_flight: Mutex::new(HashSet::new()),
             resolvers: Arc::new(tokio::sync::Semaphore::new(MAX_RESOLVERS)),
+            rules,
+        }
+    }
+
+    /// The catalog reader.
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    /// Classifies `sql` in `database`, waiting for the catalog if needed (for `EXPLAIN CACHE`;
+    /// the query path never waits). Nothing is memoized here.
+    pub async fn classify_now(&self, database: &str, sql: &str) -> Class {
+        if mentions_set_config(sql) {
+            return Class::CallsVolatile;
+        }
+        match sql::analyze(sql).kind {
+            StatementKind::Read(deps) => {
+                let scanned = text::scan(sql);
+                self.judge(database, &deps, &scanned.hints, &scanned.normalized)
+                    .await
+            }
+            kind => Self::syntactic_class(kind),
         }
     }
 
@@ -183,6 +252,18 @@ impl Classifier {
                 self.resolve_in_background(key.clone(), deps);
                 return Class::Classifying { calls_functions };
             }
+            kind => Self::syntactic_class(kind),
+        };
+        self.memo.insert(key, class.clone());
+        class
+    }
+
+    /// The class of a statement that is not a candidate read: syntax alone decides.
+    fn syntactic_class(kind: StatementKind) -> Class {
+        match kind {
+            StatementKind::Read(_) => Class::Classifying {
+                calls_functions: true,
+            },
             // Several statements in one string may write or change state: effects unknown.
             StatementKind::UncacheableRead("multi_statement") => Class::Other,
             StatementKind::UncacheableRead("select_into" | "data_modifying_cte") => Class::Write,
@@ -192,9 +273,52 @@ impl Classifier {
             StatementKind::TransactionControl => Class::TransactionControl,
             StatementKind::Write(_) => Class::Write,
             StatementKind::Other | StatementKind::Unparsable => Class::Other,
+        }
+    }
+
+    /// The catalog's verdict on a read, with its hints and the table rules applied.
+    async fn judge(&self, database: &str, deps: &ReadDeps, hints: &Hints, label: &str) -> Class {
+        let oids = match self.catalog.resolve(database, deps).await {
+            Ok(Resolution::Cacheable(oids)) => oids,
+            Ok(Resolution::NotCacheable(reason)) => return Class::Uncacheable(reason),
+            Ok(Resolution::CallsVolatile) => return Class::CallsVolatile,
+            Err(e) => {
+                catalog::report(&e);
+                return Class::Uncacheable("catalog_unavailable");
+            }
         };
-        self.memo.insert(key, class.clone());
-        class
+        if hints.nocache {
+            return Class::Uncacheable("nocache_hint");
+        }
+        if hints.invalid.is_some() {
+            return Class::Uncacheable("invalid_hint");
+        }
+        if !self.rules.is_empty() {
+            match self.catalog.table_names(database, &oids).await {
+                Ok(names) => {
+                    let names: Vec<TableName> = names.into_iter().map(|(_, name)| name).collect();
+                    if let Some(reason) = self.rules.refusal(&names) {
+                        return Class::Uncacheable(reason);
+                    }
+                }
+                Err(e) => {
+                    catalog::report(&e);
+                    return Class::Uncacheable("catalog_unavailable");
+                }
+            }
+        }
+        let database: Arc<str> = Arc::from(database);
+        Class::Cacheable(Arc::new(CacheableRead {
+            tables: oids
+                .into_iter()
+                .map(|oid| TableId {
+                    database: Arc::clone(&database),
+                    oid,
+                })
+                .collect(),
+            ttl: hints.ttl,
+            label: Arc::from(label),
+        }))
     }
 
     fn resolve_in_background(self: &Arc<Self>, key: MemoKey, deps: ReadDeps) {
@@ -211,25 +335,59 @@ impl Classifier {
         let classifier = Arc::clone(self);
         runtime.spawn(async move {
             let _permit = permit;
-            let database = Arc::clone(&key.0);
-            let class = match classifier.catalog.resolve(&database, &deps).await {
-                Ok(Resolution::Cacheable(oids)) => Class::Cacheable(
-                    oids.into_iter()
-                        .map(|oid| TableId {
-                            database: Arc::clone(&database),
-                            oid,
-                        })
-                        .collect(),
-                ),
-                Ok(Resolution::NotCacheable(reason)) => Class::Uncacheable(reason),
-                Ok(Resolution::CallsVolatile) => Class::CallsVolatile,
-                Err(e) => {
-                    catalog::report(&e);
-                    Class::Uncacheable("catalog_unavailable")
-                }
-            };
+            let scanned = text::scan(&key.1);
+            let class = classifier
+                .judge(&key.0, &deps, &scanned.hints, &scanned.normalized)
+                .await;
             classifier.memo.insert(key.clone(), class);
             classifier.in_flight.lock().remove(&key);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(schema: &str, table: &str) -> TableName {
+        TableName {
+            schema: schema.to_owned(),
+            name: table.to_owned(),
+        }
+    }
+
+    #[test]
+    fn deny_wins_and_allow_needs_every_table() {
+        let rules = TableRules {
+            allow: vec!["products".to_owned(), "shop.orders".to_owned()],
+            deny: vec!["public.sessions".to_owned()],
+        };
+        assert_eq!(rules.refusal(&[name("public", "products")]), None);
+        assert_eq!(
+            rules.refusal(&[name("public", "products"), name("shop", "orders")]),
+            None
+        );
+        assert_eq!(
+            rules.refusal(&[name("public", "products"), name("public", "orders")]),
+            Some("table_not_allowed")
+        );
+        assert_eq!(
+            rules.refusal(&[name("public", "sessions")]),
+            Some("table_denied")
+        );
+        assert_eq!(
+            rules.refusal(&[name("other", "sessions")]),
+            Some("table_not_allowed")
+        );
+        let deny_only = TableRules {
+            allow: vec![],
+            deny: vec!["sessions".to_owned()],
+        };
+        assert_eq!(
+            deny_only.refusal(&[name("other", "sessions")]),
+            Some("table_denied")
+        );
+        assert_eq!(deny_only.refusal(&[name("public", "products")]), None);
+        assert!(TableRules::default().is_empty());
     }
 }

@@ -102,6 +102,33 @@ pub struct Cli {
     #[arg(long, global = true, env = "PGCACHED_PUBLICATION", value_name = "NAME")]
     pub publication: Option<String>,
 
+    /// Only reads whose every table is listed are cached: comma-separated `table` or `schema.table` [default: all tables]
+    #[arg(
+        long,
+        global = true,
+        env = "PGCACHED_CACHE_ALLOW_TABLES",
+        value_name = "TABLES"
+    )]
+    pub cache_allow_tables: Option<String>,
+
+    /// Reads of any listed table are never cached: comma-separated `table` or `schema.table` [default: none]
+    #[arg(
+        long,
+        global = true,
+        env = "PGCACHED_CACHE_DENY_TABLES",
+        value_name = "TABLES"
+    )]
+    pub cache_deny_tables: Option<String>,
+
+    /// Roles admitted to the admin console (database `pgcached`), comma-separated; their password is checked by PostgreSQL [default: none, console off]
+    #[arg(
+        long,
+        global = true,
+        env = "PGCACHED_ADMIN_USERS",
+        value_name = "ROLES"
+    )]
+    pub admin_users: Option<String>,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }

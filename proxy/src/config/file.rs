@@ -37,6 +37,12 @@ pub struct FileConfig {
     pub replication: Option<ReplicationMode>,
     /// See `--publication`.
     pub publication: Option<String>,
+    /// See `--cache-allow-tables`.
+    pub cache_allow_tables: Option<Vec<String>>,
+    /// See `--cache-deny-tables`.
+    pub cache_deny_tables: Option<Vec<String>>,
+    /// See `--admin-users`.
+    pub admin_users: Option<Vec<String>>,
     /// Time a client has to send its startup packet and finish TLS (file only; default 10s).
     pub startup_timeout: Option<String>,
 }

@@ -80,6 +80,10 @@ pub struct CacheSettings {
     pub replication: ReplicationMode,
     /// The publication streamed.
     pub publication: String,
+    /// When not empty, only reads whose every table matches one of these are cached.
+    pub allow_tables: Vec<String>,
+    /// Reads of a table matching one of these are never cached.
+    pub deny_tables: Vec<String>,
 }
 
 /// Log line format.
@@ -116,6 +120,8 @@ pub struct Config {
     pub startup_timeout: Duration,
     /// The result cache.
     pub cache: CacheSettings,
+    /// Roles admitted to the admin console; empty turns the console off.
+    pub admin_users: Vec<String>,
 }
 
 /// A setting that could not be used.
@@ -165,6 +171,15 @@ pub enum ConfigError {
     /// A limit of zero would refuse everyone.
     #[error("--max-client-conn must be at least 1")]
     ZeroClients,
+    /// A table name in an allow or deny list that cannot name a table.
+    #[error("invalid table {value:?} in {setting}: use table or schema.table, as the catalog spells them")]
+    TableName {
+        setting: &'static str,
+        value: String,
+    },
+    /// An empty role name in `--admin-users`.
+    #[error("invalid --admin-users {0:?}: a comma-separated list of role names")]
+    AdminUsers(String),
 }
 
 impl Config {
@@ -226,7 +241,24 @@ impl Config {
             },
             replication: cli.replication.or(file.replication).unwrap_or_default(),
             publication: pick(&cli.publication, &file.publication, DEFAULT_PUBLICATION),
+            allow_tables: table_list(
+                "--cache-allow-tables",
+                &cli.cache_allow_tables,
+                &file.cache_allow_tables,
+            )?,
+            deny_tables: table_list(
+                "--cache-deny-tables",
+                &cli.cache_deny_tables,
+                &file.cache_deny_tables,
+            )?,
         };
+        let admin_users = list(&cli.admin_users, &file.admin_users);
+        if let Some(bad) = admin_users
+            .iter()
+            .find(|u| u.is_empty() || u.contains(char::is_whitespace))
+        {
+            return Err(ConfigError::AdminUsers(bad.clone()));
+        }
         if cache.publication.is_empty()
             || cache.publication.len() > 63
             || !cache
@@ -259,6 +291,7 @@ impl Config {
             shutdown_timeout,
             startup_timeout,
             cache,
+            admin_users,
         })
     }
 
@@ -283,6 +316,42 @@ fn parse_size(setting: &'static str, text: Option<&String>) -> Result<Option<u64
                 reason,
             }),
     }
+}
+
+/// A comma-separated flag, or else the file's list; entries trimmed, empty ones dropped.
+fn list(flag: &Option<String>, file: &Option<Vec<String>>) -> Vec<String> {
+    let entries: Vec<String> = match (flag, file) {
+        (Some(text), _) => text.split(',').map(str::to_owned).collect(),
+        (None, Some(list)) => list.clone(),
+        (None, None) => Vec::new(),
+    };
+    entries
+        .into_iter()
+        .map(|e| e.trim().to_owned())
+        .filter(|e| !e.is_empty())
+        .collect()
+}
+
+fn table_list(
+    setting: &'static str,
+    flag: &Option<String>,
+    file: &Option<Vec<String>>,
+) -> Result<Vec<String>, ConfigError> {
+    let tables = list(flag, file);
+    for table in &tables {
+        let parts: Vec<&str> = table.split('.').collect();
+        if parts.len() > 2
+            || parts.iter().any(|p| p.is_empty())
+            || table.contains(char::is_whitespace)
+            || table.contains('"')
+        {
+            return Err(ConfigError::TableName {
+                setting,
+                value: table.clone(),
+            });
+        }
+    }
+    Ok(tables)
 }
 
 fn pick(flag: &Option<String>, file: &Option<String>, default: &str) -> String {
@@ -359,6 +428,32 @@ mod tests {
         assert_eq!(config.listen.port(), 8000);
         assert_eq!(config.max_client_conn, 5);
         assert_eq!(config.shutdown_timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn table_lists_and_admin_users_parse_from_flags_and_file() {
+        let file: FileConfig = toml::from_str(
+            "cache_deny_tables = [\"sessions\"]\nadmin_users = [\"ops\"]\ncache_allow_tables = [\"a\"]\n",
+        )
+        .expect("valid toml");
+        let config = Config::resolve(
+            &cli(&["--cache-allow-tables", "products, shop.orders"]),
+            &file,
+        )
+        .expect("valid");
+        assert_eq!(config.cache.allow_tables, vec!["products", "shop.orders"]);
+        assert_eq!(config.cache.deny_tables, vec!["sessions"]);
+        assert_eq!(config.admin_users, vec!["ops"]);
+        let defaults = Config::resolve(&cli(&[]), &FileConfig::default()).expect("valid");
+        assert!(defaults.admin_users.is_empty(), "console off by default");
+        for bad in ["a.b.c", "a..b", ".a", "my table", "\"Quoted\""] {
+            let result =
+                Config::resolve(&cli(&["--cache-deny-tables", bad]), &FileConfig::default());
+            assert!(
+                matches!(result, Err(ConfigError::TableName { .. })),
+                "{bad} accepted"
+            );
+        }
     }
 
     #[test]

@@ -53,6 +53,10 @@ pub struct SessionContext {
     pub startup_timeout: Duration,
     /// The result cache, when `--cache on`.
     pub cache: Option<Arc<caching::CacheShared>>,
+    /// The sessions open now.
+    pub clients: Arc<crate::stats::Clients>,
+    /// The admin console's settings.
+    pub console: crate::admin::Console,
 }
 
 /// Whether the listener had room for this client.
@@ -113,9 +117,15 @@ pub async fn run(
         refuse(client, &SessionError::Shutdown).await;
         return;
     }
+    if startup.database() == crate::admin::CONSOLE_DATABASE && !startup.is_replication() {
+        context.metrics.connection(ConnectionOutcome::Admin);
+        crate::admin::run(client, startup, peer, &context, phase).await;
+        return;
+    }
     let upstream = match context.connector.connect().await {
         Ok(upstream) => upstream,
         Err(e) => {
+            context.metrics.upstream_connection(false);
             context
                 .metrics
                 .connection(ConnectionOutcome::UpstreamUnavailable);
@@ -125,9 +135,17 @@ pub async fn run(
             return;
         }
     };
+    context.metrics.upstream_connection(true);
     context.metrics.connection(ConnectionOutcome::Relayed);
     context.metrics.upstream_connections.increment(1.0);
     debug!(%peer, user = startup.user(), database = startup.database(), tls = client.is_tls(), "session start");
+    let registration = context.clients.register(crate::stats::clients::NewClient {
+        peer,
+        user: startup.user(),
+        database: startup.database(),
+        application: startup.parameter("application_name").unwrap_or(""),
+        tls: client.is_tls(),
+    });
     let mut caching = match &context.cache {
         Some(shared) if !startup.is_replication() => Some(caching::CachingSession::new(
             Arc::clone(shared),
@@ -144,6 +162,7 @@ pub async fn run(
         &context.metrics,
         &mut phase,
         caching.as_mut(),
+        &registration.info,
     )
     .await;
     if let Some(caching) = caching.as_mut() {
@@ -151,8 +170,19 @@ pub async fn run(
     }
     context.metrics.upstream_connections.decrement(1.0);
     let _ = client.shutdown().await;
+    let queries = registration
+        .info
+        .queries
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let hits = registration
+        .info
+        .hits
+        .load(std::sync::atomic::Ordering::Relaxed);
+    drop(registration);
     match result {
-        Ok(()) => debug!(%peer, user = startup.user(), "session end"),
+        Ok(()) => {
+            debug!(%peer, user = startup.user(), database = startup.database(), queries, hits, "session end")
+        }
         Err(error) => report(&context, peer, &error),
     }
 }

@@ -24,6 +24,7 @@ use crate::error::SessionError;
 use crate::metrics::ProxyMetrics;
 use crate::net::Stream;
 use crate::shutdown::{Phase, PhaseReceiver};
+use crate::stats::ClientInfo;
 use crate::wire::error_response::{self, sqlstate, Severity};
 use crate::wire::frame::{self, BadLength, Next, Position};
 
@@ -44,6 +45,7 @@ pub async fn run(
     metrics: &ProxyMetrics,
     phase: &mut PhaseReceiver,
     mut caching: Option<&mut CachingSession>,
+    client_info: &ClientInfo,
 ) -> Result<(), SessionError> {
     let (mut client_read, mut client_write) = tokio::io::split(client);
     let (mut upstream_read, mut upstream_write) = tokio::io::split(upstream);
@@ -114,14 +116,21 @@ pub async fn run(
                                     client: &mut to_client,
                                     tracker: &mut tracker,
                                     metrics,
+                                    client_info,
                                 };
                                 parked = feed(caching, piece, &mut io);
                             }),
                             None => from_client
                                 .cut(|tag, _| match tracker.on_client_frame(tag) {
-                                    Some(QueryKind::Simple) => metrics.queries_simple.increment(1),
+                                    Some(QueryKind::Simple) => {
+                                        metrics.queries_simple.increment(1);
+                                        metrics.statement_without_cache();
+                                        client_info.query(false);
+                                    }
                                     Some(QueryKind::Extended) => {
-                                        metrics.queries_extended.increment(1)
+                                        metrics.queries_extended.increment(1);
+                                        metrics.statement_without_cache();
+                                        client_info.query(false);
                                     }
                                     None => {}
                                 })
@@ -161,6 +170,9 @@ pub async fn run(
                     }
                     Ok(_) => match from_upstream.cut_filtered(&mut to_client, |tag, bytes, whole| {
                         tracker.on_server_frame(tag, bytes);
+                        if tag == b'E' {
+                            metrics.upstream_error(bytes);
+                        }
                         match caching.as_deref_mut() {
                             Some(caching) => caching.on_server_frame(tag, bytes, whole),
                             None => ServerAction::Forward,
@@ -213,6 +225,7 @@ pub async fn run(
                         client: &mut to_client,
                         tracker: &mut tracker,
                         metrics,
+                        client_info,
                     };
                     caching.retry_client_frame(waiting.frame, &mut io);
                     while parked.is_none() {

@@ -6,9 +6,11 @@
 //! - this file: [`analyze`] and the statement kinds.
 //! - [`read`]: the dependencies of a read (relations, functions) and syntax that forbids caching.
 //! - [`names`]: identifiers folded as PostgreSQL folds them.
+//! - [`text`]: `pgcached:` hints in comments, and the text with its literals removed.
 
 pub mod names;
 pub mod read;
+pub mod text;
 
 use sqlparser::ast::{ObjectName, Set, Statement};
 use sqlparser::dialect::PostgreSqlDialect;

@@ -20,6 +20,14 @@ pub mod sqlstate {
     pub const TOO_MANY_CONNECTIONS: &str = "53300";
     /// The client asked for something pgcached cannot do.
     pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
+    /// An admin console command pgcached does not understand.
+    pub const SYNTAX_ERROR: &str = "42601";
+    /// `INVALIDATE TABLE` named no table pgcached can find.
+    pub const UNDEFINED_TABLE: &str = "42P01";
+    /// A console command that needs something not in place (caching off, no database yet).
+    pub const OBJECT_NOT_IN_PREREQUISITE_STATE: &str = "55000";
+    /// pgcached could not do what the command asked (catalog unreachable, ...).
+    pub const INTERNAL_ERROR: &str = "XX000";
 }
 
 /// How bad an originated error is; FATAL errors end the session.
@@ -94,5 +102,49 @@ mod tests {
         assert!(body.windows(6).any(|w| w == b"C08006"));
         assert!(body.windows(6).any(|w| w == b"SFATAL"));
         assert_eq!(body.last(), Some(&0));
+    }
+}
+
+/// The SQLSTATE class (its first two characters) of an ErrorResponse or NoticeResponse frame
+/// (tag and length included), if the frame has a well-formed `C` field. Only the 36×36 possible
+/// classes come out, so the result is safe as a metric label.
+pub fn sqlstate_class(frame: &[u8]) -> Option<[u8; 2]> {
+    let mut fields = frame.get(5..)?;
+    while let Some((&kind, rest)) = fields.split_first() {
+        if kind == 0 {
+            return None;
+        }
+        let end = rest.iter().position(|b| *b == 0)?;
+        if kind == b'C' {
+            let code = &rest[..end];
+            let class = [*code.first()?, *code.get(1)?];
+            let valid = class
+                .iter()
+                .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase());
+            return valid.then_some(class);
+        }
+        fields = &rest[end + 1..];
+    }
+    None
+}
+
+#[cfg(test)]
+mod sqlstate_tests {
+    use super::*;
+
+    #[test]
+    fn the_class_comes_from_the_code_field() {
+        let frame = encode(Severity::Error, "22012", "division by zero");
+        assert_eq!(sqlstate_class(&frame), Some(*b"22"));
+        let frame = encode(Severity::Fatal, "57P01", "terminating");
+        assert_eq!(sqlstate_class(&frame), Some(*b"57"));
+    }
+
+    #[test]
+    fn malformed_frames_have_no_class() {
+        assert_eq!(sqlstate_class(b"E\0\0\0\x04"), None);
+        assert_eq!(sqlstate_class(b"E\0\0\0\x09Cxx\0\0"), None);
+        assert_eq!(sqlstate_class(b"E\0\0\0\x08C2"), None);
+        assert_eq!(sqlstate_class(b""), None);
     }
 }

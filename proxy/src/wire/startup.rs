@@ -63,6 +63,36 @@ impl StartupMessage {
         }
     }
 
+    /// A startup parameter, if the client sent it.
+    pub fn parameter(&self, name: &str) -> Option<&str> {
+        self.parameters.get(name).map(String::as_str)
+    }
+
+    /// The same StartupMessage with `database` replaced (for the admin console, whose
+    /// authentication is checked against a real database).
+    pub fn with_database(&self, database: &str) -> Bytes {
+        let mut body = Vec::with_capacity(self.raw.len() + database.len());
+        let (major, minor) = self.version;
+        body.extend_from_slice(&((u32::from(major) << 16) | u32::from(minor)).to_be_bytes());
+        for (name, value) in &self.parameters {
+            let value = if name == "database" { database } else { value };
+            body.extend_from_slice(name.as_bytes());
+            body.push(0);
+            body.extend_from_slice(value.as_bytes());
+            body.push(0);
+        }
+        if !self.parameters.contains_key("database") {
+            body.extend_from_slice(b"database\0");
+            body.extend_from_slice(database.as_bytes());
+            body.push(0);
+        }
+        body.push(0);
+        let mut packet = Vec::with_capacity(body.len() + 4);
+        packet.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+        packet.extend_from_slice(&body);
+        Bytes::from(packet)
+    }
+
     /// True for a walsender (replication) connection.
     pub fn is_replication(&self) -> bool {
         self.parameters

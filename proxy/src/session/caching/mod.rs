@@ -35,8 +35,9 @@ use super::fingerprint::Fingerprint;
 use super::outbox::Outbox;
 use super::tracker::{QueryKind, Tracker};
 use crate::cache_metrics::CacheMetrics;
-use crate::classify::{Class, Classifier};
+use crate::classify::{CacheableRead, Class, Classifier};
 use crate::metrics::ProxyMetrics;
+use crate::stats::{ClientInfo, QueryKind as StatementKind};
 use crate::wire::extended;
 use capture::{Capture, PendingFill};
 use expect::{Expect, QueryPath};
@@ -79,6 +80,8 @@ pub struct Io<'a> {
     pub tracker: &'a mut Tracker,
     /// Relay metrics.
     pub metrics: &'a ProxyMetrics,
+    /// The session, as `SHOW CLIENTS` lists it.
+    pub client_info: &'a ClientInfo,
 }
 
 impl Io<'_> {
@@ -86,8 +89,14 @@ impl Io<'_> {
     pub fn forward(&mut self, frame: Bytes) {
         if let Some(tag) = frame.first() {
             match self.tracker.on_client_frame(*tag) {
-                Some(QueryKind::Simple) => self.metrics.queries_simple.increment(1),
-                Some(QueryKind::Extended) => self.metrics.queries_extended.increment(1),
+                Some(QueryKind::Simple) => {
+                    self.metrics.queries_simple.increment(1);
+                    self.client_info.query(false);
+                }
+                Some(QueryKind::Extended) => {
+                    self.metrics.queries_extended.increment(1);
+                    self.client_info.query(false);
+                }
                 None => {}
             }
         }
@@ -289,6 +298,7 @@ impl CachingSession {
             }
             b'F' => {
                 self.release_held(io);
+                self.shared.metrics.query(StatementKind::Other);
                 // A function call may do anything.
                 self.fingerprint.make_private();
                 self.expect.push_back(Expect::Simple {
@@ -317,6 +327,7 @@ impl CachingSession {
         self.release_held(io);
         match tag {
             b'Q' | b'F' if !self.disabled => {
+                self.shared.metrics.query(StatementKind::Other);
                 // Its text cannot be read whole: effects unknown.
                 self.fingerprint.make_private();
                 self.expect.push_back(Expect::Simple {
@@ -348,6 +359,7 @@ impl CachingSession {
     fn simple_query(&mut self, frame: Bytes, io: &mut Io<'_>, may_wait: bool) -> Option<FillWait> {
         let started = Instant::now();
         let Some(sql) = extended::query_text(&frame) else {
+            self.shared.metrics.query(StatementKind::Other);
             self.relay_simple(frame, None, started, io);
             return None;
         };
@@ -357,26 +369,32 @@ impl CachingSession {
             self.apply_effects(&class, &sql);
         }
         let local = self.can_answer_locally(io);
-        let Class::Cacheable(tables) = &class else {
+        let Class::Cacheable(read) = &class else {
+            self.shared.metrics.query(statement_kind(&class));
             self.shared.metrics.bypass(class.bypass_reason());
             self.relay_simple(frame, None, started, io);
             return None;
         };
         if !local {
+            self.shared.metrics.query(StatementKind::ReadUncacheable);
             self.shared.metrics.bypass(self.not_now_reason());
             self.relay_simple(frame, None, started, io);
             return None;
         }
+        self.shared.metrics.query(StatementKind::ReadCached);
         let key = self.key(b"Q", &sql, &[], &[], false);
-        match self.shared.cache.lookup(&key, &self.database, tables) {
+        match self.shared.cache.lookup(&key, &self.database, &read.tables) {
             Lookup::Hit(entry) => {
                 io.client.push(entry.response.clone());
                 io.client.push(Bytes::from_static(READY_IDLE));
-                self.shared.metrics.hit(entry.response.len(), started);
+                self.shared
+                    .metrics
+                    .hit(entry.response.len(), started, entry.cost);
+                io.client_info.query(true);
             }
             Lookup::Miss(guard) => {
                 self.shared.metrics.miss();
-                let capture = Capture::new(guard, self.shared.max_entry, false);
+                let capture = Capture::new(prepare(guard, read), self.shared.max_entry, false);
                 self.relay_simple(frame, Some(capture), started, io);
             }
             Lookup::Wait(wait) if may_wait => return Some(wait),
@@ -651,10 +669,12 @@ impl CachingSession {
     /// For a relayed Execute: a capture if its result is cacheable and not cached.
     fn capture_for(&mut self, execute: &extended::Execute, described: bool) -> Option<Capture> {
         let Some((statement, portal, class)) = self.execution(execute) else {
+            self.shared.metrics.query(StatementKind::Other);
             self.shared.metrics.bypass("unknown_statement");
             return None;
         };
-        let Class::Cacheable(tables) = &class else {
+        let Class::Cacheable(read) = &class else {
+            self.shared.metrics.query(statement_kind(&class));
             self.shared.metrics.bypass(class.bypass_reason());
             return None;
         };
@@ -664,9 +684,11 @@ impl CachingSession {
             } else {
                 self.not_now_reason()
             };
+            self.shared.metrics.query(StatementKind::ReadUncacheable);
             self.shared.metrics.bypass(reason);
             return None;
         }
+        self.shared.metrics.query(StatementKind::ReadCached);
         let described = described || self.batch_describes(&execute.portal);
         let key = self.key(
             b"E",
@@ -675,10 +697,14 @@ impl CachingSession {
             &portal.arguments,
             described,
         );
-        match self.shared.cache.lookup(&key, &self.database, tables) {
+        match self.shared.cache.lookup(&key, &self.database, &read.tables) {
             Lookup::Miss(guard) => {
                 self.shared.metrics.miss();
-                Some(Capture::new(guard, self.shared.max_entry, described))
+                Some(Capture::new(
+                    prepare(guard, read),
+                    self.shared.max_entry,
+                    described,
+                ))
             }
             Lookup::Hit(_) => {
                 self.shared.metrics.bypass("batch_not_all_hits");
@@ -781,7 +807,7 @@ impl CachingSession {
             }
             let Some(execute) = execute else { continue };
             let (statement, portal, class) = self.lookup_execution(execute).ok_or(None)?;
-            let Class::Cacheable(tables) = &class else {
+            let Class::Cacheable(read) = &class else {
                 return Err(None);
             };
             let described = described_portals.contains(&execute.portal);
@@ -792,7 +818,7 @@ impl CachingSession {
                 &portal.arguments,
                 described,
             );
-            match self.shared.cache.lookup(&key, &self.database, tables) {
+            match self.shared.cache.lookup(&key, &self.database, &read.tables) {
                 Lookup::Hit(entry) => entries.push((*index, execute.portal.clone(), entry)),
                 Lookup::Wait(wait) if may_wait => return Err(Some(wait)),
                 _ => return Err(None),
@@ -825,10 +851,11 @@ impl CachingSession {
                 HeldKind::DescribeStatement | HeldKind::Close => return Err(None),
             }
         }
-        for _ in 0..entries.len() {
+        for (_, _, entry) in &entries {
+            self.shared.metrics.query(StatementKind::ReadCached);
             self.shared
                 .metrics
-                .hit(served / entries.len().max(1), started);
+                .hit(served / entries.len().max(1), started, entry.cost);
         }
         Ok(answer)
     }
@@ -839,6 +866,34 @@ impl CachingSession {
             .cache
             .generations()
             .bump_database(&self.database);
-        self.shared.metrics.invalidation("proxy");
+        self.shared
+            .metrics
+            .invalidation(crate::stats::InvalidationSource::Proxy, 1);
     }
+}
+
+/// The kind counted for a statement relayed without a cache lookup.
+fn statement_kind(class: &Class) -> StatementKind {
+    match class {
+        Class::Cacheable(_)
+        | Class::Classifying { .. }
+        | Class::Uncacheable(_)
+        | Class::CallsVolatile => StatementKind::ReadUncacheable,
+        Class::Write => StatementKind::Write,
+        Class::SessionState | Class::TempObjects | Class::TransactionControl | Class::Other => {
+            StatementKind::Other
+        }
+    }
+}
+
+/// A miss's fill guard, told the read's TTL hint and label.
+fn prepare(
+    mut guard: pgcached_cache::FillGuard,
+    read: &CacheableRead,
+) -> pgcached_cache::FillGuard {
+    if let Some(ttl) = read.ttl {
+        guard.set_ttl(ttl);
+    }
+    guard.set_label(Arc::clone(&read.label), Arc::clone(&read.tables));
+    guard
 }

@@ -1,0 +1,138 @@
+//! `EXPLAIN CACHE <statement>`: would pgcached cache this statement, and if not, exactly why.
+//!
+//! The statement goes through the same classification the query path uses (syntax, hints,
+//! the catalog's verdict on every relation and function, the table rules), but waits for the
+//! catalog instead of relaying meanwhile, and remembers nothing. The statement is not run.
+
+use super::frames::{ColumnType, ResultSet};
+use super::CommandFailed;
+use crate::classify::Class;
+use crate::session::SessionContext;
+use crate::sql::text;
+use crate::wire::error_response::sqlstate;
+
+/// A reason label and what it means for the person asking.
+pub fn describe(reason: &str) -> &'static str {
+    match reason {
+        "cacheable" => "cached per database, role, session settings, statement text and parameter values; served until a write to one of its tables",
+        "classifying" => "not judged yet",
+        "volatile_function" => "calls a function that is not IMMUTABLE (pg_proc.provolatile): its result may change without any write",
+        "session_state" => "changes session state (SET, RESET, SET ROLE, DISCARD ...): relayed, and later reads of the session are keyed by the new state",
+        "temporary_objects" => "creates temporary objects: the session's reads are kept apart from everyone else's",
+        "transaction_control" => "transaction control: relayed",
+        "write" => "writes data or changes the schema: relayed, and cached results of the database are invalidated when it commits",
+        "not_a_read" => "not a single read pgcached understands (CALL, DO, several statements ...): relayed",
+        "nocache_hint" => "the statement carries a /* pgcached:nocache */ hint",
+        "invalid_hint" => "a pgcached: hint in its comments cannot be read (use pgcached:nocache or pgcached:ttl=30s); not cached until it is fixed",
+        "table_denied" => "reads a table listed in --cache-deny-tables",
+        "table_not_allowed" => "reads a table not listed in --cache-allow-tables",
+        "catalog_unavailable" => "pgcached cannot read the catalog (check the credentials in --upstream): nothing is cached until it can",
+        "unknown_relation" => "names a relation the catalog does not know (yet)",
+        "system_catalog" => "reads a system catalog (pg_catalog, information_schema): its rows change without logical replication",
+        "temporary_table" => "reads a temporary table",
+        "unlogged_table" => "reads an unlogged table: its changes are not in the replication stream",
+        "unknown_persistence" | "unsupported_relation" => "reads a relation of a kind pgcached does not cache",
+        "foreign_table" => "reads a foreign table: its rows change outside this database",
+        "sequence" => "reads a sequence",
+        "view_calls_volatile_function" => "reads a view that calls a function that is not IMMUTABLE",
+        "view_over_unlogged_or_temporary" => "reads a view over an unlogged or temporary table",
+        "view_too_deep" => "reads views nested too deeply to expand",
+        "locking_clause" => "has a locking clause (FOR UPDATE / FOR SHARE)",
+        "time_literal" => "uses a time literal ('now', 'today' ...) whose value changes",
+        "unsupported_name" => "uses a name form pgcached cannot resolve",
+        "select_into" => "SELECT INTO creates a table: a write",
+        "data_modifying_cte" => "a WITH clause modifies data: a write",
+        "multi_statement" => "several statements in one string",
+        "empty" => "an empty statement",
+        "copy_to" => "COPY TO is streamed, not cached",
+        "show" => "SHOW reads session settings, not tables",
+        "explain" => "EXPLAIN output depends on planner state",
+        "listen_notify" => "LISTEN/NOTIFY is session signalling",
+        "cache_off" => "caching is off (--cache off)",
+        _ => "not cacheable",
+    }
+}
+
+/// Answers `EXPLAIN CACHE`.
+pub async fn explain(
+    database: Option<String>,
+    sql: &str,
+    context: &SessionContext,
+) -> Result<ResultSet, CommandFailed> {
+    let database = database.unwrap_or_else(|| context.console.database.clone());
+    let mut result = ResultSet::new(&[
+        ("cacheable", ColumnType::Text),
+        ("reason", ColumnType::Text),
+        ("detail", ColumnType::Text),
+        ("database", ColumnType::Text),
+        ("tables", ColumnType::Text),
+        ("ttl", ColumnType::Text),
+        ("normalized", ColumnType::Text),
+    ]);
+    let normalized = Some(text::scan(sql).normalized);
+    let Some(shared) = &context.cache else {
+        result.push(vec![
+            Some("no".to_owned()),
+            Some("cache_off".to_owned()),
+            Some(describe("cache_off").to_owned()),
+            Some(database),
+            None,
+            None,
+            normalized,
+        ]);
+        return Ok(result);
+    };
+    let class = shared.classifier.classify_now(&database, sql).await;
+    let row = match &class {
+        Class::Cacheable(read) => {
+            let oids: Vec<u32> = read.tables.iter().map(|t| t.oid).collect();
+            let mut names: Vec<String> = match shared
+                .classifier
+                .catalog()
+                .table_names(&database, &oids)
+                .await
+            {
+                Ok(found) => found
+                    .into_iter()
+                    .map(|(_, name)| name.to_string())
+                    .collect(),
+                Err(e) => {
+                    return Err(CommandFailed::new(
+                        sqlstate::INTERNAL_ERROR,
+                        format!("cannot read the catalog of database {database:?}: {e}"),
+                    ))
+                }
+            };
+            names.sort();
+            names.dedup();
+            let ttl = read
+                .ttl
+                .or(shared.cache.config().ttl)
+                .map_or_else(|| "until invalidated".to_owned(), |ttl| format!("{ttl:?}"));
+            vec![
+                Some("yes".to_owned()),
+                Some("cacheable".to_owned()),
+                Some(describe("cacheable").to_owned()),
+                Some(database),
+                Some(names.join(", ")),
+                Some(ttl),
+                normalized,
+            ]
+        }
+        other => {
+            let reason = other.bypass_reason();
+            let detail = describe(reason).to_owned();
+            vec![
+                Some("no".to_owned()),
+                Some(reason.to_owned()),
+                Some(detail),
+                Some(database),
+                None,
+                None,
+                normalized,
+            ]
+        }
+    };
+    result.push(row);
+    Ok(result)
+}

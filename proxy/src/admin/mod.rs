@@ -1,0 +1,305 @@
+//! The admin console: connect to the virtual database `pgcached` on pgcached's own port and
+//! type commands (`SHOW STATS`, `SHOW CACHE`, `EXPLAIN CACHE ...`, `INVALIDATE TABLE ...`),
+//! answered by pgcached itself, in the manner of PgBouncer's console.
+//!
+//! Who may use it: roles listed in `--admin-users` (none by default: the console is off), whose
+//! password PostgreSQL checks ([`auth`]). A role not in the list is told so only after
+//! PostgreSQL accepted its credentials, so the list cannot be probed without them.
+//!
+//! Layout:
+//! - [`command`]: the command language.
+//! - [`auth`]: the authentication relay.
+//! - [`frames`]: reading client frames, encoding results.
+//! - [`show`], [`explain`], [`invalidate`]: the answers.
+//!
+//! The console speaks the simple query protocol; an extended-protocol message gets an error
+//! (and the batch is skipped to its Sync), so a driver sees a clear refusal, not a hang.
+
+pub mod auth;
+pub mod command;
+pub mod explain;
+pub mod frames;
+pub mod invalidate;
+pub mod show;
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use tokio::io::AsyncWriteExt;
+use tracing::{debug, info};
+
+use crate::config::Config;
+use crate::net::Stream;
+use crate::session::SessionContext;
+use crate::shutdown::{Phase, PhaseReceiver};
+use crate::stats::clients::NewClient;
+use crate::upstream::UpstreamError;
+use crate::wire::error_response::sqlstate;
+use crate::wire::startup::StartupMessage;
+use command::Command;
+use frames::{read_frame, FrameError, ResultSet, MAX_CLIENT_FRAME};
+
+/// The database name that reaches the console instead of PostgreSQL.
+pub const CONSOLE_DATABASE: &str = "pgcached";
+
+/// SQLSTATE invalid_authorization_specification.
+const INVALID_AUTHORIZATION: &str = "28000";
+
+/// What the console knows from the configuration.
+#[derive(Debug, Clone)]
+pub struct Console {
+    /// Roles admitted; empty means the console is off.
+    pub admin_users: Vec<String>,
+    /// The real database console logins are checked against, and `EXPLAIN CACHE`'s default.
+    pub database: String,
+    /// Effective settings, for `SHOW CONFIG` (no secrets).
+    pub settings: Vec<(&'static str, String)>,
+    /// When pgcached started.
+    pub started: Instant,
+}
+
+impl Console {
+    /// The console for this configuration.
+    pub fn new(config: &Config) -> Console {
+        Console {
+            admin_users: config.admin_users.clone(),
+            database: config
+                .upstream
+                .database
+                .clone()
+                .unwrap_or_else(|| "postgres".to_owned()),
+            settings: show::settings(config),
+            started: Instant::now(),
+        }
+    }
+}
+
+/// Why a console session ended early.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// The client's socket failed or closed.
+    #[error("client connection lost: {0}")]
+    Client(#[from] std::io::Error),
+    /// The client broke the protocol.
+    #[error("protocol violation: {0}")]
+    ClientProtocol(String),
+    /// PostgreSQL could not be reached for authentication.
+    #[error(transparent)]
+    UpstreamConnect(#[from] UpstreamError),
+    /// The PostgreSQL connection failed during authentication.
+    #[error("connection to PostgreSQL lost during authentication: {0}")]
+    Upstream(std::io::Error),
+    /// PostgreSQL broke the protocol.
+    #[error("malformed message from PostgreSQL: {0}")]
+    UpstreamProtocol(String),
+    /// PostgreSQL refused the credentials (its error was relayed).
+    #[error("authentication failed")]
+    AuthenticationFailed,
+    /// The login did not finish within the startup timeout.
+    #[error("authentication did not finish in time")]
+    Timeout,
+}
+
+impl From<FrameError> for AdminError {
+    fn from(error: FrameError) -> AdminError {
+        match error {
+            FrameError::Io(e) => AdminError::Client(e),
+            other => AdminError::ClientProtocol(other.to_string()),
+        }
+    }
+}
+
+/// Serves a client that asked for database `pgcached`, to the end of its session.
+pub async fn run(
+    mut client: Stream,
+    startup: StartupMessage,
+    peer: SocketAddr,
+    context: &SessionContext,
+    mut phase: PhaseReceiver,
+) {
+    let console = &context.console;
+    let user = startup.user().to_owned();
+    if console.admin_users.is_empty() {
+        refuse(
+            &mut client,
+            INVALID_AUTHORIZATION,
+            "the admin console is off: start pgcached with --admin-users <role>",
+        )
+        .await;
+        debug!(%peer, user, "admin console refused: console off");
+        return;
+    }
+    let login = auth::authenticate(&mut client, &startup, &context.connector, &console.database);
+    let login = tokio::time::timeout(context.startup_timeout, login)
+        .await
+        .unwrap_or(Err(AdminError::Timeout));
+    if let Err(e) = login {
+        match &e {
+            AdminError::UpstreamConnect(_) => {
+                refuse(&mut client, sqlstate::CONNECTION_FAILURE, &e.to_string()).await
+            }
+            AdminError::AuthenticationFailed => {}
+            _ => refuse(&mut client, sqlstate::PROTOCOL_VIOLATION, &e.to_string()).await,
+        }
+        info!(%peer, user, "admin console login failed: {e}");
+        return;
+    }
+    if !console.admin_users.contains(&user) {
+        let message = format!("role \"{user}\" may not use the admin console (see --admin-users)");
+        refuse(&mut client, INVALID_AUTHORIZATION, &message).await;
+        info!(%peer, user, "admin console refused: not in --admin-users");
+        return;
+    }
+    info!(%peer, user, "admin console session start");
+    let registration = context.clients.register(NewClient {
+        peer,
+        user: &user,
+        database: CONSOLE_DATABASE,
+        application: startup.parameter("application_name").unwrap_or(""),
+        tls: client.is_tls(),
+    });
+    let result = serve_commands(&mut client, context, &registration.info, &mut phase).await;
+    drop(registration);
+    let _ = client.shutdown().await;
+    match result {
+        Ok(()) => debug!(%peer, user, "admin console session end"),
+        Err(e) => debug!(%peer, user, "admin console session ended: {e}"),
+    }
+}
+
+async fn refuse(client: &mut Stream, code: &str, message: &str) {
+    let _ = client.write_all(&frames::fatal(code, message)).await;
+    let _ = client.flush().await;
+    let _ = client.shutdown().await;
+}
+
+/// Reads commands until the client leaves or pgcached shuts down.
+async fn serve_commands(
+    client: &mut Stream,
+    context: &SessionContext,
+    info: &crate::stats::ClientInfo,
+    phase: &mut PhaseReceiver,
+) -> Result<(), AdminError> {
+    client.write_all(frames::READY).await?;
+    client.flush().await?;
+    // After an extended-protocol message, everything up to Sync is skipped.
+    let mut skipping_to_sync = false;
+    loop {
+        let frame = tokio::select! {
+            frame = read_frame(client, MAX_CLIENT_FRAME) => frame?,
+            () = stops(phase) => {
+                refuse(client, sqlstate::ADMIN_SHUTDOWN, "pgcached is shutting down").await;
+                return Ok(());
+            }
+        };
+        let mut out = bytes::BytesMut::new();
+        match frame.tag {
+            b'X' => return Ok(()),
+            b'Q' => {
+                skipping_to_sync = false;
+                info.query(false);
+                let text = query_text(frame.body());
+                match text {
+                    Some(text) => match command::parse(text) {
+                        Ok(Command::Empty) => out.extend_from_slice(frames::EMPTY_QUERY),
+                        Ok(command) => match execute(command, context).await {
+                            Ok(result) => out.extend_from_slice(&result.encode()),
+                            Err(e) => out.extend_from_slice(&frames::error(e.code, &e.message)),
+                        },
+                        Err(e) => {
+                            out.extend_from_slice(&frames::error(sqlstate::SYNTAX_ERROR, &e.0))
+                        }
+                    },
+                    None => out.extend_from_slice(&frames::error(
+                        sqlstate::PROTOCOL_VIOLATION,
+                        "query text is not valid UTF-8",
+                    )),
+                }
+                out.extend_from_slice(frames::READY);
+            }
+            b'S' => {
+                skipping_to_sync = false;
+                out.extend_from_slice(frames::READY);
+            }
+            b'P' | b'B' | b'D' | b'E' | b'C' | b'H' | b'F' => {
+                if !skipping_to_sync {
+                    skipping_to_sync = true;
+                    out.extend_from_slice(&frames::error(
+                        sqlstate::FEATURE_NOT_SUPPORTED,
+                        "the admin console speaks the simple query protocol only (psql, or a driver's simple query)",
+                    ));
+                }
+                if frame.tag == b'F' {
+                    skipping_to_sync = false;
+                    out.extend_from_slice(frames::READY);
+                }
+            }
+            other => {
+                let message = format!(
+                    "unexpected message type {:?} on the admin console",
+                    other as char
+                );
+                refuse(client, sqlstate::PROTOCOL_VIOLATION, &message).await;
+                return Err(AdminError::ClientProtocol(message));
+            }
+        }
+        if !out.is_empty() {
+            client.write_all(&out).await?;
+            client.flush().await?;
+        }
+    }
+}
+
+/// Completes once pgcached leaves the running phase (or the signal is gone).
+async fn stops(phase: &mut PhaseReceiver) {
+    let stopped = phase.wait_for(|p| *p != Phase::Running).await.is_ok();
+    if !stopped {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// The text of a Query message body (NUL-terminated).
+fn query_text(body: &[u8]) -> Option<&str> {
+    let end = body.iter().position(|b| *b == 0).unwrap_or(body.len());
+    std::str::from_utf8(&body[..end]).ok()
+}
+
+/// A command that failed, with the SQLSTATE to report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandFailed {
+    /// SQLSTATE.
+    pub code: &'static str,
+    /// What went wrong and what to do.
+    pub message: String,
+}
+
+impl CommandFailed {
+    fn new(code: &'static str, message: impl Into<String>) -> CommandFailed {
+        CommandFailed {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// The cache, or the error every cache command gives when caching is off.
+fn cache_of(
+    context: &SessionContext,
+) -> Result<&crate::session::caching::CacheShared, CommandFailed> {
+    context.cache.as_deref().ok_or_else(|| {
+        CommandFailed::new(
+            sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "caching is off (--cache off): nothing is cached",
+        )
+    })
+}
+
+async fn execute(command: Command, context: &SessionContext) -> Result<ResultSet, CommandFailed> {
+    match command {
+        Command::Show(what) => show::show(what, context).await,
+        Command::ExplainCache { database, sql } => explain::explain(database, &sql, context).await,
+        Command::InvalidateTable(name) => invalidate::table(&name, context).await,
+        Command::InvalidateAll => invalidate::all(context),
+        Command::Empty => Ok(ResultSet::command(String::new())),
+    }
+}
