@@ -8,10 +8,12 @@
 //!   the driver scripts in `tests/clients/`.
 //! - [`certs`]: a test CA with server certificates for TLS tests.
 //! - [`raw`]: a raw wire client for malformed and hand-made messages.
+//! - [`dashboard`]: the Grafana dashboard's queries, for the dashboard tests.
 
 pub mod certs;
 pub mod clients;
 pub mod cluster;
+pub mod dashboard;
 pub mod proxy;
 pub mod raw;
 

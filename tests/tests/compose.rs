@@ -1,0 +1,332 @@
+//! `compose.yaml`, the `Dockerfile` and the Prometheus/Grafana files, checked without Docker:
+//! every path they use exists, every pgcached setting they pass is one pgcached has, the ports
+//! line up, and every metric the dashboard plots is one pgcached exports.
+
+use std::collections::BTreeSet;
+
+use clap::{CommandFactory, Parser};
+use pgcached::config::{Cli, DEFAULT_PUBLICATION};
+use pgcached_tests::dashboard::{metric_names, panel_queries, repo};
+use serde_yaml::Value;
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(repo().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn compose() -> Value {
+    serde_yaml::from_str(&read("compose.yaml")).expect("compose.yaml is YAML")
+}
+
+fn service<'a>(compose: &'a Value, name: &str) -> &'a Value {
+    let service = &compose["services"][name];
+    assert!(service.is_mapping(), "compose.yaml has no service {name}");
+    service
+}
+
+fn strings(value: &Value) -> Vec<String> {
+    value
+        .as_sequence()
+        .map(|items| {
+            items
+                .iter()
+                .map(|item| match item {
+                    Value::String(s) => s.clone(),
+                    other => serde_yaml::to_string(other)
+                        .unwrap_or_default()
+                        .trim()
+                        .to_owned(),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `(name, value)` pairs of a service's environment (map or list form).
+fn environment(service: &Value) -> Vec<(String, String)> {
+    match &service["environment"] {
+        Value::Mapping(map) => map
+            .iter()
+            .map(|(k, v)| {
+                let value = match v {
+                    Value::String(s) => s.clone(),
+                    other => serde_yaml::to_string(other)
+                        .unwrap_or_default()
+                        .trim()
+                        .to_owned(),
+                };
+                (k.as_str().unwrap_or_default().to_owned(), value)
+            })
+            .collect(),
+        Value::Sequence(_) => strings(&service["environment"])
+            .into_iter()
+            .filter_map(|pair| {
+                pair.split_once('=')
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The host side of every published port of every service.
+fn published_ports(compose: &Value) -> BTreeSet<String> {
+    let mut ports = BTreeSet::new();
+    for (_, service) in compose["services"].as_mapping().expect("services") {
+        for port in strings(&service["ports"]) {
+            let host = port
+                .rsplit_once(':')
+                .map_or(port.as_str(), |(host, _)| host);
+            let host = host.rsplit(':').next().unwrap_or(host);
+            ports.insert(host.to_owned());
+        }
+    }
+    ports
+}
+
+/// Every bind-mount source of every service, relative to the repository.
+fn mounted_paths(compose: &Value) -> Vec<String> {
+    let mut paths = Vec::new();
+    for (_, service) in compose["services"].as_mapping().expect("services") {
+        for volume in strings(&service["volumes"]) {
+            let source = volume.split(':').next().unwrap_or_default();
+            if source.starts_with("./") {
+                paths.push(source.trim_start_matches("./").to_owned());
+            }
+        }
+    }
+    paths
+}
+
+#[test]
+fn every_path_compose_uses_exists() {
+    let compose = compose();
+    let mounted = mounted_paths(&compose);
+    for needed in [
+        "docker/postgres-init.sql",
+        "prometheus/prometheus.yml",
+        "grafana/provisioning",
+        "grafana/dashboards",
+    ] {
+        assert!(
+            mounted.iter().any(|m| m == needed),
+            "{needed} is not mounted: {mounted:?}"
+        );
+    }
+    for path in &mounted {
+        assert!(
+            repo().join(path).exists(),
+            "compose.yaml mounts missing {path}"
+        );
+    }
+    let build = &service(&compose, "pgcached")["build"];
+    let context = build["context"].as_str().unwrap_or(".");
+    let dockerfile = build["dockerfile"].as_str().unwrap_or("Dockerfile");
+    assert!(repo().join(context).join(dockerfile).is_file());
+    for provisioning in [
+        "grafana/provisioning/datasources/prometheus.yml",
+        "grafana/provisioning/dashboards/pgcached.yml",
+        "grafana/dashboards/pgcached.json",
+    ] {
+        assert!(
+            repo().join(provisioning).is_file(),
+            "{provisioning} missing"
+        );
+    }
+}
+
+#[test]
+fn the_dockerfile_builds_in_one_stage_and_runs_pgcached_in_another() {
+    let dockerfile = read("Dockerfile");
+    let stages = dockerfile
+        .lines()
+        .filter(|l| l.trim_start().to_ascii_uppercase().starts_with("FROM "))
+        .count();
+    assert!(stages >= 2, "not a multi-stage build");
+    assert!(dockerfile.contains("cargo build --release --locked -p pgcached"));
+    assert!(dockerfile.contains("COPY --from=build"));
+    assert!(dockerfile.contains("ENTRYPOINT [\"pgcached\"]"));
+    assert!(
+        dockerfile.lines().any(|l| l.starts_with("USER ")),
+        "runs as root"
+    );
+    // The copied workspace must hold everything the build needs.
+    for needed in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "proxy",
+        "cache",
+        "invalidation",
+        "tests",
+    ] {
+        assert!(repo().join(needed).exists(), "{needed}");
+    }
+    let ignore = read(".dockerignore");
+    assert!(ignore.lines().any(|l| l.trim() == "target/"));
+}
+
+#[test]
+fn pgcached_settings_in_compose_are_real_flags_and_parse() {
+    let compose = compose();
+    let pgcached = service(&compose, "pgcached");
+    let command = Cli::command();
+    let known_env: BTreeSet<String> = command
+        .get_arguments()
+        .filter_map(|a| a.get_env().map(|e| e.to_string_lossy().into_owned()))
+        .collect();
+    let env = environment(pgcached);
+    assert!(!env.is_empty(), "pgcached has no environment");
+    for (name, _) in &env {
+        if name.starts_with("PGCACHED_") {
+            assert!(
+                known_env.contains(name),
+                "{name} is not a pgcached setting: {known_env:?}"
+            );
+        }
+    }
+    // The settings parse and resolve exactly as pgcached would at start.
+    let mut args = vec!["pgcached".to_owned()];
+    for (name, value) in &env {
+        let Some(arg) = command
+            .get_arguments()
+            .find(|a| a.get_env().is_some_and(|e| e.to_string_lossy() == *name))
+        else {
+            continue;
+        };
+        args.push(format!("--{}", arg.get_long().expect("long flag")));
+        args.push(value.clone());
+    }
+    args.extend(strings(&pgcached["command"]));
+    let cli = Cli::try_parse_from(&args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    let config = pgcached::Config::resolve(&cli, &pgcached::config::FileConfig::default())
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert_eq!(config.listen.port(), 6432);
+    assert!(
+        config.listen.ip().is_unspecified(),
+        "a container must listen on 0.0.0.0"
+    );
+    assert!(config.metrics_listen.ip().is_unspecified());
+    assert_eq!(
+        config.upstream.host, "postgres",
+        "upstream is the postgres service"
+    );
+    assert!(
+        config.upstream.user.is_some(),
+        "caching needs pgcached's own credentials"
+    );
+    assert_eq!(config.cache.publication, DEFAULT_PUBLICATION);
+
+    // The metrics port is the one Prometheus scrapes.
+    let prometheus: Value =
+        serde_yaml::from_str(&read("prometheus/prometheus.yml")).expect("prometheus.yml");
+    let targets = strings(&prometheus["scrape_configs"][0]["static_configs"][0]["targets"]);
+    assert_eq!(
+        targets,
+        vec![format!("pgcached:{}", config.metrics_listen.port())]
+    );
+    assert_eq!(
+        prometheus["scrape_configs"][0]["job_name"].as_str(),
+        Some("pgcached")
+    );
+
+    // The Dockerfile's defaults match what compose sets.
+    let dockerfile = read("Dockerfile");
+    assert!(dockerfile.contains(&format!("EXPOSE {} {}", 6432, config.metrics_listen.port())));
+}
+
+#[test]
+fn only_pgcached_grafana_and_prometheus_are_published() {
+    let compose = compose();
+    let ports = published_ports(&compose);
+    let expected: BTreeSet<String> = ["6432", "3000", "9090"].map(str::to_owned).into();
+    assert_eq!(ports, expected);
+    assert!(strings(&service(&compose, "postgres")["ports"]).is_empty());
+    assert_eq!(
+        strings(&service(&compose, "pgcached")["ports"]),
+        vec!["6432:6432"]
+    );
+    // Every service is on the stack's network.
+    for (name, service) in compose["services"].as_mapping().expect("services") {
+        assert_eq!(
+            strings(&service["networks"]),
+            vec!["backend"],
+            "{name:?} is not on the backend network"
+        );
+    }
+}
+
+#[test]
+fn postgres_is_ready_for_logical_replication_and_pgcached_role() {
+    let compose = compose();
+    let postgres = service(&compose, "postgres");
+    let command = strings(&postgres["command"]).join(" ");
+    assert!(command.contains("wal_level=logical"), "{command}");
+    let init = read("docker/postgres-init.sql");
+    let upstream = environment(service(&compose, "pgcached"))
+        .into_iter()
+        .find(|(k, _)| k == "PGCACHED_UPSTREAM")
+        .map(|(_, v)| v)
+        .expect("PGCACHED_UPSTREAM");
+    let url = pgcached::upstream::url::UpstreamUrl::parse(&upstream).expect("upstream URL");
+    let user = url.user.expect("user");
+    let password = url.password.expect("password");
+    assert!(
+        init.contains(&format!(
+            "CREATE ROLE {user} LOGIN REPLICATION PASSWORD '{password}'"
+        )),
+        "the init script does not create {user} with REPLICATION and the URL's password"
+    );
+    assert!(init.contains(&format!(
+        "CREATE PUBLICATION {DEFAULT_PUBLICATION} FOR ALL TABLES"
+    )));
+    let database = url.database.expect("database");
+    assert!(init.contains(&format!("CREATE DATABASE {database}")));
+    assert!(
+        postgres["healthcheck"].is_mapping(),
+        "pgcached waits for a healthy postgres"
+    );
+    assert_eq!(
+        service(&compose, "pgcached")["depends_on"]["postgres"]["condition"].as_str(),
+        Some("service_healthy")
+    );
+}
+
+#[test]
+fn every_dashboard_metric_is_exported_by_pgcached() {
+    let mut source = String::new();
+    for file in [
+        "proxy/src/metrics.rs",
+        "proxy/src/cache_metrics.rs",
+        "proxy/src/replication.rs",
+        "proxy/src/stats/tables.rs",
+    ] {
+        source.push_str(&read(file));
+    }
+    let names: BTreeSet<String> = panel_queries()
+        .iter()
+        .flat_map(|q| metric_names(&q.expr))
+        .collect();
+    assert!(names.len() >= 15, "{names:?}");
+    for name in names {
+        let base = name
+            .strip_suffix("_bucket")
+            .or_else(|| name.strip_suffix("_sum"))
+            .or_else(|| name.strip_suffix("_count"))
+            .unwrap_or(&name);
+        assert!(
+            source.contains(&format!("\"{base}\"")),
+            "the dashboard plots {name}, which pgcached does not export"
+        );
+    }
+    let datasource: Value =
+        serde_yaml::from_str(&read("grafana/provisioning/datasources/prometheus.yml"))
+            .expect("datasource YAML");
+    assert_eq!(
+        datasource["datasources"][0]["uid"].as_str(),
+        Some("prometheus")
+    );
+    let dashboard = read("grafana/dashboards/pgcached.json");
+    assert!(
+        !dashboard.contains("${DS_"),
+        "the dashboard needs an import-time input"
+    );
+}

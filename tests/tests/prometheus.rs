@@ -1,0 +1,265 @@
+//! The Grafana dashboard against a real Prometheus: pgcached under load is scraped with the
+//! project's own scrape configuration, and every query of every dashboard panel must return
+//! data through Prometheus's HTTP API. A panel that plots a metric pgcached does not export (or
+//! exports under other labels) fails here.
+//!
+//! Needs Prometheus (Debian's `prometheus` package; `scripts/test` installs it). With
+//! `PGCACHED_RENDER_DASHBOARD=<png>` set, the dashboard is also drawn from the collected data
+//! by `grafana/render.py` (needs matplotlib).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pgcached::local_cluster::{ClusterOptions, LocalCluster};
+use pgcached_tests::dashboard::{concrete, panel_queries, repo};
+use pgcached_tests::proxy::caching_config_for;
+use pgcached_tests::{connect, url, Endpoint, TestProxy};
+
+/// The rate window substituted for `$__rate_interval` (scrapes are 1 s apart here).
+const RATE_WINDOW: &str = "30s";
+/// How long the dashboard may take to show data for every panel.
+const DEADLINE: Duration = Duration::from_secs(90);
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn prometheus_binary() -> PathBuf {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .map(|dir| dir.join("prometheus"))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "prometheus not found in PATH: install Debian's prometheus package \
+                 (scripts/test does) to run the dashboard test"
+            )
+        })
+}
+
+/// Kills Prometheus when the test ends, even by a panic.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The project's scrape configuration, pointed at `target` and scraping every second.
+fn scrape_config(target: SocketAddr) -> String {
+    let path = repo().join("prometheus/prometheus.yml");
+    let text = std::fs::read_to_string(&path).expect("prometheus/prometheus.yml");
+    let mut config: serde_yaml::Value = serde_yaml::from_str(&text).expect("YAML");
+    config["global"]["scrape_interval"] = "1s".into();
+    config["global"]["evaluation_interval"] = "1s".into();
+    let job = &mut config["scrape_configs"][0];
+    assert_eq!(job["job_name"].as_str(), Some("pgcached"));
+    job["static_configs"][0]["targets"] =
+        serde_yaml::Value::Sequence(vec![target.to_string().into()]);
+    serde_yaml::to_string(&config).expect("YAML")
+}
+
+/// `GET path` from a local HTTP server; the body.
+fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+}
+
+fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Why a query returned no usable data, or `None` if it did.
+fn check_query(port: u16, expr: &str) -> Option<String> {
+    let path = format!("/api/v1/query?query={}", url_encode(expr));
+    let Some(body) = http_get(port, &path) else {
+        return Some("no answer from Prometheus".to_owned());
+    };
+    let answer: serde_json::Value = match serde_json::from_str(&body) {
+        Ok(answer) => answer,
+        Err(e) => return Some(format!("not JSON ({e}): {body}")),
+    };
+    if answer["status"] != "success" {
+        return Some(format!("query failed: {body}"));
+    }
+    let results = answer["data"]["result"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if results.is_empty() {
+        return Some("empty result".to_owned());
+    }
+    let finite = results.iter().any(|r| {
+        r["value"][1]
+            .as_str()
+            .and_then(|v| v.parse::<f64>().ok())
+            .is_some_and(f64::is_finite)
+    });
+    (!finite).then(|| format!("no finite value: {body}"))
+}
+
+/// Statements that make every panel move: hits, misses, uncacheable reads, writes through
+/// pgcached and straight to PostgreSQL, errors, a bad startup packet.
+async fn load(proxy_port: u16, cluster_port: u16, stop: Arc<AtomicBool>) {
+    let through = connect(&url(Endpoint::proxy(proxy_port), "postgres", None, "app"))
+        .await
+        .expect("through pgcached");
+    let direct = connect(&format!(
+        "postgres://postgres@127.0.0.1:{cluster_port}/app?sslmode=disable"
+    ))
+    .await
+    .expect("direct");
+    let statement = through
+        .prepare("SELECT name FROM dash_items WHERE id = $1")
+        .await
+        .expect("prepare");
+    let mut round = 0u32;
+    while !stop.load(Ordering::Relaxed) {
+        round += 1;
+        for id in 1..=20i32 {
+            let _ = through.query(&statement, &[&id]).await;
+            let _ = through
+                .simple_query(&format!(
+                    "SELECT name FROM dash_items WHERE id = {}",
+                    id % 5
+                ))
+                .await;
+        }
+        let _ = through.simple_query("SELECT now()").await;
+        let _ = through.simple_query("SELECT 1/0").await;
+        if round % 5 == 0 {
+            let _ = through
+                .simple_query("UPDATE dash_items SET name = name WHERE id = 1")
+                .await;
+            let _ = direct
+                .simple_query("UPDATE dash_items SET name = name WHERE id = 2")
+                .await;
+            // A client that sends garbage instead of a startup packet.
+            if let Ok(mut bad) = TcpStream::connect(("127.0.0.1", proxy_port)) {
+                let _ = bad.write_all(b"\x00\x00\x00\x02garbage");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[test]
+fn every_dashboard_panel_has_data_in_prometheus() {
+    let prometheus_bin = prometheus_binary();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    // The exporter is process-wide; it must be installed before pgcached creates its handles.
+    let metrics_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    runtime
+        .block_on(async { pgcached::metrics::install_exporter(metrics_addr) })
+        .expect("metrics exporter");
+
+    let cluster = LocalCluster::start(ClusterOptions::default()).expect("cluster");
+    cluster
+        .psql(
+            "app",
+            "CREATE TABLE dash_items (id int PRIMARY KEY, name text NOT NULL);
+             INSERT INTO dash_items SELECT g, 'item ' || g FROM generate_series(1, 20) g;",
+        )
+        .expect("setup");
+    let proxy = TestProxy::with_config(caching_config_for(&cluster, &[]));
+
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(&config, scrape_config(metrics_addr)).expect("write config");
+    let prometheus_port = free_port();
+    let child = Command::new(&prometheus_bin)
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{prometheus_port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start prometheus");
+    let _prometheus = Running(child);
+    let prometheus_started = Instant::now();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let load_task = runtime.spawn(load(proxy.port(), cluster.port(), Arc::clone(&stop)));
+
+    let queries = panel_queries();
+    assert!(queries.len() >= 20, "{} queries", queries.len());
+    let started = Instant::now();
+    let failures = loop {
+        std::thread::sleep(Duration::from_secs(2));
+        let failures: Vec<String> = queries
+            .iter()
+            .filter_map(|q| {
+                let expr = concrete(&q.expr, RATE_WINDOW);
+                check_query(prometheus_port, &expr).map(|why| format!("{}: {expr}: {why}", q.panel))
+            })
+            .collect();
+        if failures.is_empty() || started.elapsed() > DEADLINE {
+            break failures;
+        }
+    };
+    if failures.is_empty() {
+        if let Some(png) = std::env::var_os("PGCACHED_RENDER_DASHBOARD") {
+            // Let the graphs cover a few minutes of load before drawing them.
+            std::thread::sleep(Duration::from_secs(150));
+            let status = Command::new("python3")
+                .arg(repo().join("grafana/render.py"))
+                .arg("--prometheus")
+                .arg(format!("http://127.0.0.1:{prometheus_port}"))
+                .arg("--minutes")
+                .arg(format!(
+                    "{:.2}",
+                    prometheus_started.elapsed().as_secs_f64() / 60.0
+                ))
+                .arg("--out")
+                .arg(&png)
+                .status()
+                .expect("run grafana/render.py");
+            assert!(status.success(), "render.py failed");
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let _ = runtime.block_on(load_task);
+    assert!(
+        failures.is_empty(),
+        "dashboard panels without data after {DEADLINE:?}:\n{}",
+        failures.join("\n")
+    );
+    drop(proxy);
+}
