@@ -52,7 +52,9 @@ fn stack() -> &'static (LocalCluster, TestProxy) {
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn run_example(script: &str, args: &[String]) -> serde_json::Value {
-    let _serial = SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let mut command = python();
     command
         .arg(repo().join("examples").join(script))

@@ -82,7 +82,16 @@ pub async fn explain(
         ]);
         return Ok(result);
     };
-    let class = shared.classifier.classify_now(&database, sql).await;
+    let class = shared
+        .classifier
+        .classify_now(&database, sql)
+        .await
+        .map_err(|e| {
+            CommandFailed::new(
+                sqlstate::INTERNAL_ERROR,
+                format!("cannot judge the statement in database {database:?}: {e}"),
+            )
+        })?;
     let row = match &class {
         Class::Cacheable(read) => {
             let oids: Vec<u32> = read.tables.iter().map(|t| t.oid).collect();

@@ -202,10 +202,15 @@ impl Classifier {
     }
 
     /// Classifies `sql` in `database`, waiting for the catalog if needed (for `EXPLAIN CACHE`;
-    /// the query path never waits). Nothing is memoized here.
-    pub async fn classify_now(&self, database: &str, sql: &str) -> Class {
+    /// the query path never waits). Nothing is memoized here; a catalog failure is returned,
+    /// not logged.
+    pub async fn classify_now(
+        &self,
+        database: &str,
+        sql: &str,
+    ) -> Result<Class, catalog::CatalogError> {
         if mentions_set_config(sql) {
-            return Class::CallsVolatile;
+            return Ok(Class::CallsVolatile);
         }
         match sql::analyze(sql).kind {
             StatementKind::Read(deps) => {
@@ -213,7 +218,7 @@ impl Classifier {
                 self.judge(database, &deps, &scanned.hints, &scanned.normalized)
                     .await
             }
-            kind => Self::syntactic_class(kind),
+            kind => Ok(Self::syntactic_class(kind)),
         }
     }
 
@@ -277,38 +282,33 @@ impl Classifier {
     }
 
     /// The catalog's verdict on a read, with its hints and the table rules applied.
-    async fn judge(&self, database: &str, deps: &ReadDeps, hints: &Hints, label: &str) -> Class {
-        let oids = match self.catalog.resolve(database, deps).await {
-            Ok(Resolution::Cacheable(oids)) => oids,
-            Ok(Resolution::NotCacheable(reason)) => return Class::Uncacheable(reason),
-            Ok(Resolution::CallsVolatile) => return Class::CallsVolatile,
-            Err(e) => {
-                catalog::report(&e);
-                return Class::Uncacheable("catalog_unavailable");
-            }
+    async fn judge(
+        &self,
+        database: &str,
+        deps: &ReadDeps,
+        hints: &Hints,
+        label: &str,
+    ) -> Result<Class, catalog::CatalogError> {
+        let oids = match self.catalog.resolve(database, deps).await? {
+            Resolution::Cacheable(oids) => oids,
+            Resolution::NotCacheable(reason) => return Ok(Class::Uncacheable(reason)),
+            Resolution::CallsVolatile => return Ok(Class::CallsVolatile),
         };
         if hints.nocache {
-            return Class::Uncacheable("nocache_hint");
+            return Ok(Class::Uncacheable("nocache_hint"));
         }
         if hints.invalid.is_some() {
-            return Class::Uncacheable("invalid_hint");
+            return Ok(Class::Uncacheable("invalid_hint"));
         }
         if !self.rules.is_empty() {
-            match self.catalog.table_names(database, &oids).await {
-                Ok(names) => {
-                    let names: Vec<TableName> = names.into_iter().map(|(_, name)| name).collect();
-                    if let Some(reason) = self.rules.refusal(&names) {
-                        return Class::Uncacheable(reason);
-                    }
-                }
-                Err(e) => {
-                    catalog::report(&e);
-                    return Class::Uncacheable("catalog_unavailable");
-                }
+            let names = self.catalog.table_names(database, &oids).await?;
+            let names: Vec<TableName> = names.into_iter().map(|(_, name)| name).collect();
+            if let Some(reason) = self.rules.refusal(&names) {
+                return Ok(Class::Uncacheable(reason));
             }
         }
         let database: Arc<str> = Arc::from(database);
-        Class::Cacheable(Arc::new(CacheableRead {
+        Ok(Class::Cacheable(Arc::new(CacheableRead {
             tables: oids
                 .into_iter()
                 .map(|oid| TableId {
@@ -318,7 +318,7 @@ impl Classifier {
                 .collect(),
             ttl: hints.ttl,
             label: Arc::from(label),
-        }))
+        })))
     }
 
     fn resolve_in_background(self: &Arc<Self>, key: MemoKey, deps: ReadDeps) {
@@ -338,7 +338,11 @@ impl Classifier {
             let scanned = text::scan(&key.1);
             let class = classifier
                 .judge(&key.0, &deps, &scanned.hints, &scanned.normalized)
-                .await;
+                .await
+                .unwrap_or_else(|e| {
+                    catalog::report(&e);
+                    Class::Uncacheable("catalog_unavailable")
+                });
             classifier.memo.insert(key.clone(), class);
             classifier.in_flight.lock().remove(&key);
         });

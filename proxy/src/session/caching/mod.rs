@@ -743,6 +743,11 @@ impl CachingSession {
                     for bytes in answer {
                         io.client.push(bytes);
                     }
+                    for held in &self.held {
+                        if matches!(held.kind, HeldKind::Execute(_)) {
+                            io.client_info.query(true);
+                        }
+                    }
                     io.client.push(Bytes::from_static(READY_IDLE));
                     self.held.clear();
                     self.held_bytes = 0;
