@@ -97,6 +97,9 @@ fn help_explains_every_flag() {
         "--log-format",
         "--max-client-conn",
         "--shutdown-timeout",
+        "--cache-allow-tables",
+        "--cache-deny-tables",
+        "--admin-users",
         "demo",
     ] {
         assert!(
@@ -108,6 +111,7 @@ fn help_explains_every_flag() {
         "PGCACHED_LISTEN",
         "PGCACHED_UPSTREAM",
         "PGCACHED_METRICS_LISTEN",
+        "PGCACHED_ADMIN_USERS",
     ] {
         assert!(help.contains(env), "--help does not mention {env}");
     }

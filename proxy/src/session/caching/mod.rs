@@ -381,7 +381,10 @@ impl CachingSession {
             self.relay_simple(frame, None, started, io);
             return None;
         }
-        self.shared.metrics.query(StatementKind::ReadCached);
+        if may_wait {
+            // A retried frame was counted the first time.
+            self.shared.metrics.query(StatementKind::ReadCached);
+        }
         let key = self.key(b"Q", &sql, &[], &[], false);
         match self.shared.cache.lookup(&key, &self.database, &read.tables) {
             Lookup::Hit(entry) => {
