@@ -327,22 +327,72 @@ async fn explain_cache_says_why() {
         assert_eq!(row["reason"].as_deref(), Some(reason), "{sql}: {row:?}");
         assert!(row["detail"].as_deref().is_some_and(|d| !d.is_empty()));
     }
-    // The console answers the simple protocol only, clearly, and stays usable.
-    let error = admin
-        .query("SHOW STATS", &[])
-        .await
-        .expect_err("extended protocol refused");
-    assert!(
-        error_text(&error).contains("simple query protocol"),
-        "{}",
-        error_text(&error)
-    );
-    assert!(!stats(&admin).await.is_empty());
     let error = admin
         .simple_query("DROP TABLE x")
         .await
         .expect_err("unknown");
     assert_eq!(error.code().map(|c| c.code()), Some("42601"));
+}
+
+#[tokio::test]
+async fn drivers_that_use_the_extended_protocol_work_too() {
+    let proxy = proxy(&[]);
+    let admin = console(&proxy).await;
+    // tokio-postgres prepares, describes and asks for binary results.
+    let rows = admin
+        .query("SHOW STATS", &[])
+        .await
+        .unwrap_or_else(|e| panic!("SHOW STATS, extended: {}", error_text(&e)));
+    let figures: HashMap<String, f64> = rows
+        .iter()
+        .map(|row| (row.get::<_, String>("stat"), row.get::<_, f64>("value")))
+        .collect();
+    assert!(figures.contains_key("cache_hit_ratio"), "{figures:?}");
+    let statement = admin.prepare("SHOW CLIENTS").await.expect("prepare");
+    for _ in 0..3 {
+        let clients = admin.query(&statement, &[]).await.expect("execute");
+        assert!(clients.iter().any(|row| {
+            row.get::<_, String>("database") == "pgcached" && row.get::<_, i64>("queries") >= 1
+        }));
+    }
+    let error = admin
+        .query("SHOW NOTHING", &[])
+        .await
+        .expect_err("unknown command");
+    assert_eq!(error.code().map(|c| c.code()), Some("42601"));
+    // After an error the session still answers, in both protocols.
+    assert!(!stats(&admin).await.is_empty());
+    assert!(admin.query("SHOW VERSION", &[]).await.is_ok());
+
+    // asyncpg, which prepares every statement and sends parameters' types.
+    let console_url = url(
+        Endpoint::proxy(proxy.port()),
+        SCRAM_USER,
+        Some(SCRAM_PASSWORD),
+        "pgcached",
+    );
+    let script = format!(
+        "import asyncio, asyncpg\n\
+         async def main():\n\
+         \x20   c = await asyncpg.connect('{console_url}')\n\
+         \x20   rows = await c.fetch('SHOW CACHE')\n\
+         \x20   stats = {{r['stat']: r['value'] for r in await c.fetch('SHOW STATS')}}\n\
+         \x20   try:\n\
+         \x20       await c.fetch('SHOW STATS', 1)\n\
+         \x20       refused = False\n\
+         \x20   except Exception:\n\
+         \x20       refused = True\n\
+         \x20   print(len(rows) >= 0, stats['clients_open'] >= 1, refused)\n\
+         \x20   await c.close()\n\
+         asyncio.run(main())\n"
+    );
+    let mut command = pgcached_tests::clients::python();
+    command.arg("-c").arg(script);
+    let output = expect_success(
+        &run_with_timeout(&mut command, 60),
+        "asyncpg on the console",
+    );
+    assert_eq!(output.trim(), "True True True", "{output}");
 }
 
 #[tokio::test]

@@ -121,41 +121,72 @@ impl ResultSet {
         self.rows.push(row);
     }
 
-    /// The frames answering the query (without ReadyForQuery).
+    /// The frames answering a simple query (without ReadyForQuery): notices, RowDescription,
+    /// DataRows, CommandComplete, all in text format.
     pub fn encode(&self) -> BytesMut {
         let mut out = BytesMut::new();
+        self.encode_notices(&mut out);
+        if !self.columns.is_empty() {
+            self.encode_description(&mut out, &[]);
+            self.encode_rows(&mut out, 0, self.rows.len(), &[]);
+        }
+        self.encode_complete(&mut out);
+        out
+    }
+
+    /// NoticeResponses for the notices.
+    pub fn encode_notices(&self, out: &mut BytesMut) {
         for notice in &self.notices {
             out.extend_from_slice(&notice_response(notice));
         }
-        if !self.columns.is_empty() {
-            let mut body = BytesMut::new();
-            body.put_i16(self.columns.len() as i16);
-            for (name, kind) in &self.columns {
-                body.put_slice(name.as_bytes());
-                body.put_u8(0);
-                body.put_u32(0);
-                body.put_i16(0);
-                body.put_u32(kind.oid());
-                body.put_i16(kind.size());
-                body.put_i32(-1);
-                body.put_i16(0);
-            }
-            put_message(&mut out, b'T', &body);
-            for row in &self.rows {
-                let mut body = BytesMut::new();
-                body.put_i16(row.len() as i16);
-                for value in row {
-                    match value {
-                        Some(text) => {
-                            body.put_i32(text.len() as i32);
-                            body.put_slice(text.as_bytes());
-                        }
-                        None => body.put_i32(-1),
-                    }
-                }
-                put_message(&mut out, b'D', &body);
-            }
+    }
+
+    /// RowDescription, with the result formats a Bind asked for (see [`format_of`]), or NoData
+    /// for a result without columns.
+    pub fn encode_description(&self, out: &mut BytesMut, formats: &[i16]) {
+        if self.columns.is_empty() {
+            put_message(out, b'n', &[]);
+            return;
         }
+        let mut body = BytesMut::new();
+        body.put_i16(self.columns.len() as i16);
+        for (index, (name, kind)) in self.columns.iter().enumerate() {
+            body.put_slice(name.as_bytes());
+            body.put_u8(0);
+            body.put_u32(0);
+            body.put_i16(0);
+            body.put_u32(kind.oid());
+            body.put_i16(kind.size());
+            body.put_i32(-1);
+            body.put_i16(format_of(formats, index));
+        }
+        put_message(out, b'T', &body);
+    }
+
+    /// DataRows `from..to`, each value in its column's requested format.
+    pub fn encode_rows(&self, out: &mut BytesMut, from: usize, to: usize, formats: &[i16]) {
+        for row in self.rows.get(from..to).unwrap_or(&[]) {
+            let mut body = BytesMut::new();
+            body.put_i16(row.len() as i16);
+            for (index, value) in row.iter().enumerate() {
+                let kind = self.columns.get(index).map_or(ColumnType::Text, |c| c.1);
+                match value
+                    .as_deref()
+                    .and_then(|v| encode_value(v, kind, format_of(formats, index)))
+                {
+                    Some(bytes) => {
+                        body.put_i32(bytes.len() as i32);
+                        body.put_slice(&bytes);
+                    }
+                    None => body.put_i32(-1),
+                }
+            }
+            put_message(out, b'D', &body);
+        }
+    }
+
+    /// CommandComplete with the result's tag (`SHOW n` by default).
+    pub fn encode_complete(&self, out: &mut BytesMut) {
         let tag = if self.tag.is_empty() {
             format!("SHOW {}", self.rows.len())
         } else {
@@ -163,10 +194,45 @@ impl ResultSet {
         };
         let mut body = BytesMut::from(tag.as_bytes());
         body.put_u8(0);
-        put_message(&mut out, b'C', &body);
-        out
+        put_message(out, b'C', &body);
     }
 }
+
+/// The format code of column `index` from a Bind's result formats: none means text, one
+/// applies to every column, otherwise one per column.
+pub fn format_of(formats: &[i16], index: usize) -> i16 {
+    match formats {
+        [] => 0,
+        [only] => *only,
+        many => many.get(index).copied().unwrap_or(0),
+    }
+}
+
+/// A value in text (0) or binary (1) format; `None` (sent as NULL) if it cannot be.
+fn encode_value(text: &str, kind: ColumnType, format: i16) -> Option<Vec<u8>> {
+    if format == 0 || kind == ColumnType::Text {
+        return Some(text.as_bytes().to_vec());
+    }
+    match kind {
+        ColumnType::Int => text.parse::<i64>().ok().map(|v| v.to_be_bytes().to_vec()),
+        ColumnType::Float => text
+            .parse::<f64>()
+            .ok()
+            .map(|v| v.to_bits().to_be_bytes().to_vec()),
+        ColumnType::Text => Some(text.as_bytes().to_vec()),
+    }
+}
+
+/// ParameterDescription with no parameters.
+pub const NO_PARAMETERS: &[u8] = b"t\0\0\0\x06\0\0";
+/// ParseComplete.
+pub const PARSE_COMPLETE: &[u8] = b"1\0\0\0\x04";
+/// BindComplete.
+pub const BIND_COMPLETE: &[u8] = b"2\0\0\0\x04";
+/// CloseComplete.
+pub const CLOSE_COMPLETE: &[u8] = b"3\0\0\0\x04";
+/// PortalSuspended.
+pub const PORTAL_SUSPENDED: &[u8] = b"s\0\0\0\x04";
 
 fn put_message(out: &mut BytesMut, tag: u8, body: &[u8]) {
     out.put_u8(tag);
@@ -229,6 +295,36 @@ mod tests {
         let complete = &row[16..];
         assert_eq!(complete[0], b'C');
         assert_eq!(&complete[5..], b"SHOW 1\0");
+    }
+
+    #[test]
+    fn binary_formats_follow_the_column_types() {
+        let mut result = ResultSet::new(&[
+            ("name", ColumnType::Text),
+            ("n", ColumnType::Int),
+            ("x", ColumnType::Float),
+        ]);
+        result.push(vec![
+            Some("a".to_owned()),
+            Some("7".to_owned()),
+            Some("0.5".to_owned()),
+        ]);
+        let mut out = BytesMut::new();
+        result.encode_rows(&mut out, 0, 1, &[1]);
+        let body = &out[5..];
+        assert_eq!(&body[..2], &[0, 3]);
+        assert_eq!(&body[2..6], &1i32.to_be_bytes());
+        assert_eq!(body[6], b'a');
+        assert_eq!(&body[7..11], &8i32.to_be_bytes());
+        assert_eq!(&body[11..19], &7i64.to_be_bytes());
+        assert_eq!(&body[19..23], &8i32.to_be_bytes());
+        assert_eq!(&body[23..31], &0.5f64.to_bits().to_be_bytes());
+        assert_eq!(format_of(&[], 2), 0);
+        assert_eq!(format_of(&[1], 2), 1);
+        assert_eq!(format_of(&[0, 1], 1), 1);
+        let mut description = BytesMut::new();
+        ResultSet::command("INVALIDATE 0".to_owned()).encode_description(&mut description, &[]);
+        assert_eq!(&description[..], b"n\0\0\0\x04");
     }
 
     #[tokio::test]

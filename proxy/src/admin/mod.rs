@@ -10,14 +10,16 @@
 //! - [`command`]: the command language.
 //! - [`auth`]: the authentication relay.
 //! - [`frames`]: reading client frames, encoding results.
+//! - [`extended`]: Parse, Bind, Describe, Execute, Close and Sync.
 //! - [`show`], [`explain`], [`invalidate`]: the answers.
 //!
-//! The console speaks the simple query protocol; an extended-protocol message gets an error
-//! (and the batch is skipped to its Sync), so a driver sees a clear refusal, not a hang.
+//! The console speaks the simple query protocol (psql) and the extended one ([`extended`]), for
+//! drivers that always use it; commands take no parameters.
 
 pub mod auth;
 pub mod command;
 pub mod explain;
+pub mod extended;
 pub mod frames;
 pub mod invalidate;
 pub mod show;
@@ -182,8 +184,7 @@ async fn serve_commands(
 ) -> Result<(), AdminError> {
     client.write_all(frames::READY).await?;
     client.flush().await?;
-    // After an extended-protocol message, everything up to Sync is skipped.
-    let mut skipping_to_sync = false;
+    let mut extended = extended::Extended::default();
     loop {
         let frame = tokio::select! {
             frame = read_frame(client, MAX_CLIENT_FRAME) => frame?,
@@ -196,10 +197,8 @@ async fn serve_commands(
         match frame.tag {
             b'X' => return Ok(()),
             b'Q' => {
-                skipping_to_sync = false;
                 info.query(false);
-                let text = query_text(frame.body());
-                match text {
+                match query_text(frame.body()) {
                     Some(text) => match command::parse(text) {
                         Ok(Command::Empty) => out.extend_from_slice(frames::EMPTY_QUERY),
                         Ok(command) => match execute(command, context).await {
@@ -218,21 +217,23 @@ async fn serve_commands(
                 out.extend_from_slice(frames::READY);
             }
             b'S' => {
-                skipping_to_sync = false;
+                extended.sync();
                 out.extend_from_slice(frames::READY);
             }
-            b'P' | b'B' | b'D' | b'E' | b'C' | b'H' | b'F' => {
-                if !skipping_to_sync {
-                    skipping_to_sync = true;
-                    out.extend_from_slice(&frames::error(
-                        sqlstate::FEATURE_NOT_SUPPORTED,
-                        "the admin console speaks the simple query protocol only (psql, or a driver's simple query)",
-                    ));
+            b'P' | b'B' | b'D' | b'E' | b'C' | b'H' => {
+                if frame.tag == b'E' {
+                    info.query(false);
                 }
-                if frame.tag == b'F' {
-                    skipping_to_sync = false;
-                    out.extend_from_slice(frames::READY);
-                }
+                extended
+                    .on_message(frame.tag, &frame.bytes, context, &mut out)
+                    .await;
+            }
+            b'F' => {
+                out.extend_from_slice(&frames::error(
+                    sqlstate::FEATURE_NOT_SUPPORTED,
+                    "the admin console does not take function calls",
+                ));
+                out.extend_from_slice(frames::READY);
             }
             other => {
                 let message = format!(

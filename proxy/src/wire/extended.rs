@@ -121,6 +121,43 @@ pub fn execute(frame: &Bytes) -> Option<Execute> {
     Some(Execute { portal, max_rows })
 }
 
+/// What a Bind's arguments hold, beyond the raw bytes: how many parameter values, and the
+/// result format codes asked for (empty: all text; one: for every column; else per column).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindLayout {
+    /// Number of parameter values.
+    pub parameters: usize,
+    /// Result-column format codes (0 text, 1 binary).
+    pub result_formats: Vec<i16>,
+}
+
+/// Reads the layout of a Bind's arguments (see [`Bind::arguments`]).
+pub fn bind_layout(arguments: &[u8]) -> Option<BindLayout> {
+    let mut at = 0usize;
+    let int16 = |at: &mut usize| -> Option<i16> {
+        let bytes = arguments.get(*at..*at + 2)?;
+        *at += 2;
+        Some(i16::from_be_bytes([bytes[0], bytes[1]]))
+    };
+    let formats = usize::try_from(int16(&mut at)?).ok()?;
+    at += 2 * formats;
+    let parameters = usize::try_from(int16(&mut at)?).ok()?;
+    for _ in 0..parameters {
+        let bytes = arguments.get(at..at + 4)?;
+        let length = i32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        at += 4 + usize::try_from(length).unwrap_or(0);
+    }
+    let results = usize::try_from(int16(&mut at)?).ok()?;
+    let mut result_formats = Vec::with_capacity(results);
+    for _ in 0..results {
+        result_formats.push(int16(&mut at)?);
+    }
+    (at == arguments.len()).then_some(BindLayout {
+        parameters,
+        result_formats,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,6 +179,21 @@ mod tests {
         assert_eq!(&b.portal[..], b"");
         assert_eq!(&b.statement[..], b"s1");
         assert_eq!(b.arguments.len(), 11);
+        assert_eq!(
+            bind_layout(&b.arguments),
+            Some(BindLayout {
+                parameters: 1,
+                result_formats: vec![]
+            })
+        );
+        let layout = bind_layout(b"\0\0\0\0\0\x02\0\x01\0\0").expect("layout");
+        assert_eq!(layout.parameters, 0);
+        assert_eq!(layout.result_formats, vec![1, 0]);
+        assert_eq!(
+            bind_layout(b"\0\0\0\x01\0\0\0\x09x"),
+            None,
+            "value cut short"
+        );
         let d = target(&frame(b'D', b"P\0")).expect("describe");
         assert_eq!(d.kind, b'P');
         let e = execute(&frame(b'E', b"\0\0\0\0\x05")).expect("execute");
