@@ -102,11 +102,16 @@ pub fn read_until_ready(stream: &mut TcpStream) -> Vec<Message> {
 
 /// Connects as a trust user to database `app` and reads up to the first ReadyForQuery.
 pub fn login(port: u16, user: &str) -> (TcpStream, Vec<Message>) {
+    login_to(port, user, "app")
+}
+
+/// Connects as a trust user to `database` and reads up to the first ReadyForQuery.
+pub fn login_to(port: u16, user: &str, database: &str) -> (TcpStream, Vec<Message>) {
     let mut stream = connect(port, Duration::from_secs(10));
     stream
         .write_all(&startup_packet(
             196_608,
-            &[("user", user), ("database", "app")],
+            &[("user", user), ("database", database)],
         ))
         .expect("startup");
     let messages = read_until_ready(&mut stream);

@@ -458,3 +458,71 @@ async fn invalidate_drops_results_pgcached_could_not_see_change() {
     assert_eq!(error.code().map(|c| c.code()), Some("42P01"));
     assert!(error_text(&error).contains("no_such_table"));
 }
+
+#[tokio::test]
+async fn hostile_messages_cost_only_their_own_console_session() {
+    use pgcached_tests::raw::{frame, login_to, query, read_until_ready};
+    use std::io::Write;
+
+    let proxy = TestProxy::with_config(caching_config_for(
+        cluster(),
+        &["--admin-users", "postgres"],
+    ));
+    let port = proxy.port();
+    let outcome = tokio::task::spawn_blocking(move || {
+        // Malformed extended-protocol messages: an error, skipped to Sync, session usable.
+        let (mut stream, opening) = login_to(port, "postgres", "pgcached");
+        assert_eq!(opening.last().map(|m| m.tag), Some(b'Z'), "console login");
+        let mut batch = frame(b'B', b"\0\0\0\x05");
+        batch.extend(frame(b'E', b"no_such_portal\0\0\0\0\0"));
+        batch.extend(frame(b'S', b""));
+        stream.write_all(&batch).expect("write");
+        let answer = read_until_ready(&mut stream);
+        let errors: Vec<String> = answer.iter().filter_map(|m| m.sqlstate()).collect();
+        assert_eq!(
+            errors,
+            vec!["08P01".to_owned()],
+            "one error, then skipped to Sync"
+        );
+        stream.write_all(&query("SHOW VERSION")).expect("write");
+        let answer = read_until_ready(&mut stream);
+        assert!(
+            answer.iter().any(|m| m.tag == b'D'),
+            "usable after the error"
+        );
+
+        // Thousands of prepared statements: refused past the limit, not stored.
+        let mut batch = Vec::new();
+        for i in 0..1100 {
+            batch.extend(frame(b'P', format!("s{i}\0SHOW VERSION\0\0\0").as_bytes()));
+        }
+        batch.extend(frame(b'S', b""));
+        stream.write_all(&batch).expect("write");
+        let answer = read_until_ready(&mut stream);
+        assert!(answer
+            .iter()
+            .any(|m| m.sqlstate().as_deref() == Some("08P01")));
+
+        // An unknown message type ends the session with a FATAL error.
+        stream.write_all(&frame(b'W', b"junk")).expect("write");
+        let answer = read_until_ready(&mut stream);
+        assert!(answer
+            .iter()
+            .any(|m| m.sqlstate().as_deref() == Some("08P01")));
+
+        // A message announcing 512 MiB ends the session without pgcached reading it.
+        let (mut stream, _) = login_to(port, "postgres", "pgcached");
+        stream.write_all(&[b'Q', 0x20, 0, 0, 0]).expect("write");
+        let answer = read_until_ready(&mut stream);
+        assert!(answer
+            .iter()
+            .any(|m| m.sqlstate().as_deref() == Some("08P01")));
+    });
+    outcome.await.expect("hostile client");
+    // Everyone else is still served.
+    let admin = connect(&url(Endpoint::proxy(port), "postgres", None, "pgcached"))
+        .await
+        .expect("a fresh console session");
+    assert!(!stats(&admin).await.is_empty());
+    assert_eq!(first_value(&app(&proxy).await, "SELECT 2").await, "2");
+}

@@ -187,7 +187,15 @@ async fn serve_commands(
     let mut extended = extended::Extended::default();
     loop {
         let frame = tokio::select! {
-            frame = read_frame(client, MAX_CLIENT_FRAME) => frame?,
+            frame = read_frame(client, MAX_CLIENT_FRAME) => match frame {
+                Ok(frame) => frame,
+                Err(FrameError::Length(length)) => {
+                    let message = format!("message of {length} bytes is too long for the admin console");
+                    refuse(client, sqlstate::PROTOCOL_VIOLATION, &message).await;
+                    return Err(AdminError::ClientProtocol(message));
+                }
+                Err(e) => return Err(e.into()),
+            },
             () = stops(phase) => {
                 refuse(client, sqlstate::ADMIN_SHUTDOWN, "pgcached is shutting down").await;
                 return Ok(());
