@@ -159,7 +159,11 @@ impl Server {
                     }
                     Err(e) => {
                         // Out of file descriptors and the like: back off instead of spinning.
-                        warn!(error = %e, "accept failed");
+                        warn!(
+                            error = %e,
+                            "accept failed; if the error is \"Too many open files\", raise the \
+                             file-descriptor limit (ulimit -n) above --max-client-conn x 2"
+                        );
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                 },

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pgcached::local_cluster::{ClusterOptions, LocalCluster};
-use pgcached_tests::dashboard::{concrete, panel_queries, repo};
+use pgcached_tests::dashboard::{concrete, panel_queries, repo, PanelQuery};
 use pgcached_tests::proxy::caching_config_for;
 use pgcached_tests::{connect, url, Endpoint, TestProxy};
 
@@ -218,8 +218,15 @@ fn every_dashboard_panel_has_data_in_prometheus() {
     let stop = Arc::new(AtomicBool::new(false));
     let load_task = runtime.spawn(load(proxy.port(), cluster.port(), Arc::clone(&stop)));
 
-    let queries = panel_queries();
+    let mut queries = panel_queries();
     assert!(queries.len() >= 20, "{} queries", queries.len());
+    // The latency histogram is a real Prometheus histogram spanning 50 µs to 10 s.
+    for le in ["0.00005", "10", "+Inf"] {
+        queries.push(PanelQuery {
+            panel: format!("histogram bucket le={le}"),
+            expr: format!("pgcached_query_duration_seconds_bucket{{path=\"hit\",le=\"{le}\"}}"),
+        });
+    }
     let started = Instant::now();
     let failures = loop {
         std::thread::sleep(Duration::from_secs(2));
