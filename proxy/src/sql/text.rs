@@ -134,12 +134,20 @@ pub fn scan(sql: &str) -> Scanned {
 
 fn read_hints(comment: &str, hints: &mut Hints) {
     for word in comment.split(|c: char| c.is_whitespace() || c == ',') {
-        let Some(hint) = word.strip_prefix("pgcached:") else {
+        let Some(hint) = word
+            .get(..9)
+            .filter(|prefix| prefix.eq_ignore_ascii_case("pgcached:"))
+            .and_then(|_| word.get(9..))
+        else {
             continue;
         };
         if hint.eq_ignore_ascii_case("nocache") {
             hints.nocache = true;
-        } else if let Some(value) = hint.strip_prefix("ttl=") {
+        } else if let Some(value) = hint
+            .get(..4)
+            .filter(|key| key.eq_ignore_ascii_case("ttl="))
+            .and_then(|_| hint.get(4..))
+        {
             match crate::config::duration::parse(value) {
                 Ok(ttl) if !ttl.is_zero() => hints.ttl = Some(ttl),
                 _ => hints.invalid = Some(word.to_owned()),
@@ -282,6 +290,11 @@ mod tests {
         assert_eq!(unknown.hints.invalid.as_deref(), Some("pgcached:forever"));
         let nested = scan("SELECT 1 /* outer /* inner */ pgcached:nocache */");
         assert!(nested.hints.nocache);
+        let upper = scan("SELECT 1 /* PGCACHED:NOCACHE */ /* PgCached:TTL=2s */");
+        assert!(upper.hints.nocache);
+        assert_eq!(upper.hints.ttl, Some(Duration::from_secs(2)));
+        let other = scan("SELECT 1 /* pgcache:nocache see pgcached-docs */");
+        assert_eq!(other.hints, Hints::default());
     }
 
     #[test]
