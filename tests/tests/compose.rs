@@ -103,7 +103,7 @@ fn every_path_compose_uses_exists() {
     let mounted = mounted_paths(&compose);
     for needed in [
         "docker/postgres-init.sql",
-        "prometheus/prometheus.yml",
+        "prometheus",
         "grafana/provisioning",
         "grafana/dashboards",
     ] {
@@ -288,6 +288,44 @@ fn postgres_is_ready_for_logical_replication_and_pgcached_role() {
         service(&compose, "pgcached")["depends_on"]["postgres"]["condition"].as_str(),
         Some("service_healthy")
     );
+}
+
+#[test]
+fn the_alert_rules_load_and_use_real_metrics() {
+    let prometheus: Value =
+        serde_yaml::from_str(&read("prometheus/prometheus.yml")).expect("prometheus.yml");
+    let rule_files = strings(&prometheus["rule_files"]);
+    assert_eq!(rule_files, vec!["alerts.yml"]);
+    let rules: Value = serde_yaml::from_str(&read("prometheus/alerts.yml")).expect("alerts.yml");
+    let mut source = String::new();
+    for file in [
+        "proxy/src/metrics.rs",
+        "proxy/src/cache_metrics.rs",
+        "proxy/src/replication.rs",
+    ] {
+        source.push_str(&read(file));
+    }
+    let mut count = 0;
+    for group in rules["groups"].as_sequence().expect("groups") {
+        for rule in group["rules"].as_sequence().expect("rules") {
+            count += 1;
+            let name = rule["alert"].as_str().expect("alert name");
+            let expr = rule["expr"].as_str().expect("expr");
+            assert!(
+                rule["annotations"]["description"]
+                    .as_str()
+                    .is_some_and(|d| !d.is_empty()),
+                "{name} does not say what to do"
+            );
+            for metric in metric_names(expr) {
+                assert!(
+                    source.contains(&format!("\"{metric}\"")),
+                    "alert {name} uses {metric}, which pgcached does not export"
+                );
+            }
+        }
+    }
+    assert!(count >= 5, "{count} rules");
 }
 
 #[test]

@@ -63,6 +63,23 @@ fn scrape_config(target: SocketAddr) -> String {
     let mut config: serde_yaml::Value = serde_yaml::from_str(&text).expect("YAML");
     config["global"]["scrape_interval"] = "1s".into();
     config["global"]["evaluation_interval"] = "1s".into();
+    // Rule files are relative to the config file, which the test writes elsewhere.
+    let rules: Vec<serde_yaml::Value> = config["rule_files"]
+        .as_sequence()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|f| f.as_str())
+        .map(|f| {
+            repo()
+                .join("prometheus")
+                .join(f)
+                .display()
+                .to_string()
+                .into()
+        })
+        .collect();
+    config["rule_files"] = serde_yaml::Value::Sequence(rules);
     let job = &mut config["scrape_configs"][0];
     assert_eq!(job["job_name"].as_str(), Some("pgcached"));
     job["static_configs"][0]["targets"] =
@@ -126,6 +143,29 @@ fn check_query(port: u16, expr: &str) -> Option<String> {
             .is_some_and(f64::is_finite)
     });
     (!finite).then(|| format!("no finite value: {body}"))
+}
+
+/// Problems with the alert rules as Prometheus loaded and evaluated them: each must be loaded,
+/// evaluated, and healthy.
+fn check_rules(port: u16) -> Vec<String> {
+    let Some(body) = http_get(port, "/api/v1/rules") else {
+        return vec!["no answer from /api/v1/rules".to_owned()];
+    };
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    let rules: Vec<serde_json::Value> = answer["data"]["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
+        .collect();
+    if rules.len() < 5 {
+        return vec![format!("{} rules loaded: {body}", rules.len())];
+    }
+    rules
+        .iter()
+        .filter(|r| r["health"] != "ok")
+        .map(|r| format!("{}: {} {}", r["name"], r["health"], r["lastError"]))
+        .collect()
 }
 
 /// Statements that make every panel move: hits, misses, uncacheable reads, writes through
@@ -261,8 +301,10 @@ fn every_dashboard_panel_has_data_in_prometheus() {
             assert!(status.success(), "render.py failed");
         }
     }
+    let rule_problems = check_rules(prometheus_port);
     stop.store(true, Ordering::Relaxed);
     let _ = runtime.block_on(load_task);
+    assert!(rule_problems.is_empty(), "alert rules: {rule_problems:?}");
     assert!(
         failures.is_empty(),
         "dashboard panels without data after {DEADLINE:?}:\n{}",
