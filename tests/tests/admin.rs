@@ -30,6 +30,8 @@ fn cluster() -> &'static LocalCluster {
                 "CREATE TABLE console_items (id int PRIMARY KEY, name text NOT NULL);
                  INSERT INTO console_items SELECT g, 'item ' || g FROM generate_series(1, 50) g;
                  CREATE UNLOGGED TABLE console_scratch (id int);
+                 CREATE TABLE console_parent (id int);
+                 CREATE UNLOGGED TABLE console_child () INHERITS (console_parent);
                  GRANT SELECT, UPDATE ON console_items, console_scratch TO PUBLIC;",
             )
             .expect("setup");
@@ -317,6 +319,7 @@ async fn explain_cache_says_why() {
             "invalid_hint",
         ),
         ("SELECT * FROM console_scratch", "unlogged_table"),
+        ("SELECT * FROM console_parent", "unlogged_table"),
         ("SELECT * FROM pg_class", "system_catalog"),
         ("SELECT * FROM no_such_table", "unknown_relation"),
         ("UPDATE console_items SET name = 'x'", "write"),

@@ -327,3 +327,39 @@ async fn partitions_and_views_are_invalidated_by_changes_to_their_tables() {
         .expect("update first base table");
     wait_for(&reader, view, "a1+b1", second).await;
 }
+
+#[tokio::test]
+async fn reads_of_an_inheritance_parent_see_writes_to_its_children() {
+    let cluster = LocalCluster::start(ClusterOptions::default()).expect("cluster");
+    let admin = setup(&cluster).await;
+    admin
+        .batch_execute(
+            "CREATE TABLE animals (id int PRIMARY KEY, n int NOT NULL);
+             CREATE TABLE dogs (PRIMARY KEY (id)) INHERITS (animals);
+             CREATE TABLE puppies (PRIMARY KEY (id)) INHERITS (dogs);
+             INSERT INTO animals VALUES (1, 1);
+             INSERT INTO dogs VALUES (2, 10);
+             GRANT SELECT ON animals, dogs, puppies TO PUBLIC;",
+        )
+        .await
+        .expect("setup");
+    let proxy = TestProxy::with_config(caching_config_for(&cluster, &[]));
+    let reader = connect(&url(Endpoint::proxy(proxy.port()), "postgres", None, "app"))
+        .await
+        .expect("reader");
+    let total = "SELECT sum(n)::text FROM animals";
+    warm(&reader, total).await;
+    assert_eq!(value(&reader, total).await.as_deref(), Some("11"));
+    let second = Duration::from_secs(1);
+    admin
+        .batch_execute("INSERT INTO puppies VALUES (3, 100)")
+        .await
+        .expect("insert into a grandchild");
+    wait_for(&reader, total, "111", second).await;
+    warm(&reader, total).await;
+    admin
+        .batch_execute("UPDATE dogs SET n = 20 WHERE id = 2")
+        .await
+        .expect("update a child");
+    wait_for(&reader, total, "121", second).await;
+}

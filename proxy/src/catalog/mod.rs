@@ -384,7 +384,11 @@ async fn resolve_relation(
             _ => return Ok(Err("unknown_persistence")),
         }
         match kind as u8 {
-            b'r' | b'p' | b'm' => add_table(client, oid, root, kind as u8, tables).await?,
+            b'r' | b'p' | b'm' => {
+                if let Err(reason) = add_table(client, oid, root, kind as u8, tables).await? {
+                    return Ok(Err(reason));
+                }
+            }
             b'v' => {
                 if let Err(reason) = expand_view(client, oid, tables, 0).await? {
                     return Ok(Err(reason));
@@ -399,24 +403,35 @@ async fn resolve_relation(
 }
 
 /// Adds a table to the dependencies with every relation a change to it may be reported under:
-/// itself, its partition root, and for a partitioned table all its partitions (a publication
-/// reports a partition's rows under the partition or the root, depending on
-/// `publish_via_partition_root`).
+/// itself, its partition root, and every descendant (partitions of a partitioned table, child
+/// tables of an inheritance parent, recursively), since a read of the table sees their rows.
+/// A descendant whose changes never reach the replication stream (foreign or unlogged) makes
+/// the table uncacheable; temporary children are seen only by their own (private) session.
 async fn add_table(
     client: &tokio_postgres::Client,
     oid: u32,
     root: u32,
     kind: u8,
     tables: &mut BTreeSet<u32>,
-) -> Result<(), CatalogError> {
+) -> Result<Result<(), &'static str>, CatalogError> {
     tables.insert(oid);
     tables.insert(root);
-    if kind == b'p' {
-        for row in client.query(queries::PARTITION_TREE, &[&oid]).await? {
-            tables.insert(row.get(0));
-        }
+    if kind == b'm' {
+        return Ok(Ok(()));
     }
-    Ok(())
+    for row in client.query(queries::DESCENDANTS, &[&oid]).await? {
+        let descendant: u32 = row.get("oid");
+        let kind: i8 = row.get("relkind");
+        let persistence: i8 = row.get("relpersistence");
+        if kind as u8 == b'f' {
+            return Ok(Err("foreign_table"));
+        }
+        if persistence as u8 == b'u' {
+            return Ok(Err("unlogged_table"));
+        }
+        tables.insert(descendant);
+    }
+    Ok(Ok(()))
 }
 
 /// Adds a view's base tables (recursively) to `tables`; refuses views that call non-immutable
@@ -452,7 +467,11 @@ async fn expand_view(
             return Ok(Err("view_over_unlogged_or_temporary"));
         }
         match kind as u8 {
-            b'r' | b'p' | b'm' => add_table(client, oid, root, kind as u8, tables).await?,
+            b'r' | b'p' | b'm' => {
+                if let Err(reason) = add_table(client, oid, root, kind as u8, tables).await? {
+                    return Ok(Err(reason));
+                }
+            }
             b'v' => {
                 if let Err(reason) = Box::pin(expand_view(client, oid, tables, depth + 1)).await? {
                     return Ok(Err(reason));

@@ -41,9 +41,19 @@ SELECT DISTINCT d.refobjid AS oid,
  WHERE r.ev_class = $1 AND d.refobjid <> $1
    AND d.refclassid IN ('pg_catalog.pg_class'::regclass, 'pg_catalog.pg_proc'::regclass)";
 
-/// Every relation of a partition tree (the table itself included): `$1` the table's oid.
-pub const PARTITION_TREE: &str =
-    "SELECT relid::oid FROM pg_catalog.pg_partition_tree(CAST($1::oid AS regclass))";
+/// Every descendant of a table, through partitioning and through table inheritance alike
+/// (`pg_inherits` records both), with its kind and persistence: `$1` the table's oid. A read of
+/// the table sees the rows of all of them, and a logical-replication publication reports a
+/// change to a descendant under the descendant (or, with `publish_via_partition_root`, under
+/// the partition root).
+pub const DESCENDANTS: &str = "\
+WITH RECURSIVE tree(oid) AS (
+    SELECT i.inhrelid FROM pg_catalog.pg_inherits i WHERE i.inhparent = $1::oid
+  UNION
+    SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN tree t ON i.inhparent = t.oid
+)
+SELECT c.oid, c.relkind, c.relpersistence
+  FROM tree JOIN pg_catalog.pg_class c ON c.oid = tree.oid";
 
 /// A digest of everything in the catalog that can change what a cached result may show, or to
 /// whom: relations (names, kinds, persistence, row security, ACLs), columns, policies, role
