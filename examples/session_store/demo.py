@@ -21,7 +21,7 @@ import psycopg
 
 from store import SessionStore, create_schema
 
-LOOKUPS = 50
+LOOKUPS = 100
 
 
 def cache_hits(metrics_url):
@@ -32,6 +32,20 @@ def cache_hits(metrics_url):
             if line.startswith("pgcached_cache_hits_total"):
                 return float(line.split()[-1])
     return 0.0
+
+
+def warm_up(store, token, metrics_url, limit=5.0):
+    """Looks the session up until pgcached answers from its cache (or `limit` seconds pass,
+    or for half a second without a metrics URL); returns what the lookups saw."""
+    seen = []
+    started = time.monotonic()
+    while time.monotonic() - started < (limit if metrics_url else 0.5):
+        before = cache_hits(metrics_url)
+        seen.append(store.lookup(token))
+        if before is not None and cache_hits(metrics_url) > before:
+            break
+        time.sleep(0.02)
+    return seen
 
 
 def main():
@@ -58,20 +72,19 @@ def main():
     token = a.login("alice")
     say(f"       session token {token[:8]}…")
 
-    say(f"2. instance B serves {2 * LOOKUPS} requests of alice")
+    say(f"2. instance B serves {LOOKUPS} requests of alice")
+    # pgcached judges a new statement text in the background on its first execution; a
+    # long-running instance is past that point, so wait for it before measuring.
+    warmup_seen = warm_up(b, token, args.metrics_url)
     hits_before = cache_hits(args.metrics_url)
-    seen = [b.lookup(token) for _ in range(LOOKUPS)]
-    # The lookup statement is cached from its second or third execution on; repeat once more
-    # after pgcached has judged it, as a long-running instance would.
-    time.sleep(0.3)
-    seen += [b.lookup(token) for _ in range(LOOKUPS)]
+    seen = warmup_seen + [b.lookup(token) for _ in range(LOOKUPS)]
     hits = None
     if hits_before is not None:
         hits = cache_hits(args.metrics_url) - hits_before
     expect(all(user == "alice" for user in seen), "B sees alice's session on every request")
     if hits is not None:
-        say(f"       {hits:.0f} of {len(seen)} lookups answered from pgcached's cache")
-        expect(hits >= LOOKUPS, "most lookups are cache hits")
+        say(f"       {hits:.0f} of {LOOKUPS} lookups answered from pgcached's cache")
+        expect(hits >= 0.9 * LOOKUPS, "lookups are cache hits")
 
     say("3. alice logs out on instance A")
     a.logout(token)
