@@ -135,6 +135,22 @@ fn every_path_compose_uses_exists() {
 }
 
 #[test]
+fn compose_yaml_follows_the_compose_specification_schema() {
+    let script = repo().join("tests/clients/compose_schema_check.js");
+    let mut command = std::process::Command::new("node");
+    command
+        .arg(&script)
+        .arg(repo().join("compose.yaml"))
+        .current_dir(repo().join("tests/clients"));
+    let output = pgcached_tests::clients::run_with_timeout(&mut command, 60);
+    let stdout = pgcached_tests::clients::expect_success(
+        &output,
+        "node compose_schema_check.js (run scripts/test to install its packages)",
+    );
+    assert_eq!(stdout.trim(), "valid");
+}
+
+#[test]
 fn the_dockerfile_builds_in_one_stage_and_runs_pgcached_in_another() {
     let dockerfile = read("Dockerfile");
     let stages = dockerfile
