@@ -322,10 +322,7 @@ pub fn settings(config: &Config) -> Vec<(&'static str, String)> {
                 .clone()
                 .unwrap_or_else(|| "(none)".to_owned()),
         ),
-        (
-            "upstream_sslmode",
-            format!("{:?}", upstream.sslmode).to_lowercase(),
-        ),
+        ("upstream_sslmode", upstream.sslmode.as_str().to_owned()),
         ("metrics_listen", config.metrics_listen.to_string()),
         (
             "tls",
@@ -366,4 +363,30 @@ pub fn settings(config: &Config) -> Vec<(&'static str, String)> {
         ("publication", config.cache.publication.clone()),
         ("admin_users", list(&config.admin_users)),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn settings_show_libpq_spellings_and_never_the_password() {
+        let cli = crate::config::Cli::parse_from([
+            "pgcached",
+            "--upstream",
+            "postgres://pgcached:hunter2@db:5432/app?sslmode=verify-full&sslrootcert=system",
+            "--cache-deny-tables",
+            "sessions,audit.log",
+        ]);
+        let config = Config::resolve(&cli, &crate::config::FileConfig::default()).expect("config");
+        let settings: std::collections::HashMap<&str, String> =
+            settings(&config).into_iter().collect();
+        assert_eq!(settings["upstream_sslmode"], "verify-full");
+        assert_eq!(settings["upstream_password"], "(set)");
+        assert_eq!(settings["upstream"], "db:5432");
+        assert_eq!(settings["cache_deny_tables"], "sessions,audit.log");
+        assert_eq!(settings["admin_users"], "(none)");
+        assert!(settings.values().all(|v| !v.contains("hunter2")));
+    }
 }

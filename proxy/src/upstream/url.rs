@@ -22,6 +22,17 @@ pub enum SslMode {
 }
 
 impl SslMode {
+    /// The libpq spelling (`disable`, `prefer`, `require`, `verify-ca`, `verify-full`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+
     fn parse(value: &str) -> Result<SslMode, UpstreamUrlError> {
         match value {
             "disable" => Ok(SslMode::Disable),
