@@ -13,6 +13,35 @@ fn read(path: &str) -> String {
     std::fs::read_to_string(repo().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
+/// Every Rust source file of pgcached (`proxy/src/**/*.rs`), concatenated: a metric exists when
+/// its name appears there as a string literal.
+fn proxy_source() -> String {
+    fn walk(dir: &std::path::Path, into: &mut String) {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("{dir:?}: {e}"))
+            .map(|entry| entry.expect("directory entry").path())
+            .collect();
+        entries.sort();
+        for path in entries {
+            if path.is_dir() {
+                walk(&path, into);
+            } else if path.extension().is_some_and(|ext| ext == "rs") {
+                into.push_str(
+                    &std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}")),
+                );
+                into.push('\n');
+            }
+        }
+    }
+    let mut source = String::new();
+    walk(&repo().join("proxy/src"), &mut source);
+    assert!(
+        source.contains("\"pgcached_queries_total\""),
+        "proxy/src not read"
+    );
+    source
+}
+
 fn compose() -> Value {
     serde_yaml::from_str(&read("compose.yaml")).expect("compose.yaml is YAML")
 }
@@ -313,14 +342,7 @@ fn the_alert_rules_load_and_use_real_metrics() {
     let rule_files = strings(&prometheus["rule_files"]);
     assert_eq!(rule_files, vec!["alerts.yml"]);
     let rules: Value = serde_yaml::from_str(&read("prometheus/alerts.yml")).expect("alerts.yml");
-    let mut source = String::new();
-    for file in [
-        "proxy/src/metrics.rs",
-        "proxy/src/cache_metrics.rs",
-        "proxy/src/replication.rs",
-    ] {
-        source.push_str(&read(file));
-    }
+    let source = proxy_source();
     let mut count = 0;
     for group in rules["groups"].as_sequence().expect("groups") {
         for rule in group["rules"].as_sequence().expect("rules") {
@@ -346,15 +368,7 @@ fn the_alert_rules_load_and_use_real_metrics() {
 
 #[test]
 fn every_dashboard_metric_is_exported_by_pgcached() {
-    let mut source = String::new();
-    for file in [
-        "proxy/src/metrics.rs",
-        "proxy/src/cache_metrics.rs",
-        "proxy/src/replication.rs",
-        "proxy/src/stats/tables.rs",
-    ] {
-        source.push_str(&read(file));
-    }
+    let source = proxy_source();
     let names: BTreeSet<String> = panel_queries()
         .iter()
         .flat_map(|q| metric_names(&q.expr))

@@ -30,6 +30,8 @@ pub enum Show {
     Help,
 }
 
+use crate::sql::names::{parse_relation, RelationName};
+
 /// A parsed console command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -43,29 +45,11 @@ pub enum Command {
         sql: String,
     },
     /// `INVALIDATE TABLE [schema.]table`.
-    InvalidateTable(TableRef),
+    InvalidateTable(RelationName),
     /// `INVALIDATE ALL`.
     InvalidateAll,
     /// Nothing but whitespace and semicolons.
     Empty,
-}
-
-/// A table named in a command: unquoted parts folded to lower case, quoted parts as written.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TableRef {
-    /// The schema, or any schema when `None`.
-    pub schema: Option<String>,
-    /// The table.
-    pub table: String,
-}
-
-impl std::fmt::Display for TableRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.schema {
-            Some(schema) => write!(f, "{schema}.{}", self.table),
-            None => write!(f, "{}", self.table),
-        }
-    }
 }
 
 /// A command the console does not understand.
@@ -152,53 +136,18 @@ fn parse_explain(rest: &str) -> Result<Command, CommandError> {
     })
 }
 
-fn parse_table_name(rest: &str) -> Result<TableRef, CommandError> {
-    let usage = || CommandError("usage: INVALIDATE TABLE <table or schema.table>".to_owned());
-    let mut parts: Vec<String> = Vec::new();
-    let mut chars = rest.trim().chars().peekable();
-    loop {
-        let mut part = String::new();
-        if chars.peek() == Some(&'"') {
-            chars.next();
-            loop {
-                match chars.next() {
-                    Some('"') if chars.peek() == Some(&'"') => {
-                        chars.next();
-                        part.push('"');
-                    }
-                    Some('"') => break,
-                    Some(c) => part.push(c),
-                    None => return Err(usage()),
-                }
-            }
-        } else {
-            while let Some(c) = chars.peek().copied() {
-                if c == '.' || c.is_whitespace() || c == '"' {
-                    break;
-                }
-                part.push(c.to_ascii_lowercase());
-                chars.next();
-            }
-        }
-        if part.is_empty() {
-            return Err(usage());
-        }
-        parts.push(part);
-        match chars.next() {
-            Some('.') => continue,
-            None => break,
-            Some(_) => return Err(usage()),
-        }
+fn parse_table_name(rest: &str) -> Result<RelationName, CommandError> {
+    if rest.trim().is_empty() {
+        return Err(CommandError(
+            "usage: INVALIDATE TABLE <table or schema.table>".to_owned(),
+        ));
     }
-    let table = parts.pop().ok_or_else(usage)?;
-    let schema = parts.pop();
-    if !parts.is_empty() {
-        return Err(CommandError(format!(
-            "invalid table name {:?}: use table or schema.table",
+    parse_relation(rest).ok_or_else(|| {
+        CommandError(format!(
+            "invalid table name {:?}: use table or schema.table (quote mixed case: \"Name\")",
             rest.trim()
-        )));
-    }
-    Ok(TableRef { schema, table })
+        ))
+    })
 }
 
 /// `"Name"` → `Name`; an unquoted name is folded to lower case, as PostgreSQL folds it.
@@ -238,23 +187,23 @@ mod tests {
         assert_eq!(parse("invalidate all"), Ok(Command::InvalidateAll));
         assert_eq!(
             parse("INVALIDATE TABLE Public.Orders"),
-            Ok(Command::InvalidateTable(TableRef {
+            Ok(Command::InvalidateTable(RelationName {
                 schema: Some("public".to_owned()),
-                table: "orders".to_owned()
+                name: "orders".to_owned()
             }))
         );
         assert_eq!(
             parse("INVALIDATE TABLE \"Mixed Case\""),
-            Ok(Command::InvalidateTable(TableRef {
+            Ok(Command::InvalidateTable(RelationName {
                 schema: None,
-                table: "Mixed Case".to_owned()
+                name: "Mixed Case".to_owned()
             }))
         );
         assert_eq!(
             parse("INVALIDATE TABLE shop.\"Odd \"\"Name\"\"\""),
-            Ok(Command::InvalidateTable(TableRef {
+            Ok(Command::InvalidateTable(RelationName {
                 schema: Some("shop".to_owned()),
-                table: "Odd \"Name\"".to_owned()
+                name: "Odd \"Name\"".to_owned()
             }))
         );
     }

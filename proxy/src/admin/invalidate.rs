@@ -9,16 +9,19 @@ use std::sync::Arc;
 
 use pgcached_cache::TableId;
 
-use super::command::TableRef;
 use super::frames::{ColumnType, ResultSet};
 use super::CommandFailed;
 use crate::session::SessionContext;
+use crate::sql::names::RelationName;
 use crate::stats::InvalidationSource;
 use crate::wire::error_response::sqlstate;
 
 /// Invalidates every table called `name` (`table` in any schema, or `schema.table`) in every
 /// database pgcached has cached reads for.
-pub async fn table(name: &TableRef, context: &SessionContext) -> Result<ResultSet, CommandFailed> {
+pub async fn table(
+    name: &RelationName,
+    context: &SessionContext,
+) -> Result<ResultSet, CommandFailed> {
     let shared = super::cache_of(context)?;
     let generations = shared.cache.generations();
     let databases = generations.databases();
@@ -33,7 +36,7 @@ pub async fn table(name: &TableRef, context: &SessionContext) -> Result<ResultSe
         let oids = match shared
             .classifier
             .catalog()
-            .find_tables(database, name.schema.as_deref(), &name.table)
+            .find_tables(database, name.schema.as_deref(), &name.name)
             .await
         {
             Ok(oids) => oids,

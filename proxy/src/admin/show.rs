@@ -299,6 +299,9 @@ pub fn settings(config: &Config) -> Vec<(&'static str, String)> {
             items.join(",")
         }
     };
+    let tables = |items: &[crate::sql::names::RelationName]| {
+        list(&items.iter().map(ToString::to_string).collect::<Vec<_>>())
+    };
     vec![
         ("listen", config.listen.to_string()),
         ("upstream", upstream.address()),
@@ -354,8 +357,8 @@ pub fn settings(config: &Config) -> Vec<(&'static str, String)> {
             "cache_ttl",
             config.cache.ttl.map_or_else(|| "none".to_owned(), duration),
         ),
-        ("cache_allow_tables", list(&config.cache.allow_tables)),
-        ("cache_deny_tables", list(&config.cache.deny_tables)),
+        ("cache_allow_tables", tables(&config.cache.allow_tables)),
+        ("cache_deny_tables", tables(&config.cache.deny_tables)),
         (
             "replication",
             format!("{:?}", config.cache.replication).to_lowercase(),

@@ -52,12 +52,9 @@ pub struct TableName {
 }
 
 impl TableName {
-    /// True if `pattern` names this table: `name` (any schema) or `schema.name`.
-    pub fn matches(&self, pattern: &str) -> bool {
-        match pattern.split_once('.') {
-            Some((schema, name)) => schema == self.schema && name == self.name,
-            None => pattern == self.name,
-        }
+    /// True if `pattern` names this table: by name in any schema, or in its schema.
+    pub fn matches(&self, pattern: &RelationName) -> bool {
+        pattern.name == self.name && pattern.schema.as_ref().is_none_or(|s| *s == self.schema)
     }
 }
 

@@ -17,6 +17,7 @@ use pgcached_cache::TableId;
 use quick_cache::sync::Cache;
 
 use crate::catalog::{self, Catalog, Resolution, TableName};
+use crate::sql::names::RelationName;
 use crate::sql::text::{self, Hints};
 use crate::sql::{self, ReadDeps, StatementKind};
 
@@ -38,9 +39,9 @@ pub struct CacheableRead {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TableRules {
     /// When not empty, only reads whose every table is listed are cached.
-    pub allow: Vec<String>,
+    pub allow: Vec<RelationName>,
     /// Reads of any listed table are never cached.
-    pub deny: Vec<String>,
+    pub deny: Vec<RelationName>,
 }
 
 impl TableRules {
@@ -362,9 +363,10 @@ mod tests {
 
     #[test]
     fn deny_wins_and_allow_needs_every_table() {
+        let pattern = |text: &str| crate::sql::names::parse_relation(text).expect("pattern");
         let rules = TableRules {
-            allow: vec!["products".to_owned(), "shop.orders".to_owned()],
-            deny: vec!["public.sessions".to_owned()],
+            allow: vec![pattern("products"), pattern("shop.orders")],
+            deny: vec![pattern("public.sessions")],
         };
         assert_eq!(rules.refusal(&[name("public", "products")]), None);
         assert_eq!(
@@ -385,7 +387,7 @@ mod tests {
         );
         let deny_only = TableRules {
             allow: vec![],
-            deny: vec!["sessions".to_owned()],
+            deny: vec![pattern("sessions")],
         };
         assert_eq!(
             deny_only.refusal(&[name("other", "sessions")]),

@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::sql::names::{parse_relation, RelationName};
 use crate::upstream::url::{UpstreamUrl, UpstreamUrlError};
 
 pub use cli::{Cli, Command};
@@ -81,9 +82,9 @@ pub struct CacheSettings {
     /// The publication streamed.
     pub publication: String,
     /// When not empty, only reads whose every table matches one of these are cached.
-    pub allow_tables: Vec<String>,
+    pub allow_tables: Vec<RelationName>,
     /// Reads of a table matching one of these are never cached.
-    pub deny_tables: Vec<String>,
+    pub deny_tables: Vec<RelationName>,
 }
 
 /// Log line format.
@@ -172,7 +173,10 @@ pub enum ConfigError {
     #[error("--max-client-conn must be at least 1")]
     ZeroClients,
     /// A table name in an allow or deny list that cannot name a table.
-    #[error("invalid table {value:?} in {setting}: use table or schema.table, as the catalog spells them")]
+    #[error(
+        "invalid table {value:?} in {setting}: use table or schema.table \
+         (unquoted names fold to lower case; quote mixed case: \"Name\")"
+    )]
     TableName {
         setting: &'static str,
         value: String,
@@ -336,22 +340,16 @@ fn table_list(
     setting: &'static str,
     flag: &Option<String>,
     file: &Option<Vec<String>>,
-) -> Result<Vec<String>, ConfigError> {
-    let tables = list(flag, file);
-    for table in &tables {
-        let parts: Vec<&str> = table.split('.').collect();
-        if parts.len() > 2
-            || parts.iter().any(|p| p.is_empty())
-            || table.contains(char::is_whitespace)
-            || table.contains('"')
-        {
-            return Err(ConfigError::TableName {
+) -> Result<Vec<RelationName>, ConfigError> {
+    list(flag, file)
+        .into_iter()
+        .map(|table| {
+            parse_relation(&table).ok_or(ConfigError::TableName {
                 setting,
-                value: table.clone(),
-            });
-        }
-    }
-    Ok(tables)
+                value: table,
+            })
+        })
+        .collect()
 }
 
 fn pick(flag: &Option<String>, file: &Option<String>, default: &str) -> String {
@@ -441,12 +439,27 @@ mod tests {
             &file,
         )
         .expect("valid");
-        assert_eq!(config.cache.allow_tables, vec!["products", "shop.orders"]);
-        assert_eq!(config.cache.deny_tables, vec!["sessions"]);
+        let shown = |tables: &[RelationName]| -> Vec<String> {
+            tables.iter().map(ToString::to_string).collect()
+        };
+        assert_eq!(
+            shown(&config.cache.allow_tables),
+            vec!["products", "shop.orders"]
+        );
+        assert_eq!(shown(&config.cache.deny_tables), vec!["sessions"]);
+        let mixed = Config::resolve(
+            &cli(&["--cache-deny-tables", "Sessions,\"Audit Log\""]),
+            &FileConfig::default(),
+        )
+        .expect("valid");
+        assert_eq!(
+            shown(&mixed.cache.deny_tables),
+            vec!["sessions", "Audit Log"]
+        );
         assert_eq!(config.admin_users, vec!["ops"]);
         let defaults = Config::resolve(&cli(&[]), &FileConfig::default()).expect("valid");
         assert!(defaults.admin_users.is_empty(), "console off by default");
-        for bad in ["a.b.c", "a..b", ".a", "my table", "\"Quoted\""] {
+        for bad in ["a.b.c", "a..b", ".a", "my table", "\"open"] {
             let result =
                 Config::resolve(&cli(&["--cache-deny-tables", bad]), &FileConfig::default());
             assert!(
