@@ -65,6 +65,7 @@ def main():
     parser.add_argument("--minutes", type=float, default=10)
     parser.add_argument("--out", default="docs/dashboard.png")
     parser.add_argument("--rate-interval", default="30s")
+    parser.add_argument("--instance", default=".*", help="regex for the dashboard's instance selector")
     args = parser.parse_args()
 
     dashboard = json.loads(DASHBOARD.read_text())
@@ -87,7 +88,11 @@ def main():
         axis.tick_params(labelsize=7)
         drawn = 0
         for target in panel["targets"]:
-            expr = target["expr"].replace("$__rate_interval", args.rate_interval)
+            expr = (
+                target["expr"]
+                .replace("$__rate_interval", args.rate_interval)
+                .replace("$instance", args.instance)
+            )
             for series in query_range(args.prometheus, expr, start, end, step):
                 times = [float(t) - end for t, _ in series["values"]]
                 values = [float(v) for _, v in series["values"]]

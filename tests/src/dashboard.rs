@@ -54,9 +54,11 @@ pub fn metric_names(expr: &str) -> BTreeSet<String> {
     names
 }
 
-/// The expression with Grafana's interval variables replaced, ready for Prometheus's API.
+/// The expression with Grafana's variables replaced (the interval ones by `rate_interval`, the
+/// dashboard's `$instance` selector by "every instance"), ready for Prometheus's API.
 pub fn concrete(expr: &str, rate_interval: &str) -> String {
     expr.replace("$__rate_interval", rate_interval)
         .replace("$__interval", rate_interval)
         .replace("$__range", rate_interval)
+        .replace("$instance", ".*")
 }

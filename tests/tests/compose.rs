@@ -397,4 +397,21 @@ fn every_dashboard_metric_is_exported_by_pgcached() {
         !dashboard.contains("${DS_"),
         "the dashboard needs an import-time input"
     );
+    // Every metric selector follows the instance variable, so one dashboard serves a fleet.
+    for query in panel_queries() {
+        for metric in metric_names(&query.expr) {
+            let scoped = query
+                .expr
+                .match_indices(metric.as_str())
+                .filter(|(at, _)| {
+                    // Skip longer names that start with this one.
+                    let next = query.expr[at + metric.len()..].chars().next();
+                    !next.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+                })
+                .all(|(at, _)| {
+                    query.expr[at + metric.len()..].starts_with("{instance=~\"$instance\"")
+                });
+            assert!(scoped, "{}: {metric} ignores $instance", query.panel);
+        }
+    }
 }
