@@ -51,11 +51,6 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// The generation counters this entry depends on (its database's counter first).
-    pub fn dependency_count(&self) -> usize {
-        self.dependencies.len()
-    }
-
     fn is_expired(&self, now: Instant) -> bool {
         self.expires_at.is_some_and(|at| now >= at)
     }

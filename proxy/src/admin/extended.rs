@@ -20,6 +20,7 @@ use super::{execute, CommandFailed};
 use crate::session::SessionContext;
 use crate::wire::error_response::sqlstate;
 use crate::wire::extended;
+use crate::wire::fixed;
 
 /// Prepared statements or portals a console session may hold.
 const MAX_NAMED: usize = 1000;
@@ -65,8 +66,8 @@ impl Extended {
             )),
         };
         match answer {
-            Ok(()) if tag == b'P' => out.extend_from_slice(frames::PARSE_COMPLETE),
-            Ok(()) if tag == b'B' => out.extend_from_slice(frames::BIND_COMPLETE),
+            Ok(()) if tag == b'P' => out.extend_from_slice(fixed::PARSE_COMPLETE),
+            Ok(()) if tag == b'B' => out.extend_from_slice(fixed::BIND_COMPLETE),
             Ok(()) => {}
             Err(e) => {
                 self.failed = true;
@@ -156,7 +157,7 @@ impl Extended {
             Command::InvalidateAll => ResultSet::new(&[("entries_dropped", ColumnType::Int)]),
             other => execute(other, context).await?,
         };
-        out.extend_from_slice(frames::NO_PARAMETERS);
+        out.extend_from_slice(fixed::NO_PARAMETERS);
         shape.encode_description(out, &[]);
         Ok(())
     }
@@ -180,7 +181,7 @@ impl Extended {
             .encode_rows(out, portal.sent, end, &portal.formats);
         portal.sent = end;
         if end < total {
-            out.extend_from_slice(frames::PORTAL_SUSPENDED);
+            out.extend_from_slice(fixed::PORTAL_SUSPENDED);
         } else {
             portal.result.encode_complete(out);
         }
@@ -194,7 +195,7 @@ impl Extended {
         } else {
             self.portals.remove(&target.name);
         }
-        out.extend_from_slice(frames::CLOSE_COMPLETE);
+        out.extend_from_slice(fixed::CLOSE_COMPLETE);
         Ok(())
     }
 }

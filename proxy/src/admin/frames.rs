@@ -223,27 +223,11 @@ fn encode_value(text: &str, kind: ColumnType, format: i16) -> Option<Vec<u8>> {
     }
 }
 
-/// ParameterDescription with no parameters.
-pub const NO_PARAMETERS: &[u8] = b"t\0\0\0\x06\0\0";
-/// ParseComplete.
-pub const PARSE_COMPLETE: &[u8] = b"1\0\0\0\x04";
-/// BindComplete.
-pub const BIND_COMPLETE: &[u8] = b"2\0\0\0\x04";
-/// CloseComplete.
-pub const CLOSE_COMPLETE: &[u8] = b"3\0\0\0\x04";
-/// PortalSuspended.
-pub const PORTAL_SUSPENDED: &[u8] = b"s\0\0\0\x04";
-
 fn put_message(out: &mut BytesMut, tag: u8, body: &[u8]) {
     out.put_u8(tag);
     out.put_u32(body.len() as u32 + 4);
     out.put_slice(body);
 }
-
-/// ReadyForQuery, idle.
-pub const READY: &[u8] = b"Z\0\0\0\x05I";
-/// EmptyQueryResponse.
-pub const EMPTY_QUERY: &[u8] = b"I\0\0\0\x04";
 
 /// An ErrorResponse with this SQLSTATE.
 pub fn error(code: &str, message: &str) -> Bytes {

@@ -37,6 +37,7 @@ use crate::shutdown::{Phase, PhaseReceiver};
 use crate::stats::clients::NewClient;
 use crate::upstream::UpstreamError;
 use crate::wire::error_response::sqlstate;
+use crate::wire::fixed;
 use crate::wire::startup::StartupMessage;
 use command::Command;
 use frames::{read_frame, FrameError, ResultSet, MAX_CLIENT_FRAME};
@@ -182,7 +183,7 @@ async fn serve_commands(
     info: &crate::stats::ClientInfo,
     phase: &mut PhaseReceiver,
 ) -> Result<(), AdminError> {
-    client.write_all(frames::READY).await?;
+    client.write_all(fixed::READY_IDLE).await?;
     client.flush().await?;
     let mut extended = extended::Extended::default();
     loop {
@@ -208,7 +209,7 @@ async fn serve_commands(
                 info.query(false);
                 match query_text(frame.body()) {
                     Some(text) => match command::parse(text) {
-                        Ok(Command::Empty) => out.extend_from_slice(frames::EMPTY_QUERY),
+                        Ok(Command::Empty) => out.extend_from_slice(fixed::EMPTY_QUERY),
                         Ok(command) => match execute(command, context).await {
                             Ok(result) => out.extend_from_slice(&result.encode()),
                             Err(e) => out.extend_from_slice(&frames::error(e.code, &e.message)),
@@ -222,11 +223,11 @@ async fn serve_commands(
                         "query text is not valid UTF-8",
                     )),
                 }
-                out.extend_from_slice(frames::READY);
+                out.extend_from_slice(fixed::READY_IDLE);
             }
             b'S' => {
                 extended.sync();
-                out.extend_from_slice(frames::READY);
+                out.extend_from_slice(fixed::READY_IDLE);
             }
             b'P' | b'B' | b'D' | b'E' | b'C' | b'H' => {
                 if frame.tag == b'E' {
@@ -241,7 +242,7 @@ async fn serve_commands(
                     sqlstate::FEATURE_NOT_SUPPORTED,
                     "the admin console does not take function calls",
                 ));
-                out.extend_from_slice(frames::READY);
+                out.extend_from_slice(fixed::READY_IDLE);
             }
             other => {
                 let message = format!(

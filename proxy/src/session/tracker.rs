@@ -10,6 +10,8 @@
 //! the session busy; the ReadyForQuery answering the last outstanding `Q`/`S`/`F` makes it
 //! ready again.
 
+use crate::wire::error_response;
+
 /// Which query counter a client frame feeds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QueryKind {
@@ -105,19 +107,10 @@ impl Tracker {
 
 /// True for an ErrorResponse whose severity is FATAL or PANIC.
 fn is_fatal(frame: &[u8]) -> bool {
-    let mut fields = frame.get(5..).unwrap_or(&[]);
-    while let Some((&code, rest)) = fields.split_first() {
-        if code == 0 {
-            break;
-        }
-        let end = rest.iter().position(|b| *b == 0).unwrap_or(rest.len());
-        let value = &rest[..end];
-        if code == b'V' || code == b'S' {
-            return value == b"FATAL" || value == b"PANIC";
-        }
-        fields = rest.get(end + 1..).unwrap_or(&[]);
-    }
-    false
+    // `V` (never localized) when the server sends it, else `S`.
+    let severity =
+        error_response::field(frame, b'V').or_else(|| error_response::field(frame, b'S'));
+    matches!(severity, Some(b"FATAL" | b"PANIC"))
 }
 
 #[cfg(test)]

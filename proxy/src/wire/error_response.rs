@@ -105,27 +105,33 @@ mod tests {
     }
 }
 
-/// The SQLSTATE class (its first two characters) of an ErrorResponse or NoticeResponse frame
-/// (tag and length included), if the frame has a well-formed `C` field. Only the 36×36 possible
-/// classes come out, so the result is safe as a metric label.
-pub fn sqlstate_class(frame: &[u8]) -> Option<[u8; 2]> {
+/// A field (`S` severity, `C` code, `M` message, ...) of an ErrorResponse or NoticeResponse
+/// frame (tag and length included), if present and NUL-terminated.
+pub fn field(frame: &[u8], code: u8) -> Option<&[u8]> {
     let mut fields = frame.get(5..)?;
     while let Some((&kind, rest)) = fields.split_first() {
         if kind == 0 {
             return None;
         }
         let end = rest.iter().position(|b| *b == 0)?;
-        if kind == b'C' {
-            let code = &rest[..end];
-            let class = [*code.first()?, *code.get(1)?];
-            let valid = class
-                .iter()
-                .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase());
-            return valid.then_some(class);
+        if kind == code {
+            return Some(&rest[..end]);
         }
         fields = &rest[end + 1..];
     }
     None
+}
+
+/// The SQLSTATE class (its first two characters) of an ErrorResponse or NoticeResponse frame,
+/// if the frame has a well-formed `C` field. Only the 36×36 possible classes come out, so the
+/// result is safe as a metric label.
+pub fn sqlstate_class(frame: &[u8]) -> Option<[u8; 2]> {
+    let code = field(frame, b'C')?;
+    let class = [*code.first()?, *code.get(1)?];
+    let valid = class
+        .iter()
+        .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase());
+    valid.then_some(class)
 }
 
 #[cfg(test)]

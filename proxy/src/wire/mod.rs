@@ -9,8 +9,10 @@
 //! - [`startup`]: the untagged startup-phase packets (SSLRequest, StartupMessage, ...).
 //! - [`error_response`]: ErrorResponse messages with a SQLSTATE, encoded with pgwire.
 //! - [`extended`]: fields of the frontend messages the cache inspects, as slices of the frame.
+//! - [`fixed`]: backend messages whose bytes never vary (ReadyForQuery, ParseComplete, ...).
 
 pub mod error_response;
 pub mod extended;
+pub mod fixed;
 pub mod frame;
 pub mod startup;

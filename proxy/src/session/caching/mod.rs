@@ -39,15 +39,10 @@ use crate::classify::{CacheableRead, Class, Classifier};
 use crate::metrics::ProxyMetrics;
 use crate::stats::{ClientInfo, QueryKind as StatementKind};
 use crate::wire::extended;
+use crate::wire::fixed::{BIND_COMPLETE, PARSE_COMPLETE, READY_IDLE};
 use capture::{Capture, PendingFill};
 use expect::{Expect, QueryPath};
 
-/// ReadyForQuery, idle.
-const READY_IDLE: &[u8] = b"Z\0\0\0\x05I";
-/// ParseComplete.
-const PARSE_COMPLETE: &[u8] = b"1\0\0\0\x04";
-/// BindComplete.
-const BIND_COMPLETE: &[u8] = b"2\0\0\0\x04";
 /// A held batch larger than this is relayed instead of held (large Bind values).
 const MAX_HELD_BYTES: usize = 256 * 1024;
 /// A session with more prepared statements than this stops caching (and tracking them), so a
