@@ -147,6 +147,24 @@ mod tests {
     }
 
     #[test]
+    fn a_full_registry_forgets_its_least_recently_changed_half() {
+        let start = SystemTime::UNIX_EPOCH;
+        let mut tables: HashMap<TableId, Activity> = (0..10)
+            .map(|oid| {
+                let activity = Activity {
+                    invalidations: 1,
+                    last_change: start + Duration::from_secs(u64::from(oid)),
+                };
+                (table(oid), activity)
+            })
+            .collect();
+        forget_oldest_half(&mut tables);
+        let mut left: Vec<u32> = tables.keys().map(|t| t.oid).collect();
+        left.sort_unstable();
+        assert_eq!(left, vec![6, 7, 8, 9]);
+    }
+
+    #[test]
     fn busiest_tables_come_first() {
         let activity = TableActivity::default();
         activity.invalidated(&table(1));
