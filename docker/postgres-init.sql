@@ -7,6 +7,14 @@ CREATE DATABASE app OWNER app;
 \connect app
 -- The publication pgcached streams (FOR ALL TABLES needs a superuser, hence here).
 CREATE PUBLICATION pgcached FOR ALL TABLES WITH (publish_via_partition_root = true);
+-- The verifier function of pgcached's auth query (TLS clients' SCRAM logins; README, "Logins").
+CREATE OR REPLACE FUNCTION public.pgcached_scram_verifier(role_name text) RETURNS text
+    LANGUAGE sql STABLE STRICT SECURITY DEFINER SET search_path = pg_catalog
+    AS $$ SELECT rolpassword FROM pg_authid
+          WHERE rolname = role_name AND rolcanlogin
+            AND rolpassword LIKE 'SCRAM-SHA-256$%' $$;
+REVOKE ALL ON FUNCTION public.pgcached_scram_verifier(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION public.pgcached_scram_verifier(text) TO "pgcached";
 -- A small table to try it with.
 CREATE TABLE products (id int PRIMARY KEY, name text NOT NULL, price numeric(10,2) NOT NULL);
 INSERT INTO products SELECT g, 'product ' || g, (g % 100) + 0.99 FROM generate_series(1, 1000) g;

@@ -5,6 +5,7 @@
 //! level the event is logged at. A client's own mistake is logged at debug; only trouble with
 //! PostgreSQL or pgcached itself is a warning.
 
+use crate::auth::LoginError;
 use crate::upstream::UpstreamError;
 use crate::wire::error_response::sqlstate;
 use crate::wire::frame::BadLength;
@@ -49,6 +50,9 @@ pub enum SessionError {
     /// pgcached is shutting down.
     #[error("pgcached is shutting down")]
     Shutdown,
+    /// The login phase broke off.
+    #[error(transparent)]
+    Login(LoginError),
 }
 
 /// How loudly an error deserves to be logged.
@@ -76,6 +80,13 @@ impl SessionError {
             SessionError::UpstreamIo(_) | SessionError::UpstreamClosed => "upstream_lost",
             SessionError::TooManyClients(_) => "too_many_clients",
             SessionError::Shutdown => "shutdown",
+            SessionError::Login(LoginError::ClientIo(_)) => "client_lost",
+            SessionError::Login(LoginError::ClientFrame(_) | LoginError::Refused) => {
+                "client_protocol"
+            }
+            SessionError::Login(LoginError::UpstreamIo(_)) => "upstream_lost",
+            SessionError::Login(LoginError::UpstreamProtocol(_)) => "upstream_protocol",
+            SessionError::Login(LoginError::Timeout(_)) => "login_timeout",
         }
     }
 
@@ -97,13 +108,23 @@ impl SessionError {
             | SessionError::UpstreamClosed => sqlstate::CONNECTION_FAILURE,
             SessionError::TooManyClients(_) => sqlstate::TOO_MANY_CONNECTIONS,
             SessionError::Shutdown => sqlstate::ADMIN_SHUTDOWN,
+            SessionError::Login(
+                LoginError::ClientIo(_) | LoginError::ClientFrame(_) | LoginError::Refused,
+            ) => sqlstate::PROTOCOL_VIOLATION,
+            SessionError::Login(
+                LoginError::UpstreamIo(_)
+                | LoginError::UpstreamProtocol(_)
+                | LoginError::Timeout(_),
+            ) => sqlstate::CONNECTION_FAILURE,
         }
     }
 
     /// The level to log this at.
     pub fn log_level(&self) -> LogLevel {
         match self {
-            SessionError::UpstreamConnect(_) | SessionError::UpstreamFrame(_) => LogLevel::Warn,
+            SessionError::UpstreamConnect(_)
+            | SessionError::UpstreamFrame(_)
+            | SessionError::Login(LoginError::UpstreamProtocol(_)) => LogLevel::Warn,
             SessionError::UpstreamIo(_)
             | SessionError::UpstreamClosed
             | SessionError::TooManyClients(_) => LogLevel::Info,

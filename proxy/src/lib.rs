@@ -7,6 +7,7 @@
 //!
 //! Layout:
 //! - [`admin`]: the admin console on the virtual database `pgcached`.
+//! - [`auth`]: client logins: relayed to PostgreSQL, with SCRAM pass-through for TLS clients.
 //! - [`config`]: flags, environment, config file and defaults, resolved into one [`config::Config`].
 //! - [`server`]: the listener, client limit and shutdown sequence.
 //! - [`session`]: one client session: startup negotiation, then the relay.
@@ -28,6 +29,7 @@
 //!   console and the per-table metrics.
 
 pub mod admin;
+pub mod auth;
 pub mod cache_metrics;
 pub mod catalog;
 pub mod classify;

@@ -49,10 +49,14 @@ pub enum ConnectionOutcome {
     ShuttingDown,
     /// A session of the admin console (database `pgcached`).
     Admin,
+    /// PostgreSQL (or pgcached, for a malformed SCRAM exchange) refused the login.
+    LoginRefused,
+    /// The login phase broke off (a connection lost, a malformed message, too slow).
+    LoginFailed,
 }
 
 impl ConnectionOutcome {
-    const ALL: [ConnectionOutcome; 7] = [
+    const ALL: [ConnectionOutcome; 9] = [
         ConnectionOutcome::Relayed,
         ConnectionOutcome::RefusedLimit,
         ConnectionOutcome::BadStartup,
@@ -60,6 +64,8 @@ impl ConnectionOutcome {
         ConnectionOutcome::Cancel,
         ConnectionOutcome::ShuttingDown,
         ConnectionOutcome::Admin,
+        ConnectionOutcome::LoginRefused,
+        ConnectionOutcome::LoginFailed,
     ];
 
     fn label(self) -> &'static str {
@@ -71,6 +77,8 @@ impl ConnectionOutcome {
             ConnectionOutcome::Cancel => "cancel",
             ConnectionOutcome::ShuttingDown => "shutting_down",
             ConnectionOutcome::Admin => "admin",
+            ConnectionOutcome::LoginRefused => "login_refused",
+            ConnectionOutcome::LoginFailed => "login_failed",
         }
     }
 }
@@ -88,7 +96,7 @@ pub struct ProxyMetrics {
     pub queries_extended: Counter,
     /// Cancel requests forwarded.
     pub cancel_requests: Counter,
-    outcomes: [Counter; 7],
+    outcomes: [Counter; 9],
     upstream_opened: Counter,
     upstream_failed: Counter,
     statements_other: Counter,

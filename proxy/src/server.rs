@@ -15,6 +15,7 @@ use tracing::{info, warn};
 
 use pgcached_cache::{CacheConfig, Generations, ResultCache};
 
+use crate::auth::{channel_binding, ScramServer, Verifiers};
 use crate::cache_metrics::{self, CacheMetrics};
 use crate::catalog::watcher::CatalogWatchers;
 use crate::catalog::Catalog;
@@ -27,6 +28,7 @@ use crate::session::{self, Admission, SessionContext};
 use crate::shutdown::{self, Phase};
 use crate::stats::{tables, Clients, Counters};
 use crate::tls::{acceptor, TlsConfigError};
+use crate::upstream::control::ControlConnections;
 use crate::upstream::Connector;
 
 /// How long sessions get, after the grace period, to tell their clients and close.
@@ -51,11 +53,23 @@ impl Server {
     /// Prepares TLS, the upstream connector, the cache and metric handles. Must run inside a
     /// tokio runtime (the cache's gauge task is spawned here).
     pub fn new(config: &Config) -> Result<Server, ServerError> {
-        let tls_acceptor = match (&config.tls_cert, &config.tls_key) {
+        let client_tls = match (&config.tls_cert, &config.tls_key) {
             (Some(cert), Some(key)) => Some(acceptor::load(cert, key)?),
             _ => None,
         };
         let connector = Connector::new(config.upstream.clone())?;
+        let control = Arc::new(ControlConnections::new(config.upstream.clone()));
+        let scram_server = match (&client_tls, &config.auth_query) {
+            (Some(tls), Some(query)) => Some(ScramServer {
+                binding: channel_binding::tls_server_end_point(&tls.certificate),
+                verifiers: Arc::new(Verifiers::new(
+                    Arc::clone(&control),
+                    crate::admin::Console::own_database(config),
+                    query.clone(),
+                )),
+            }),
+            _ => None,
+        };
         let counters = Arc::new(Counters::default());
         let cache = match config.cache.mode {
             CacheMode::Off => None,
@@ -71,7 +85,7 @@ impl Server {
                     generations,
                 ));
                 let metrics = CacheMetrics::new(Arc::clone(&counters));
-                let catalog = Arc::new(Catalog::new(config.upstream.clone()));
+                let catalog = Arc::new(Catalog::new(Arc::clone(&control)));
                 let classifier = Arc::new(Classifier::new(
                     Arc::clone(&catalog),
                     TableRules {
@@ -111,7 +125,8 @@ impl Server {
         Ok(Server {
             context: Arc::new(SessionContext {
                 connector,
-                tls_acceptor,
+                tls_acceptor: client_tls.map(|tls| tls.acceptor),
+                scram_server,
                 metrics: ProxyMetrics::new(counters),
                 max_client_conn: config.max_client_conn,
                 startup_timeout: config.startup_timeout,

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use pgcached::local_cluster::{ClusterOptions, LocalCluster, SslFiles};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
 
 /// PEM files of a test CA and one server certificate signed by it, in a temp dir.
@@ -65,4 +66,17 @@ fn make_ca(name: &str) -> (String, Issuer<'static, KeyPair>) {
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let cert = params.self_signed(&key).expect("self-signed CA");
     (cert.pem(), Issuer::new(params, key))
+}
+
+/// A throwaway cluster with `ssl = on` and the server certificate of `certs` (it accepts both
+/// TLS and plain connections).
+pub fn tls_cluster(certs: &TestCerts) -> LocalCluster {
+    LocalCluster::start(ClusterOptions {
+        ssl: Some(SslFiles {
+            cert_pem: certs.server_cert.clone(),
+            key_pem: certs.server_key.clone(),
+        }),
+        ..ClusterOptions::default()
+    })
+    .expect("start a TLS cluster")
 }

@@ -325,6 +325,15 @@ fn postgres_is_ready_for_logical_replication_and_pgcached_role() {
     )));
     let database = url.database.expect("database");
     assert!(init.contains(&format!("CREATE DATABASE {database}")));
+    // The auth query's function, in pgcached's database (after `\connect app`).
+    let in_app = init
+        .split_once(&format!("\\connect {database}"))
+        .map(|(_, rest)| rest)
+        .expect("the script connects to pgcached's database");
+    assert!(
+        in_app.contains(&pgcached::auth::verifiers::install_sql(&user)),
+        "the init script does not install the verifier function as README shows it"
+    );
     assert!(
         postgres["healthcheck"].is_mapping(),
         "pgcached waits for a healthy postgres"

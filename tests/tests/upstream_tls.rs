@@ -1,21 +1,10 @@
 //! TLS from pgcached to PostgreSQL, as managed databases require: `sslmode` and `sslrootcert`
 //! in the upstream URL, checked against a cluster with a certificate from a test CA.
 
-use pgcached::local_cluster::{ClusterOptions, LocalCluster, SslFiles};
-use pgcached_tests::certs;
+use pgcached::local_cluster::{ClusterOptions, LocalCluster};
+use pgcached_tests::certs::{self, tls_cluster};
 use pgcached_tests::proxy::config_with;
 use pgcached_tests::{connect, url, Endpoint, TestProxy};
-
-fn tls_cluster(certs: &certs::TestCerts) -> LocalCluster {
-    LocalCluster::start(ClusterOptions {
-        ssl: Some(SslFiles {
-            cert_pem: certs.server_cert.clone(),
-            key_pem: certs.server_key.clone(),
-        }),
-        ..ClusterOptions::default()
-    })
-    .expect("start a TLS cluster")
-}
 
 /// Whether the server sees the proxied session's own connection as TLS.
 async fn session_uses_tls(proxy: &TestProxy) -> Result<bool, tokio_postgres::Error> {

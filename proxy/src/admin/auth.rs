@@ -1,8 +1,8 @@
 //! Authentication for the admin console, done by PostgreSQL.
 //!
 //! pgcached holds no passwords. A console client's StartupMessage is sent to PostgreSQL with its
-//! database replaced by a real one, and the authentication exchange is relayed both ways as for
-//! any session (trust, md5, SCRAM-SHA-256, ...). Once PostgreSQL says ReadyForQuery the role is
+//! database replaced by a real one, and the login is carried as for any session (trust, md5,
+//! SCRAM-SHA-256, with pass-through for TLS clients: [`crate::auth`]). Once PostgreSQL says ReadyForQuery the role is
 //! proven; the upstream connection is closed and the console takes over the client. The
 //! ParameterStatus messages PostgreSQL sent (server_version, client_encoding, ...) reach the
 //! client, so psql behaves as it does against a server.
@@ -11,35 +11,40 @@ use tokio::io::AsyncWriteExt;
 
 use super::frames::{read_frame, Frame, FrameError};
 use super::AdminError;
+use crate::auth::LoginError;
 use crate::net::Stream;
-use crate::upstream::Connector;
+use crate::session::SessionContext;
 use crate::wire::startup::StartupMessage;
 
-/// Largest message relayed during authentication.
+/// Largest message relayed after the login, up to ReadyForQuery.
 const MAX_AUTH_FRAME: usize = 64 * 1024;
 /// The Terminate message.
 const TERMINATE: &[u8] = b"X\0\0\0\x04";
 
-/// Authentication request codes after which the server expects no reply: AuthenticationOk and
-/// AuthenticationSASLFinal.
-fn expects_reply(code: i32) -> bool {
-    !matches!(code, 0 | 12)
-}
-
-/// Relays the authentication of `startup` (against `database`) between `client` and a new
-/// PostgreSQL connection. On success the client has received everything up to, but not
-/// including, ReadyForQuery. On failure PostgreSQL's ErrorResponse has been relayed.
+/// Carries the login of `startup` (against `database`) between `client` and a new PostgreSQL
+/// connection, as for any session ([`crate::auth::login`]). On success the client has received
+/// everything up to, but not including, ReadyForQuery. On failure PostgreSQL's ErrorResponse
+/// has been relayed.
 pub async fn authenticate(
     client: &mut Stream,
     startup: &StartupMessage,
-    connector: &Connector,
+    context: &SessionContext,
     database: &str,
 ) -> Result<(), AdminError> {
-    let mut upstream = connector.connect().await?;
-    upstream
-        .write_all(&startup.with_database(database))
-        .await
-        .map_err(AdminError::Upstream)?;
+    let mut upstream = context.connector.connect().await?;
+    let login = crate::auth::login(
+        client,
+        &mut upstream,
+        &startup.with_database(database),
+        startup.user(),
+        context.scram_server.as_ref(),
+    )
+    .await;
+    match login {
+        Ok(()) => {}
+        Err(LoginError::Refused) => return Err(AdminError::AuthenticationFailed),
+        Err(e) => return Err(AdminError::Login(e)),
+    }
     loop {
         let frame = read_frame(&mut upstream, MAX_AUTH_FRAME)
             .await
@@ -57,28 +62,7 @@ pub async fn authenticate(
                 send(client, &frame).await?;
                 return Err(AdminError::AuthenticationFailed);
             }
-            b'R' => {
-                let code = frame
-                    .body()
-                    .get(..4)
-                    .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-                    .unwrap_or(-1);
-                send(client, &frame).await?;
-                if expects_reply(code) {
-                    let reply = read_frame(client, MAX_AUTH_FRAME).await?;
-                    if reply.tag != b'p' {
-                        return Err(AdminError::ClientProtocol(format!(
-                            "expected a password message, got {:?}",
-                            reply.tag as char
-                        )));
-                    }
-                    upstream
-                        .write_all(&reply.bytes)
-                        .await
-                        .map_err(AdminError::Upstream)?;
-                }
-            }
-            // ParameterStatus, BackendKeyData, NoticeResponse, NegotiateProtocolVersion.
+            // ParameterStatus, BackendKeyData, NoticeResponse.
             _ => send(client, &frame).await?,
         }
     }

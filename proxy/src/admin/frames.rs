@@ -3,60 +3,13 @@
 //! ErrorResponse, NoticeResponse). Nothing here decides anything.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::wire::error_response::{self, Severity};
 
 /// Largest message the console accepts from a client (its commands are short).
 pub const MAX_CLIENT_FRAME: usize = 1024 * 1024;
 
-/// One tagged message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Frame {
-    /// Message type byte.
-    pub tag: u8,
-    /// The whole message: tag, length word and body.
-    pub bytes: Bytes,
-}
-
-impl Frame {
-    /// The body (after the length word).
-    pub fn body(&self) -> &[u8] {
-        self.bytes.get(5..).unwrap_or(&[])
-    }
-}
-
-/// Why a frame could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum FrameError {
-    /// The peer closed or the socket failed.
-    #[error("connection lost: {0}")]
-    Io(#[from] std::io::Error),
-    /// The length word is below 4 or above the limit.
-    #[error("message of {0} bytes is out of range for the admin console")]
-    Length(usize),
-}
-
-/// Reads one whole message of at most `max` bytes.
-pub async fn read_frame<R: AsyncRead + Unpin>(
-    reader: &mut R,
-    max: usize,
-) -> Result<Frame, FrameError> {
-    let mut header = [0u8; 5];
-    reader.read_exact(&mut header).await?;
-    let length = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
-    if !(4..=max).contains(&length) {
-        return Err(FrameError::Length(length));
-    }
-    let mut bytes = BytesMut::with_capacity(length + 1);
-    bytes.extend_from_slice(&header);
-    bytes.resize(length + 1, 0);
-    reader.read_exact(&mut bytes[5..]).await?;
-    Ok(Frame {
-        tag: header[0],
-        bytes: bytes.freeze(),
-    })
-}
+pub use crate::net::read::{read_frame, Frame, FrameError};
 
 /// The type of a result column, so that psql aligns numbers to the right.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -66,11 +66,7 @@ impl Console {
     pub fn new(config: &Config) -> Console {
         Console {
             admin_users: config.admin_users.clone(),
-            database: config
-                .upstream
-                .database
-                .clone()
-                .unwrap_or_else(|| "postgres".to_owned()),
+            database: Console::own_database(config),
             settings: show::settings(config),
             started: Instant::now(),
         }
@@ -98,9 +94,12 @@ pub enum AdminError {
     /// PostgreSQL refused the credentials (its error was relayed).
     #[error("authentication failed")]
     AuthenticationFailed,
-    /// The login did not finish within the startup timeout.
+    /// The login did not finish in time.
     #[error("authentication did not finish in time")]
     Timeout,
+    /// The login phase failed (connection lost, malformed messages).
+    #[error(transparent)]
+    Login(crate::auth::LoginError),
 }
 
 impl From<FrameError> for AdminError {
@@ -109,6 +108,17 @@ impl From<FrameError> for AdminError {
             FrameError::Io(e) => AdminError::Client(e),
             other => AdminError::ClientProtocol(other.to_string()),
         }
+    }
+}
+
+impl Console {
+    /// The database of pgcached's own connections: the one in `--upstream`, else `postgres`.
+    pub fn own_database(config: &Config) -> String {
+        config
+            .upstream
+            .database
+            .clone()
+            .unwrap_or_else(|| "postgres".to_owned())
     }
 }
 
@@ -132,8 +142,8 @@ pub async fn run(
         debug!(%peer, user, "admin console refused: console off");
         return;
     }
-    let login = auth::authenticate(&mut client, &startup, &context.connector, &console.database);
-    let login = tokio::time::timeout(context.startup_timeout, login)
+    let login = auth::authenticate(&mut client, &startup, context, &console.database);
+    let login = tokio::time::timeout(crate::auth::LOGIN_TIMEOUT, login)
         .await
         .unwrap_or(Err(AdminError::Timeout));
     if let Err(e) = login {

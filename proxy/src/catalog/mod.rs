@@ -19,12 +19,10 @@ pub mod watcher;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use tokio::sync::Mutex;
-use tokio_postgres::NoTls;
 use tracing::{debug, warn};
 
 use crate::sql::{FunctionName, ReadDeps, RelationName};
-use crate::upstream::url::{SslMode, UpstreamUrl};
+use crate::upstream::control::ControlConnections;
 
 /// SQL special forms that look like function calls but are not in `pg_proc`; all immutable.
 const SPECIAL_FORMS: [&str; 4] = ["coalesce", "nullif", "greatest", "least"];
@@ -67,30 +65,17 @@ impl std::fmt::Display for TableName {
 /// Why the catalog could not answer.
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
-    /// No control connection.
-    #[error("catalog connection to database {database:?} failed: {source}")]
-    Connect {
-        database: String,
-        source: tokio_postgres::Error,
-    },
+    /// No control connection (no credentials, login refused, TLS).
+    #[error("{0}; nothing is cached until then")]
+    Control(#[from] crate::upstream::control::ControlError),
     /// A catalog query failed.
     #[error("catalog query failed: {0}")]
     Query(#[from] tokio_postgres::Error),
-    /// `--upstream` has no user for pgcached's own connections.
-    #[error(
-        "the --upstream URL has no user: add pgcached's own credentials \
-         (postgres://pgcached:secret@host:port) so it can read the catalog; nothing is cached until then"
-    )]
-    NoCredentials,
-    /// The TLS settings of the upstream URL are unusable.
-    #[error("catalog connection TLS: {0}")]
-    Tls(#[from] crate::tls::TlsConfigError),
 }
 
-/// Control connections, one per database, opened on first use.
+/// What the catalog says, read over pgcached's control connections.
 pub struct Catalog {
-    upstream: UpstreamUrl,
-    clients: Mutex<HashMap<String, Arc<tokio_postgres::Client>>>,
+    control: Arc<ControlConnections>,
     /// What the catalog said per relation and function, so that a new statement text over known
     /// relations (say, an application that inlines literals) needs no round trip. Cleared when
     /// the catalog watcher sees a change.
@@ -110,11 +95,10 @@ struct Facts {
 const MAX_FACTS: usize = 50_000;
 
 impl Catalog {
-    /// A catalog reader using pgcached's own credentials from the upstream URL.
-    pub fn new(upstream: UpstreamUrl) -> Catalog {
+    /// A catalog reader over pgcached's own control connections.
+    pub fn new(control: Arc<ControlConnections>) -> Catalog {
         Catalog {
-            upstream,
-            clients: Mutex::new(HashMap::new()),
+            control,
             facts: parking_lot::Mutex::new(Facts::default()),
         }
     }
@@ -273,63 +257,7 @@ impl Catalog {
     }
 
     async fn client(&self, database: &str) -> Result<Arc<tokio_postgres::Client>, CatalogError> {
-        let mut clients = self.clients.lock().await;
-        if let Some(client) = clients.get(database) {
-            if !client.is_closed() {
-                return Ok(Arc::clone(client));
-            }
-        }
-        let Some(user) = &self.upstream.user else {
-            return Err(CatalogError::NoCredentials);
-        };
-        let mut config = tokio_postgres::Config::new();
-        config
-            .host(&self.upstream.host)
-            .port(self.upstream.port)
-            .dbname(database)
-            .application_name("pgcached catalog")
-            .connect_timeout(std::time::Duration::from_secs(10));
-        config.user(user);
-        if let Some(password) = &self.upstream.password {
-            config.password(password);
-        }
-        let connect_error = |source| CatalogError::Connect {
-            database: database.to_owned(),
-            source,
-        };
-        let name = database.to_owned();
-        // Same TLS policy as the sessions' upstream connections (sslmode, sslrootcert).
-        let client = match crate::tls::connector::for_upstream(&self.upstream)? {
-            None => {
-                config.ssl_mode(tokio_postgres::config::SslMode::Disable);
-                let (client, connection) = config.connect(NoTls).await.map_err(connect_error)?;
-                tokio::spawn(async move {
-                    if let Err(e) = connection.await {
-                        debug!(database = %name, error = %e, "catalog connection closed");
-                    }
-                });
-                client
-            }
-            Some(tls) => {
-                config.ssl_mode(match self.upstream.sslmode {
-                    SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
-                    _ => tokio_postgres::config::SslMode::Require,
-                });
-                let tls = tokio_postgres_rustls::MakeRustlsConnect::new(
-                    std::sync::Arc::unwrap_or_clone(tls),
-                );
-                let (client, connection) = config.connect(tls).await.map_err(connect_error)?;
-                tokio::spawn(async move {
-                    if let Err(e) = connection.await {
-                        debug!(database = %name, error = %e, "catalog connection closed");
-                    }
-                });
-                client
-            }
-        };
-        let client = Arc::new(client);
-        clients.insert(database.to_owned(), Arc::clone(&client));
-        Ok(client)
+        Ok(self.control.client(database).await?)
     }
 }
 

@@ -129,6 +129,10 @@ pub struct Cli {
     )]
     pub admin_users: Option<String>,
 
+    /// Query returning a role's SCRAM verifier ($1: the role), run in the --upstream database as pgcached's role, so TLS clients' SCRAM logins keep channel binding; `none` relays them without it [default: SELECT public.pgcached_scram_verifier($1)]
+    #[arg(long, global = true, env = "PGCACHED_AUTH_QUERY", value_name = "SQL")]
+    pub auth_query: Option<String>,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }

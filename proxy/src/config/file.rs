@@ -43,6 +43,8 @@ pub struct FileConfig {
     pub cache_deny_tables: Option<Vec<String>>,
     /// See `--admin-users`.
     pub admin_users: Option<Vec<String>>,
+    /// See `--auth-query`.
+    pub auth_query: Option<String>,
     /// Time a client has to send its startup packet and finish TLS (file only; default 10s).
     pub startup_timeout: Option<String>,
 }

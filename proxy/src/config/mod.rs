@@ -123,6 +123,9 @@ pub struct Config {
     pub cache: CacheSettings,
     /// Roles admitted to the admin console; empty turns the console off.
     pub admin_users: Vec<String>,
+    /// The query that reads a role's SCRAM verifier, or `None` to relay TLS clients' SCRAM
+    /// logins without channel binding.
+    pub auth_query: Option<String>,
 }
 
 /// A setting that could not be used.
@@ -284,6 +287,15 @@ impl Config {
         if max_client_conn == 0 {
             return Err(ConfigError::ZeroClients);
         }
+        let auth_query = pick(
+            &cli.auth_query,
+            &file.auth_query,
+            crate::auth::DEFAULT_AUTH_QUERY,
+        );
+        let auth_query = match auth_query.trim() {
+            "" | "none" => None,
+            query => Some(query.to_owned()),
+        };
         Ok(Config {
             listen: parse_addr("listen", &listen)?,
             upstream: UpstreamUrl::parse(&upstream)?,
@@ -296,6 +308,7 @@ impl Config {
             startup_timeout,
             cache,
             admin_users,
+            auth_query,
         })
     }
 
@@ -394,6 +407,13 @@ mod tests {
         assert_eq!(config.cache.size, 256 * 1024 * 1024);
         assert_eq!(config.cache.max_entry, 1024 * 1024);
         assert_eq!(config.cache.ttl, None);
+        assert_eq!(
+            config.auth_query.as_deref(),
+            Some(crate::auth::DEFAULT_AUTH_QUERY)
+        );
+        let off = Config::resolve(&cli(&["--auth-query", "none"]), &FileConfig::default())
+            .expect("valid");
+        assert_eq!(off.auth_query, None);
     }
 
     #[test]

@@ -109,7 +109,7 @@ impl LocalCluster {
         cluster.user.own(&cluster.root)?;
         cluster.launch()?;
         cluster.psql("postgres", &users::setup_sql())?;
-        cluster.psql(users::APP_DATABASE, users::app_sql())?;
+        cluster.psql(users::APP_DATABASE, &users::app_sql())?;
         tracing::debug!(
             port = cluster.port,
             dir = %cluster.root.display(),

@@ -28,6 +28,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
+use crate::auth::LoginError;
 use crate::error::{LogLevel, SessionError};
 use crate::metrics::{ConnectionOutcome, ProxyMetrics};
 use crate::net::Stream;
@@ -45,6 +46,8 @@ pub struct SessionContext {
     pub connector: Connector,
     /// TLS for clients, when configured.
     pub tls_acceptor: Option<TlsAcceptor>,
+    /// SCRAM pass-through for TLS clients, when TLS and the auth query are configured.
+    pub scram_server: Option<crate::auth::ScramServer>,
     /// Metric handles.
     pub metrics: ProxyMetrics,
     /// The configured client limit, for the refusal message.
@@ -122,7 +125,7 @@ pub async fn run(
         crate::admin::run(client, startup, peer, &context, phase).await;
         return;
     }
-    let upstream = match context.connector.connect().await {
+    let mut upstream = match context.connector.connect().await {
         Ok(upstream) => upstream,
         Err(e) => {
             context.metrics.upstream_connection(false);
@@ -136,6 +139,37 @@ pub async fn run(
         }
     };
     context.metrics.upstream_connection(true);
+    let login = tokio::time::timeout(
+        crate::auth::LOGIN_TIMEOUT,
+        crate::auth::login(
+            &mut client,
+            &mut upstream,
+            &startup.raw,
+            startup.user(),
+            context.scram_server.as_ref(),
+        ),
+    )
+    .await
+    .unwrap_or(Err(LoginError::Timeout(crate::auth::LOGIN_TIMEOUT)));
+    match login {
+        Ok(()) => {}
+        Err(LoginError::Refused) => {
+            context.metrics.connection(ConnectionOutcome::LoginRefused);
+            let _ = client.shutdown().await;
+            debug!(%peer, user = startup.user(), database = startup.database(), "login refused");
+            return;
+        }
+        Err(e) => {
+            context.metrics.connection(ConnectionOutcome::LoginFailed);
+            let client_gone = matches!(e, LoginError::ClientIo(_));
+            let error = SessionError::Login(e);
+            if !client_gone {
+                refuse(client, &error).await;
+            }
+            report(&context, peer, &error);
+            return;
+        }
+    }
     context.metrics.connection(ConnectionOutcome::Relayed);
     context.metrics.upstream_connections.increment(1.0);
     debug!(%peer, user = startup.user(), database = startup.database(), tls = client.is_tls(), "session start");
@@ -158,7 +192,6 @@ pub async fn run(
     let result = relay::run(
         &mut client,
         upstream,
-        startup.raw.clone(),
         &context.metrics,
         &mut phase,
         caching.as_mut(),

@@ -37,11 +37,10 @@ const CLOSE_DRAIN: Duration = Duration::from_secs(5);
 /// The Terminate message, sent upstream when pgcached closes a session itself.
 const TERMINATE: &[u8] = b"X\0\0\0\x04";
 
-/// Relays until either side closes; the client's StartupMessage is sent upstream first.
+/// Relays until either side closes; the login phase is over (AuthenticationOk relayed).
 pub async fn run(
     client: &mut Stream,
     upstream: Stream,
-    startup: Bytes,
     metrics: &ProxyMetrics,
     phase: &mut PhaseReceiver,
     mut caching: Option<&mut CachingSession>,
@@ -53,7 +52,6 @@ pub async fn run(
     let mut from_upstream = Inbound::default();
     let mut to_client = Outbox::default();
     let mut to_upstream = Outbox::default();
-    to_upstream.push(startup);
     let mut tracker = Tracker::default();
     let mut closing: Option<(Result<(), SessionError>, tokio::time::Instant)> = None;
     // One pinned future per phase change, rather than a new `changed()` future per iteration.

@@ -3,8 +3,10 @@
 //! Layout:
 //! - [`url`]: the `--upstream` URL, with libpq's `sslmode` and `sslrootcert`.
 //! - [`connect`]: TCP connect plus TLS negotiation as `sslmode` asks, and cancel forwarding.
+//! - [`control`]: pgcached's own control connections (catalog, SCRAM verifiers).
 
 pub mod connect;
+pub mod control;
 pub mod url;
 
 pub use connect::{forward_cancel, Connector, UpstreamError, UpstreamStream};

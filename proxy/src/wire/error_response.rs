@@ -50,12 +50,29 @@ impl Severity {
 
 /// Encodes an ErrorResponse (`E`) with severity, SQLSTATE and message.
 pub fn encode(severity: Severity, code: &str, message: &str) -> Bytes {
-    let fields = vec![
+    encode_with(severity, code, message, None, None)
+}
+
+/// Encodes an ErrorResponse with a detail line and a hint (what to do), when given.
+pub fn encode_with(
+    severity: Severity,
+    code: &str,
+    message: &str,
+    detail: Option<&str>,
+    hint: Option<&str>,
+) -> Bytes {
+    let mut fields = vec![
         (b'S', severity.as_str().to_owned()),
         (b'V', severity.as_str().to_owned()),
         (b'C', code.to_owned()),
         (b'M', format!("pgcached: {message}")),
     ];
+    if let Some(detail) = detail {
+        fields.push((b'D', detail.to_owned()));
+    }
+    if let Some(hint) = hint {
+        fields.push((b'H', hint.to_owned()));
+    }
     let response = ErrorResponse::new(fields);
     let mut buf = BytesMut::with_capacity(response.message_length() + 1);
     if response.encode(&mut buf).is_err() {

@@ -5,12 +5,14 @@
 //! its own (errors, SSL answers). What to do with a frame is the session's business.
 //!
 //! Layout:
+//! - [`authentication`]: the login phase's `R` requests and `p` answers (SASL above all).
 //! - [`frame`]: the framer for tagged messages, with streaming of large frames.
 //! - [`startup`]: the untagged startup-phase packets (SSLRequest, StartupMessage, ...).
 //! - [`error_response`]: ErrorResponse messages with a SQLSTATE, encoded with pgwire.
 //! - [`extended`]: fields of the frontend messages the cache inspects, as slices of the frame.
 //! - [`fixed`]: backend messages whose bytes never vary (ReadyForQuery, ParseComplete, ...).
 
+pub mod authentication;
 pub mod error_response;
 pub mod extended;
 pub mod fixed;

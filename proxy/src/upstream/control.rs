@@ -1,0 +1,121 @@
+//! pgcached's own control connections to PostgreSQL, one per database, opened on first use.
+//!
+//! The catalog reader and the SCRAM verifier lookup both query PostgreSQL as pgcached's own
+//! role (the credentials in `--upstream`), never as a client. They share these connections:
+//! tokio-postgres clients, with the same TLS policy (`sslmode`, `sslrootcert`) as the sessions'
+//! upstream connections. A connection that closed is opened again on the next use.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+use tokio_postgres::NoTls;
+use tracing::debug;
+
+use super::url::{SslMode, UpstreamUrl};
+
+/// How long opening a control connection may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a control connection could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// `--upstream` has no user for pgcached's own connections.
+    #[error(
+        "the --upstream URL has no user: add pgcached's own credentials \
+         (postgres://pgcached:secret@host:port)"
+    )]
+    NoCredentials,
+    /// The connection or its login failed.
+    #[error("connection to database {database:?} as pgcached's own role failed: {source}")]
+    Connect {
+        database: String,
+        source: tokio_postgres::Error,
+    },
+    /// The TLS settings of the upstream URL are unusable.
+    #[error("control connection TLS: {0}")]
+    Tls(#[from] crate::tls::TlsConfigError),
+}
+
+/// Control connections, one per database.
+pub struct ControlConnections {
+    upstream: UpstreamUrl,
+    clients: Mutex<HashMap<String, Arc<tokio_postgres::Client>>>,
+}
+
+impl ControlConnections {
+    /// Connections with the credentials and TLS settings of `upstream`.
+    pub fn new(upstream: UpstreamUrl) -> ControlConnections {
+        ControlConnections {
+            upstream,
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The upstream URL the connections use.
+    pub fn upstream(&self) -> &UpstreamUrl {
+        &self.upstream
+    }
+
+    /// The open connection to `database`, opened now if there is none.
+    pub async fn client(
+        &self,
+        database: &str,
+    ) -> Result<Arc<tokio_postgres::Client>, ControlError> {
+        let mut clients = self.clients.lock().await;
+        if let Some(client) = clients.get(database) {
+            if !client.is_closed() {
+                return Ok(Arc::clone(client));
+            }
+        }
+        let client = Arc::new(self.open(database).await?);
+        clients.insert(database.to_owned(), Arc::clone(&client));
+        Ok(client)
+    }
+
+    async fn open(&self, database: &str) -> Result<tokio_postgres::Client, ControlError> {
+        let Some(user) = &self.upstream.user else {
+            return Err(ControlError::NoCredentials);
+        };
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(&self.upstream.host)
+            .port(self.upstream.port)
+            .dbname(database)
+            .user(user)
+            .application_name("pgcached control")
+            .connect_timeout(CONNECT_TIMEOUT);
+        if let Some(password) = &self.upstream.password {
+            config.password(password);
+        }
+        let failed = |source| ControlError::Connect {
+            database: database.to_owned(),
+            source,
+        };
+        let name = database.to_owned();
+        let report_end = move |result: Result<(), tokio_postgres::Error>| {
+            if let Err(e) = result {
+                debug!(database = %name, error = %e, "control connection closed");
+            }
+        };
+        match crate::tls::connector::for_upstream(&self.upstream)? {
+            None => {
+                config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+                let (client, connection) = config.connect(NoTls).await.map_err(failed)?;
+                tokio::spawn(async move { report_end(connection.await) });
+                Ok(client)
+            }
+            Some(tls) => {
+                config.ssl_mode(match self.upstream.sslmode {
+                    SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+                    _ => tokio_postgres::config::SslMode::Require,
+                });
+                let tls = tokio_postgres_rustls::MakeRustlsConnect::new(Arc::unwrap_or_clone(tls));
+                let (client, connection) = config.connect(tls).await.map_err(failed)?;
+                tokio::spawn(async move { report_end(connection.await) });
+                Ok(client)
+            }
+        }
+    }
+}
