@@ -150,10 +150,9 @@ impl CacheMetrics {
     }
 
     /// A relayed request answered after `started`.
-    pub fn duration(&self, path: QueryPath, started: Instant) {
+    pub(crate) fn duration(&self, path: QueryPath, started: Instant) {
         let seconds = started.elapsed().as_secs_f64();
         match path {
-            QueryPath::Hit => self.hit_duration.record(seconds),
             QueryPath::Miss => self.miss_duration.record(seconds),
             QueryPath::Passthrough => self.passthrough_duration.record(seconds),
         }

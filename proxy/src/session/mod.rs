@@ -2,22 +2,26 @@
 //!
 //! Layout:
 //! - [`startup`]: SSLRequest/GSSENCRequest/CancelRequest handling up to the StartupMessage.
-//! - [`relay`]: the two-way message relay once the StartupMessage has been forwarded.
-//! - [`tracker`]: what the relay learns from the frames it passes (ready state, fatal errors).
-//! - [`caching`]: the cache path: hits answered locally, misses captured, state tracked.
+//! - [`relay`]: the two-way relay once the login is over: moves bytes, performs the machine's
+//!   decisions.
+//! - [`inbound`]: received bytes cut into frames without copying.
+//! - [`machine`]: the session's state machine: conversation, counting, parking, cache path.
+//! - [`conversation`]: what the frames say about the session (idle, transaction status, ...).
+//! - [`caching`]: the cache path: hits answered locally, misses captured, invalidation.
 //! - [`fingerprint`]: the session-state part of every cache key.
 //! - [`outbox`]: bytes queued for a peer.
 //!
-//! The session never answers authentication itself: the client's StartupMessage goes to
-//! PostgreSQL unchanged and the whole exchange that follows is relayed, so trust, md5 and
-//! SCRAM-SHA-256 work without pgcached knowing any password.
+//! PostgreSQL checks every login ([`crate::auth`]): the client's StartupMessage goes upstream
+//! unchanged and pgcached never knows a password.
 
 pub mod caching;
+pub(crate) mod conversation;
 pub mod fingerprint;
+pub(crate) mod inbound;
+pub(crate) mod machine;
 pub mod outbox;
 pub mod relay;
 pub mod startup;
-pub mod tracker;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -180,27 +184,27 @@ pub async fn run(
         application: startup.parameter("application_name").unwrap_or(""),
         tls: client.is_tls(),
     });
-    let mut caching = match &context.cache {
-        Some(shared) if !startup.is_replication() => Some(caching::CachingSession::new(
-            Arc::clone(shared),
-            startup.database(),
-            startup.user(),
-            fingerprint::Fingerprint::from_startup(&startup.parameters),
-        )),
+    let cache_path = match &context.cache {
+        Some(shared) if !startup.is_replication() => {
+            // The database is real and the client may use it: follow its changes.
+            shared.follow(startup.database());
+            Some(caching::CachePath::new(
+                shared.backend(),
+                startup.database(),
+                startup.user(),
+                fingerprint::Fingerprint::from_startup(&startup.parameters),
+            ))
+        }
         _ => None,
     };
-    let result = relay::run(
-        &mut client,
-        upstream,
-        &context.metrics,
-        &mut phase,
-        caching.as_mut(),
-        &registration.info,
-    )
-    .await;
-    if let Some(caching) = caching.as_mut() {
-        caching.end();
-    }
+    let caching_on = cache_path.is_some();
+    let mut machine = machine::SessionMachine::new(
+        cache_path,
+        context.metrics.clone(),
+        Arc::clone(&registration.info),
+    );
+    let result = relay::run(&mut client, upstream, &mut machine, &mut phase, caching_on).await;
+    machine.end();
     context.metrics.upstream_connections.decrement(1.0);
     let _ = client.shutdown().await;
     let queries = registration

@@ -90,6 +90,13 @@ impl Outbox {
         Ok(())
     }
 
+    /// Takes everything queued (for tests that look at what would be written).
+    #[cfg(test)]
+    pub(crate) fn take_all(&mut self) -> Vec<Bytes> {
+        self.bytes = 0;
+        self.queue.drain(..).collect()
+    }
+
     pub fn advance(&mut self, mut n: usize) {
         self.bytes -= n.min(self.bytes);
         self.needs_flush = true;

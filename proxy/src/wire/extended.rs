@@ -162,12 +162,7 @@ pub fn bind_layout(arguments: &[u8]) -> Option<BindLayout> {
 mod tests {
     use super::*;
 
-    fn frame(tag: u8, body: &[u8]) -> Bytes {
-        let mut v = vec![tag];
-        v.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
-        v.extend_from_slice(body);
-        Bytes::from(v)
-    }
+    use crate::wire::test_frame as frame;
 
     #[test]
     fn messages_are_read() {

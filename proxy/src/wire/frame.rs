@@ -126,10 +126,7 @@ mod tests {
     use super::*;
 
     fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
-        let mut v = vec![tag];
-        v.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
-        v.extend_from_slice(body);
-        v
+        crate::wire::test_frame(tag, body).to_vec()
     }
 
     #[test]

@@ -3,19 +3,17 @@
 //! Every frame relayed upstream that the server answers gets an entry here, so that each frame
 //! coming back can be attributed to the request it answers: a DataRow to the Execute whose
 //! result is being captured, a ParseComplete to a Parse that pgcached injected itself (and must
-//! swallow), a ReadyForQuery to the end of a batch.
+//! swallow), a ReadyForQuery to the end of a request.
 
 use std::time::Instant;
 
-use bytes::Bytes;
-
 use super::capture::Capture;
+use super::effects::WriteScope;
 
-/// Which path a query took, for `pgcached_query_duration_seconds{path}`.
+/// Which path a relayed query took, for `pgcached_query_duration_seconds{path}` (hits are
+/// timed where they are answered).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum QueryPath {
-    /// Answered from the cache.
-    Hit,
+pub(crate) enum QueryPath {
     /// Cacheable, not in the cache: relayed and captured.
     Miss,
     /// Not cacheable (or not now): relayed.
@@ -23,7 +21,7 @@ pub enum QueryPath {
 }
 
 /// One expected answer.
-pub enum Expect {
+pub(crate) enum Expect {
     /// A simple Query or FunctionCall: everything up to ReadyForQuery.
     Simple {
         /// The result being captured, if the query is a cache miss.
@@ -32,8 +30,8 @@ pub enum Expect {
         started: Instant,
         /// Miss or passthrough.
         path: QueryPath,
-        /// The request may write: its ReadyForQuery bumps the database's generation.
-        wrote: bool,
+        /// What the request may write: its ReadyForQuery invalidates it.
+        writes: WriteScope,
     },
     /// ParseComplete; `swallow` when pgcached injected the Parse itself.
     Parse { swallow: bool },
@@ -47,13 +45,28 @@ pub enum Expect {
     Execute { capture: Option<Capture> },
     /// CloseComplete.
     Close,
-    /// ReadyForQuery ending an extended-protocol batch; `wrote` if the batch may write.
+    /// ReadyForQuery ending an extended-protocol batch.
     Sync {
+        /// When the batch started.
         started: Instant,
+        /// Whether any Execute was a miss.
         path: QueryPath,
-        wrote: bool,
+        /// What the batch may write.
+        writes: WriteScope,
     },
 }
 
-/// The RowDescription or NoData most recently answered to a Describe of a portal.
-pub type RowDescription = Option<Bytes>;
+impl Expect {
+    /// True for the end of a request that may write.
+    pub(crate) fn writes(&self) -> bool {
+        match self {
+            Expect::Simple { writes, .. } | Expect::Sync { writes, .. } => writes.writes(),
+            _ => false,
+        }
+    }
+
+    /// True for the expectation a ReadyForQuery answers.
+    pub(crate) fn ends_request(&self) -> bool {
+        matches!(self, Expect::Simple { .. } | Expect::Sync { .. })
+    }
+}

@@ -2,40 +2,51 @@
 //! it answers ([`super::expect`]), captured if it belongs to a result being cached, swallowed if
 //! it answers a Parse pgcached injected, and otherwise relayed.
 //!
-//! At ReadyForQuery the batch is over: with status `I` the complete captures are filled (each
-//! through its guard), and if the batch wrote, the database's generation is bumped before the
+//! At ReadyForQuery a request is over: with status `I` the complete captures are filled (each
+//! through its guard), and if the request wrote, the database's generation is bumped before the
 //! ReadyForQuery reaches the client, so no later read of any client sees a result from before.
 
 use bytes::Bytes;
 
 use super::capture::Capture;
 use super::expect::Expect;
-use super::CachingSession;
+use super::{CachePath, Mode, WriteScope};
+use crate::wire::backend::{BackendTag, TransactionStatus};
 
 /// What the relay does with a server frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ServerAction {
+pub(crate) enum ServerAction {
     /// Relay to the client.
     Forward,
-    /// Do not relay (answer to an injected request).
+    /// Do not relay (the answer to a request pgcached injected).
     Drop,
 }
 
-impl CachingSession {
-    /// Handles one frame from the server; `whole` is false for the first part of a streamed frame.
-    pub fn on_server_frame(&mut self, tag: u8, frame: &[u8], whole: bool) -> ServerAction {
-        if self.disabled {
-            if tag == b'Z' {
-                self.ready(frame);
+impl CachePath {
+    /// Handles one frame from the server; `whole` is false for the first part of a streamed
+    /// frame. `status` is set for a ReadyForQuery.
+    pub(crate) fn server_frame(
+        &mut self,
+        tag: BackendTag,
+        frame: &[u8],
+        whole: bool,
+        status: Option<TransactionStatus>,
+    ) -> ServerAction {
+        if self.mode == Mode::Lost {
+            if status.is_some() {
+                // Requests are no longer told apart: any of them may have written.
+                self.invalidate_database();
             }
             return ServerAction::Forward;
         }
         match tag {
-            b'Z' => self.ready(frame),
-            b'E' => self.error(),
-            b'N' | b'S' | b'G' | b'H' | b'W' | b'd' | b'c' => self.spoil_front(),
-            b'A' => {}
-            b'1' => match self.expect.front() {
+            BackendTag::ReadyForQuery => self.ready(status.unwrap_or(TransactionStatus::Idle)),
+            BackendTag::ErrorResponse => self.error(),
+            BackendTag::NoticeResponse
+            | BackendTag::ParameterStatus
+            | BackendTag::CopyResponse
+            | BackendTag::CopyData => self.spoil_front(),
+            BackendTag::ParseComplete => match self.expect.front() {
                 Some(Expect::Parse { swallow }) => {
                     let swallow = *swallow;
                     self.expect.pop_front();
@@ -45,12 +56,14 @@ impl CachingSession {
                 }
                 _ => self.desync(),
             },
-            b'2' => self.pop_if(|e| matches!(e, Expect::Bind)),
-            b'3' => self.pop_if(|e| matches!(e, Expect::Close)),
-            b't' if !matches!(self.expect.front(), Some(Expect::DescribeStatement)) => {
-                self.desync()
+            BackendTag::BindComplete => self.pop_if(|e| matches!(e, Expect::Bind)),
+            BackendTag::CloseComplete => self.pop_if(|e| matches!(e, Expect::Close)),
+            BackendTag::ParameterDescription => {
+                if !matches!(self.expect.front(), Some(Expect::DescribeStatement)) {
+                    self.desync();
+                }
             }
-            b'T' | b'n' => match self.expect.front_mut() {
+            BackendTag::RowDescription | BackendTag::NoData => match self.expect.front_mut() {
                 Some(Expect::Simple { capture, .. }) => {
                     if let Some(capture) = capture {
                         capture.add(frame, whole);
@@ -65,7 +78,7 @@ impl CachingSession {
                 }
                 _ => self.desync(),
             },
-            b'D' => match self.expect.front_mut() {
+            BackendTag::DataRow => match self.expect.front_mut() {
                 Some(Expect::Simple { capture, .. }) | Some(Expect::Execute { capture }) => {
                     if let Some(capture) = capture {
                         capture.add(frame, whole);
@@ -73,7 +86,7 @@ impl CachingSession {
                 }
                 _ => self.desync(),
             },
-            b'C' => match self.expect.front_mut() {
+            BackendTag::CommandComplete => match self.expect.front_mut() {
                 Some(Expect::Simple { capture, .. }) => {
                     if let Some(capture) = capture {
                         capture.finish(frame, whole);
@@ -90,7 +103,7 @@ impl CachingSession {
                 }
                 _ => self.desync(),
             },
-            b'I' => match self.expect.front_mut() {
+            BackendTag::EmptyQuery => match self.expect.front_mut() {
                 Some(Expect::Simple { capture, .. }) => {
                     if let Some(capture) = capture {
                         capture.spoil();
@@ -101,8 +114,8 @@ impl CachingSession {
                 }
                 _ => self.desync(),
             },
-            b's' => self.pop_if(|e| matches!(e, Expect::Execute { .. })),
-            _ => {}
+            BackendTag::PortalSuspended => self.pop_if(|e| matches!(e, Expect::Execute { .. })),
+            BackendTag::Notification | BackendTag::Other(_) => {}
         }
         ServerAction::Forward
     }
@@ -146,54 +159,42 @@ impl CachingSession {
         self.spoil_front();
         self.fills.clear();
         while let Some(front) = self.expect.front() {
-            match front {
-                Expect::Simple { .. } | Expect::Sync { .. } => break,
-                _ => {
-                    self.expect.pop_front();
-                }
+            if front.ends_request() {
+                break;
             }
+            self.expect.pop_front();
         }
     }
 
     /// ReadyForQuery: the end of a request; fills and invalidation happen here.
-    fn ready(&mut self, frame: &[u8]) {
-        let status = frame.get(5).copied().unwrap_or(b'I');
-        let first = self.status == 0;
-        self.status = status;
-        if first {
-            // The ReadyForQuery that ends authentication answers no request. The database is
-            // real and the client may use it: follow its changes.
-            self.shared.replication.ensure(&self.database);
-            self.shared.watchers.ensure(&self.database);
-            return;
-        }
-        if self.disabled {
-            // Requests are no longer told apart: any of them may have written.
-            self.invalidate_database();
-            return;
-        }
-        let wrote = match self.expect.pop_front() {
+    fn ready(&mut self, status: TransactionStatus) {
+        let writes = match self.expect.pop_front() {
             Some(Expect::Simple {
                 capture,
                 started,
                 path,
-                wrote,
+                writes,
             }) => {
                 if let Some(capture) = capture {
                     if let Some(fill) = capture.into_fill(Bytes::new()) {
                         self.fills.push(fill);
                     }
                 }
-                self.shared.metrics.duration(path, started);
-                wrote
+                self.backend.metrics.duration(path, started);
+                writes
             }
             Some(Expect::Sync {
                 started,
                 path,
-                wrote,
+                writes,
             }) => {
-                self.shared.metrics.duration(path, started);
-                wrote
+                self.backend.metrics.duration(path, started);
+                writes
+            }
+            None if !self.started => {
+                // The ReadyForQuery that ends the login answers no request.
+                self.started = true;
+                return;
             }
             Some(_) | None => {
                 self.desync();
@@ -202,34 +203,30 @@ impl CachingSession {
             }
         };
         // This ReadyForQuery acknowledges the request's write (or, in a transaction block, its
-        // step): bump now, before the client sees it; and again when the block ends.
-        if wrote {
-            if status != b'I' {
-                self.wrote_in_transaction = true;
+        // step): invalidate now, before the client sees it; and again when the block ends.
+        let idle = status == TransactionStatus::Idle;
+        if writes.writes() {
+            self.invalidate_database();
+            if !idle {
+                self.transaction_writes = self.transaction_writes.join(writes);
             }
+        } else if idle && self.transaction_writes.writes() {
             self.invalidate_database();
-        } else if status == b'I' && self.wrote_in_transaction {
-            self.invalidate_database();
-        }
-        if status == b'I' {
-            self.wrote_in_transaction = false;
-        }
-        if status == b'I' {
-            // The transaction is over, and with it every portal.
-            self.portals.clear();
         }
         let fills = std::mem::take(&mut self.fills);
-        if status == b'I' {
+        if idle {
+            self.transaction_writes = WriteScope::Nothing;
+            // The transaction is over, and with it every portal.
+            self.statements.transaction_ended();
             for fill in fills {
                 let outcome = fill.guard.fill(fill.response, fill.meta);
-                self.shared.metrics.filled(outcome);
+                self.backend.metrics.filled(outcome);
             }
         }
     }
 
     /// The answers no longer match the requests: stop caching for this session.
     fn desync(&mut self) {
-        tracing::debug!("cache path lost track of the conversation; relaying only");
-        self.disable();
+        self.lose();
     }
 }

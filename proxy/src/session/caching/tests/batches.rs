@@ -1,0 +1,257 @@
+//! Extended-protocol batches: all hit, partial hit, Describe, Flush, row limits, unnamed and
+//! named statements, portals, Close.
+
+use super::*;
+
+const READ: &str = "SELECT v FROM t WHERE k = $1";
+
+/// The server's answer to Parse, Bind, Describe portal, Execute, Sync with one row.
+fn batch_answer(value: &str) -> Vec<Bytes> {
+    vec![
+        parse_complete(),
+        bind_complete(),
+        row_description(),
+        data_row(value),
+        command_complete("SELECT 1"),
+        ready(b'I'),
+    ]
+}
+
+fn batch(key: &str) -> Vec<Bytes> {
+    vec![
+        parse("", READ),
+        bind("", "", key),
+        describe(b'P', ""),
+        execute("", 0),
+        sync(),
+    ]
+}
+
+fn filled(shared: &Shared, key: &str, value: &str) {
+    let mut session = shared.session();
+    session.client(&batch(key));
+    assert_eq!(session.sent(), b"PBDES");
+    session.server_all(&batch_answer(value));
+}
+
+#[test]
+fn a_batch_is_held_to_sync_then_relayed_whole_and_captured() {
+    let shared = Shared::new(Classes::default().read(READ, 7));
+    let mut session = shared.session();
+    let frames = batch("1");
+    session.client(&frames[..4]);
+    assert!(session.sent().is_empty(), "held until Sync");
+    assert!(!session.machine.is_idle());
+    session.client(&frames[4..]);
+    assert_eq!(session.sent(), b"PBDES");
+    session.server_all(&batch_answer("one"));
+    assert_eq!(shared.store.len(), 1);
+}
+
+#[test]
+fn a_batch_whose_every_execute_hits_is_answered_locally() {
+    let shared = Shared::new(Classes::default().read(READ, 7));
+    filled(&shared, "1", "one");
+    let mut session = shared.session();
+    session.client(&batch("1"));
+    assert!(session.sent().is_empty(), "PostgreSQL is not touched");
+    let answer = session.answered_frames();
+    assert_eq!(
+        answer.iter().map(|f| f[0]).collect::<Vec<_>>(),
+        b"12TDCZ",
+        "ParseComplete, BindComplete, the stored RowDescription, rows, ReadyForQuery"
+    );
+    assert_eq!(answer[3], data_row("one"));
+    assert_eq!(shared.hits(), 1);
+    // Other parameter values are other keys.
+    session.client(&batch("2"));
+    assert_eq!(session.sent(), b"PBDES");
+}
+
+#[test]
+fn a_batch_with_a_miss_is_relayed_whole_and_only_the_miss_is_captured() {
+    let shared = Shared::new(Classes::default().read(READ, 7));
+    filled(&shared, "1", "one");
+    let mut session = shared.session();
+    let mut frames = vec![parse("", READ)];
+    for key in ["1", "2"] {
+        frames.push(bind("", "", key));
+        frames.push(describe(b'P', ""));
+        frames.push(execute("", 0));
+    }
+    frames.push(sync());
+    session.client(&frames);
+    assert_eq!(
+        session.sent(),
+        b"PBDEBDES",
+        "one hit, one miss: relayed whole"
+    );
+    session.server_all(&[
+        parse_complete(),
+        bind_complete(),
+        row_description(),
+        data_row("one"),
+        command_complete("SELECT 1"),
+        bind_complete(),
+        row_description(),
+        data_row("two"),
+        command_complete("SELECT 1"),
+        ready(b'I'),
+    ]);
+    assert_eq!(session.answered().len(), 10, "every answer relayed");
+    assert_eq!(shared.store.len(), 2, "the miss was filled");
+    assert_eq!((shared.hits(), shared.misses()), (0, 2));
+    // Both are hits now, in one batch.
+    session.client(&frames);
+    assert!(session.sent().is_empty());
+    assert_eq!(session.answered(), b"12TDC2TDCZ");
+}
+
+#[test]
+fn describe_statement_named_parse_and_close_are_always_relayed() {
+    let shared = Shared::new(Classes::default().read(READ, 7));
+    filled(&shared, "1", "one");
+    let mut session = shared.session();
+    session.client(&[parse("", READ), describe(b'S', ""), sync()]);
+    assert_eq!(session.sent(), b"PDS");
+    session.server_all(&[
+        parse_complete(),
+        parameter_description(),
+        row_description(),
+        ready(b'I'),
+    ]);
+    session.client(&[
+        parse("s1", READ),
+        bind("", "s1", "1"),
+        execute("", 0),
+        sync(),
+    ]);
+    assert_eq!(session.sent(), b"PBES", "a named Parse reaches the server");
+    session.server_all(&[
+        parse_complete(),
+        bind_complete(),
+        data_row("one"),
+        command_complete("SELECT 1"),
+        ready(b'I'),
+    ]);
+    // The named statement is prepared on the server: later batches using it can be answered.
+    session.client(&[bind("", "s1", "1"), execute("", 0), sync()]);
+    assert!(session.sent().is_empty(), "answered from the cache");
+    session.answered();
+    session.client(&[close(b'S', "s1"), sync()]);
+    assert_eq!(session.sent(), b"CS");
+    session.server_all(&[close_complete(), ready(b'I')]);
+}
+
+#[test]
+fn flush_releases_a_held_batch_at_once() {
+    let shared = Shared::new(Classes::default().read(READ, 7));
+    filled(&shared, "1", "one");
+    let mut session = shared.session();
+    session.client(&[parse("", READ), bind("", "", "1"), flush()]);
+    assert_eq!(
+        session.sent(),
+        b"PBH",
+        "the client waits for answers before Sync"
+    );
+    session.server_all(&[parse_complete(), bind_complete()]);
+    session.client(&[execute("", 0), sync()]);
+    assert_eq!(session.sent(), b"ES");
+}
+
+#[test]
+fn a_row_limit_is_relayed_and_not_captured() {
+    let shared = Shared::new(Classes::default().read(READ, 7));
+    let mut session = shared.session();
+    session.client(&[parse("", READ), bind("", "", "1"), execute("", 1), sync()]);
+    assert_eq!(session.sent(), b"PBES");
+    session.server_all(&[
+        parse_complete(),
+        bind_complete(),
+        data_row("one"),
+        portal_suspended(),
+        ready(b'I'),
+    ]);
+    assert!(shared.store.is_empty());
+}
+
+#[test]
+fn an_unnamed_statement_answered_locally_is_prepared_again_before_a_miss() {
+    let shared = Shared::new(Classes::default().read(READ, 7));
+    filled(&shared, "1", "one");
+    let mut session = shared.session();
+    session.client(&batch("1"));
+    assert!(session.sent().is_empty());
+    session.answered();
+    // A Bind of the unnamed statement with other values: the server never saw this Parse.
+    session.client(&[bind("", "", "2"), execute("", 0), sync()]);
+    let sent = session.sent_frames();
+    assert_eq!(
+        sent.iter().map(|f| f[0]).collect::<Vec<_>>(),
+        b"PBES",
+        "the Parse is sent first"
+    );
+    assert_eq!(sent[0], parse("", READ));
+    assert_eq!(
+        session.server(parse_complete()),
+        ServerAction::Drop,
+        "the client never asked for that ParseComplete"
+    );
+    session.server_all(&[
+        bind_complete(),
+        data_row("two"),
+        command_complete("SELECT 1"),
+        ready(b'I'),
+    ]);
+    assert_eq!(session.answered(), b"2DCZ");
+}
+
+#[test]
+fn an_execute_of_an_unknown_portal_is_relayed_for_postgres_to_refuse() {
+    let shared = Shared::new(Classes::default().read(READ, 7));
+    let mut session = shared.session();
+    session.client(&[execute("nowhere", 0), sync()]);
+    assert_eq!(session.sent(), b"ES");
+    session.server_all(&[error("34000"), ready(b'I')]);
+    assert_eq!(session.answered(), b"EZ");
+    assert!(session.machine.is_idle());
+}
+
+#[test]
+fn portals_end_at_sync_outside_a_transaction_block() {
+    let shared = Shared::new(Classes::default().read(READ, 7));
+    filled(&shared, "1", "one");
+    let mut session = shared.session();
+    session.client(&batch("1"));
+    session.answered();
+    // The portal of that batch is gone: an Execute of it cannot be answered here.
+    session.client(&[execute("", 0), sync()]);
+    assert_eq!(session.sent(), b"ES");
+}
+
+#[test]
+fn a_described_portal_without_rows_replays_its_no_data() {
+    const WRITE_LIKE: &str = "SELECT FROM t WHERE k = $1";
+    let shared = Shared::new(Classes::default().read(WRITE_LIKE, 7));
+    let mut session = shared.session();
+    let frames = [
+        parse("", WRITE_LIKE),
+        bind("", "", "1"),
+        describe(b'P', ""),
+        execute("", 0),
+        sync(),
+    ];
+    session.client(&frames);
+    session.server_all(&[
+        parse_complete(),
+        bind_complete(),
+        no_data(),
+        command_complete("SELECT 0"),
+        ready(b'I'),
+    ]);
+    session.sent();
+    session.answered();
+    session.client(&frames);
+    assert!(session.sent().is_empty());
+    assert_eq!(session.answered(), b"12nCZ");
+}
