@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use pgcached_cache::{CacheConfig, CacheKey, Generations, Lookup, ResultCache, TableId};
+use pgcached_cache::{
+    CacheConfig, CacheKey, Dependencies, Generations, Lookup, ResultCache, TableId,
+};
 
 fn key(aid: u32) -> CacheKey {
     CacheKey::builder()
@@ -42,7 +44,11 @@ fn lookup_hit(c: &mut Criterion) {
         },
     ];
     for aid in 0..1000 {
-        if let Lookup::Miss(guard) = cache.lookup(&key(aid), "app", &deps) {
+        if let Lookup::Miss(reservation) = cache.lookup(&key(aid), "app") {
+            let guard = reservation.record(&Dependencies {
+                tables: &deps,
+                rows: &[],
+            });
             guard.fill(Bytes::from(vec![b'D'; 100]), Bytes::new());
         }
     }
@@ -50,7 +56,7 @@ fn lookup_hit(c: &mut Criterion) {
     c.bench_function("key + lookup hit (100-byte entry, 2 tables)", |b| {
         b.iter(|| {
             aid = (aid + 1) % 1000;
-            match cache.lookup(&key(black_box(aid)), "app", &deps) {
+            match cache.lookup(&key(black_box(aid)), "app") {
                 Lookup::Hit(entry) => black_box(entry.response.len()),
                 _ => 0,
             }

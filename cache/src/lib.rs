@@ -8,7 +8,7 @@
 //! query ran, the result is not stored.
 //!
 //! Layout:
-//! - [`generations`]: per-table and per-database counters.
+//! - [`generations`]: counters per database, table, column set, and row-key slots.
 //! - [`key`]: [`CacheKey`], unambiguous length-prefixed key material.
 //! - [`store`]: [`ResultCache`], [`Lookup`], [`FillGuard`], entries weighed in bytes.
 //! - [`flight`]: single flight, so concurrent identical misses send one query upstream.
@@ -19,6 +19,9 @@ pub mod key;
 pub mod store;
 
 pub use flight::FillWait;
-pub use generations::{GenerationHandle, Generations, TableId};
+pub use generations::{ColumnSetId, GenerationHandle, Generations, KeyHash, TableId, KEY_SLOTS};
 pub use key::{CacheKey, CacheKeyBuilder};
-pub use store::{BypassReason, CacheConfig, Entry, FillGuard, FillOutcome, Lookup, ResultCache};
+pub use store::{
+    BypassReason, CacheConfig, Dependencies, Entry, FillGuard, FillOutcome, Lookup, Reservation,
+    ResultCache, RowDependency,
+};

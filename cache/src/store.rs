@@ -10,7 +10,7 @@ use quick_cache::sync::Cache;
 use quick_cache::{DefaultHashBuilder, Lifecycle, Weighter};
 
 use crate::flight::{FillWait, Flights};
-use crate::generations::{GenerationHandle, Generations, TableId};
+use crate::generations::{ColumnSetId, GenerationHandle, Generations, KeyHash, TableId};
 use crate::key::CacheKey;
 
 /// Bytes counted per entry on top of its key and data (bookkeeping, allocator overhead).
@@ -35,7 +35,7 @@ pub struct Entry {
     /// A second buffer kept apart (e.g. a RowDescription for Describe); may be empty.
     pub meta: Bytes,
     /// The counters this result was computed under, with their values then.
-    dependencies: Vec<(GenerationHandle, u64)>,
+    dependencies: Recorded,
     /// When it was stored.
     pub filled_at: Instant,
     /// How long PostgreSQL took to produce it (lookup to fill): what each hit saves.
@@ -55,8 +55,63 @@ impl Entry {
         self.expires_at.is_some_and(|at| now >= at)
     }
 
-    fn is_current(&self, now: Instant) -> bool {
-        !self.is_expired(now) && self.dependencies.iter().all(|(h, v)| h.current() == *v)
+    fn is_current(&self, now: Instant, generations: &Generations) -> bool {
+        !self.is_expired(now) && self.dependencies.is_current(generations)
+    }
+}
+
+/// Rows of one table a read pins by equality on a set of columns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowDependency {
+    /// The table.
+    pub table: TableId,
+    /// The columns compared.
+    pub columns: ColumnSetId,
+    /// The keys (values of those columns) the read pins.
+    pub keys: Vec<KeyHash>,
+}
+
+/// What a result depends on.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Dependencies<'a> {
+    /// Tables read as a whole (scans, ranges, aggregates, anything not pinned to keys).
+    pub tables: &'a [TableId],
+    /// Tables read only at some keys.
+    pub rows: &'a [RowDependency],
+}
+
+/// Counter values recorded when a query was sent.
+#[derive(Debug, Default)]
+struct Recorded {
+    counters: Vec<(GenerationHandle, u64)>,
+    keys: Vec<(KeyHash, u64)>,
+}
+
+impl Recorded {
+    fn of(generations: &Generations, database: &str, deps: &Dependencies<'_>) -> Recorded {
+        let mut counters = Vec::with_capacity(1 + deps.tables.len() + 2 * deps.rows.len());
+        let mut record = |handle: GenerationHandle| {
+            let value = handle.current();
+            counters.push((handle, value));
+        };
+        record(generations.database(database));
+        for table in deps.tables {
+            record(generations.table(table));
+        }
+        let mut keys = Vec::new();
+        for rows in deps.rows {
+            record(generations.whole_table(&rows.table));
+            record(generations.column_set(&rows.table, rows.columns));
+            for key in &rows.keys {
+                keys.push((*key, generations.key(*key)));
+            }
+        }
+        Recorded { counters, keys }
+    }
+
+    fn is_current(&self, generations: &Generations) -> bool {
+        self.counters.iter().all(|(h, v)| h.current() == *v)
+            && self.keys.iter().all(|(k, v)| generations.key(*k) == *v)
     }
 }
 
@@ -68,8 +123,9 @@ pub struct BypassReason(pub &'static str);
 pub enum Lookup {
     /// A current entry.
     Hit(Arc<Entry>),
-    /// Not cached (or stale, now removed): send the query and fill through the guard.
-    Miss(FillGuard),
+    /// Not cached (or stale, now removed): this session fills the key. Record the read's
+    /// dependencies ([`Reservation::record`]) before sending the query.
+    Miss(Reservation),
     /// Another session is filling this key right now.
     Wait(FillWait),
     /// Not looked up.
@@ -153,15 +209,15 @@ impl ResultCache {
         &self.inner.generations
     }
 
-    /// Looks up `key`, a read of `deps` in `database`.
-    pub fn lookup(&self, key: &CacheKey, database: &str, deps: &[TableId]) -> Lookup {
+    /// Looks up `key`, a read in `database`.
+    pub fn lookup(&self, key: &CacheKey, database: &str) -> Lookup {
         let inner = &self.inner;
         if !inner.generations.is_available(database) {
             return Lookup::Bypass(BypassReason("replication_down"));
         }
         if let Some(entry) = inner.entries.get(key) {
             let now = Instant::now();
-            if entry.is_current(now) {
+            if entry.is_current(now, &inner.generations) {
                 entry.hits.fetch_add(1, Ordering::Relaxed);
                 inner.hits.fetch_add(1, Ordering::Relaxed);
                 return Lookup::Hit(entry);
@@ -174,23 +230,11 @@ impl ResultCache {
         if let Err(wait) = inner.flights.start(key) {
             return Lookup::Wait(wait);
         }
-        let mut dependencies = Vec::with_capacity(deps.len() + 1);
-        let database = inner.generations.database(database);
-        let value = database.current();
-        dependencies.push((database, value));
-        for table in deps {
-            let handle = inner.generations.table(table);
-            let value = handle.current();
-            dependencies.push((handle, value));
-        }
-        Lookup::Miss(FillGuard {
+        Lookup::Miss(Reservation {
             cache: self.clone(),
             key: Some(key.clone()),
-            dependencies,
+            database: Arc::from(database),
             started: Instant::now(),
-            ttl: inner.config.ttl,
-            label: Arc::from(""),
-            tables: Arc::from(Vec::new()),
         })
     }
 
@@ -240,11 +284,46 @@ impl ResultCache {
     }
 }
 
+/// The right to fill one key, before its dependencies are recorded. Dropping it ends the
+/// flight (waiters look up again).
+pub struct Reservation {
+    cache: ResultCache,
+    key: Option<CacheKey>,
+    database: Arc<str>,
+    started: Instant,
+}
+
+impl Reservation {
+    /// Records the current generations of everything the read depends on. Call it before the
+    /// query is sent: a fill is refused if any of them moves before it lands.
+    pub fn record(mut self, deps: &Dependencies<'_>) -> FillGuard {
+        let inner = &self.cache.inner;
+        let dependencies = Recorded::of(&inner.generations, &self.database, deps);
+        FillGuard {
+            cache: self.cache.clone(),
+            key: self.key.take(),
+            dependencies,
+            started: self.started,
+            ttl: inner.config.ttl,
+            label: Arc::from(""),
+            tables: Arc::from(Vec::new()),
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            self.cache.inner.flights.end(&key);
+        }
+    }
+}
+
 /// The right to fill one key, holding the generations seen before the query was sent.
 pub struct FillGuard {
     cache: ResultCache,
     key: Option<CacheKey>,
-    dependencies: Vec<(GenerationHandle, u64)>,
+    dependencies: Recorded,
     /// When the lookup missed: the fill's cost is measured from here.
     started: Instant,
     /// How long the entry will be served.
@@ -268,7 +347,7 @@ impl FillGuard {
 
     /// True if no dependency has changed since the lookup.
     pub fn is_still_valid(&self) -> bool {
-        self.dependencies.iter().all(|(h, v)| h.current() == *v)
+        self.dependencies.is_current(&self.cache.inner.generations)
     }
 
     /// Stores the result if it is within the cap and no dependency changed.

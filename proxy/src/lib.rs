@@ -24,6 +24,7 @@
 //! - [`catalog`]: what PostgreSQL's catalog says about relations and functions.
 //! - [`classify`]: the memoized verdict per statement text: cacheable (on which tables) or not.
 //! - [`cache_metrics`]: cache metric names and handles.
+//! - [`pins`]: row-level dependencies: canonical values, row keys, column sets in use.
 //! - [`replication`]: one logical-replication stream per database, feeding the cache.
 //! - [`stats`]: in-process totals, per-table invalidations and open sessions, for the admin
 //!   console and the per-table metrics.
@@ -39,6 +40,7 @@ pub mod error;
 pub mod local_cluster;
 pub mod metrics;
 pub mod net;
+pub mod pins;
 pub mod replication;
 pub mod server;
 pub mod session;

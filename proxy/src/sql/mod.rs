@@ -6,11 +6,15 @@
 //! - this file: [`analyze`] and the statement kinds.
 //! - [`read`]: the dependencies of a read (relations, functions) and syntax that forbids caching.
 //! - [`names`]: identifiers folded as PostgreSQL folds them.
+//! - [`pins`]: the rows a read pins by equality on columns.
+//! - [`write`]: what a write changes: its table, pinned rows, set columns, inserted rows.
 //! - [`text`]: `pgcached:` hints in comments, and the text with its literals removed.
 
 pub mod names;
+pub mod pins;
 pub mod read;
 pub mod text;
+pub mod write;
 
 use sqlparser::ast::{ObjectName, Set, Statement};
 use sqlparser::dialect::PostgreSqlDialect;

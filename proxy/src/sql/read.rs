@@ -22,6 +22,8 @@ pub struct ReadDeps {
     pub relations: Vec<RelationName>,
     /// Functions called. Deduplicated.
     pub functions: Vec<FunctionName>,
+    /// The rows of its FROM relations it pins by equality (empty: none).
+    pub pins: super::pins::Pins,
 }
 
 /// String literals whose cast to a date/time type depends on the clock.
@@ -154,5 +156,6 @@ pub fn dependencies(query: &Query) -> Result<ReadDeps, &'static str> {
     Ok(ReadDeps {
         relations,
         functions: collector.functions,
+        pins: super::pins::of_query(query),
     })
 }

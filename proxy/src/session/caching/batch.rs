@@ -329,9 +329,9 @@ impl CachePath {
                 Frontend::Execute(execute) => {
                     let (class, sql, param_types, arguments) =
                         self.execution(&execute.portal).ok_or(None)?;
-                    let Class::Cacheable(read) = &class else {
+                    if !matches!(class, Class::Cacheable(_)) {
                         return Err(None);
-                    };
+                    }
                     let key = self.key(
                         KeyProtocol::Extended,
                         &sql,
@@ -339,11 +339,7 @@ impl CachePath {
                         &arguments,
                         described.contains(&execute.portal),
                     );
-                    match self
-                        .backend
-                        .store
-                        .lookup(&key, &self.database, &read.tables)
-                    {
+                    match self.backend.store.lookup(&key, &self.database) {
                         Lookup::Hit(entry) => entries.push((index, execute.portal.clone(), entry)),
                         Lookup::Wait(wait) if may_wait => return Err(Some(wait)),
                         _ => return Err(None),

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use pgcached_cache::{CacheKey, Entry, FillGuard, FillWait, Lookup};
+use pgcached_cache::{CacheKey, Dependencies, Entry, FillGuard, FillWait, Lookup};
 
 use super::CachePath;
 use crate::classify::{CacheableRead, Class};
@@ -123,10 +123,14 @@ impl CachePath {
     /// only when `may_wait`.
     pub(crate) fn look_up(&self, key: &CacheKey, read: &CacheableRead, may_wait: bool) -> Found {
         let metrics = &self.backend.metrics;
-        match self.backend.store.lookup(key, &self.database, &read.tables) {
+        match self.backend.store.lookup(key, &self.database) {
             Lookup::Hit(entry) => Found::Hit(entry),
-            Lookup::Miss(mut guard) => {
+            Lookup::Miss(reservation) => {
                 metrics.miss();
+                let mut guard = reservation.record(&Dependencies {
+                    tables: &read.tables,
+                    rows: &[],
+                });
                 if let Some(ttl) = read.ttl {
                     guard.set_ttl(ttl);
                 }

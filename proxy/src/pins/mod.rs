@@ -1,0 +1,15 @@
+//! Row-level dependencies: a read that pins rows by equality on columns depends on those rows'
+//! keys, not on its whole table.
+//!
+//! The pieces: [`canonical`] forms of values, the same from a query constant, a Bind parameter
+//! and a replication row image; [`keys`], the hash of (table, column set, values) that indexes
+//! a key slot of the cache's generations; and the [`registry`] of the column sets in use per
+//! table, which every source of changes consults to bump the right keys.
+
+pub mod canonical;
+pub mod keys;
+pub mod registry;
+
+pub use canonical::PinType;
+pub use keys::key_hash;
+pub use registry::{ColumnSet, Identity, PinRegistry, TableSets};
