@@ -19,6 +19,6 @@ pub mod key;
 pub mod store;
 
 pub use flight::FillWait;
-pub use generations::{GenerationHandle, Generations, TableId};
+pub use generations::{Feed, GenerationHandle, Generations, TableId};
 pub use key::{CacheKey, CacheKeyBuilder};
 pub use store::{BypassReason, CacheConfig, Entry, FillGuard, FillOutcome, Lookup, ResultCache};

@@ -23,7 +23,7 @@
 //! - [`catalog`]: what PostgreSQL's catalog says about relations and functions.
 //! - [`classify`]: the memoized verdict per statement text: cacheable (on which tables) or not.
 //! - [`cache_metrics`]: cache metric names and handles.
-//! - [`replication`]: one logical-replication stream per database, feeding the cache.
+//! - [`replication`]: one logical-decoding stream per database, feeding the cache.
 //! - [`stats`]: in-process totals, per-table invalidations and open sessions, for the admin
 //!   console and the per-table metrics.
 

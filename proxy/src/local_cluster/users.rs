@@ -62,9 +62,8 @@ pub fn setup_sql() -> String {
 }
 
 /// SQL run inside the app database once it exists: since PostgreSQL 15 only the owner may
-/// create objects in `public`; the test roles may too.
+/// create objects in `public`; the test roles may too. pgcached itself needs nothing here: its
+/// stream decodes with test_decoding on a temporary slot.
 pub fn app_sql() -> &'static str {
-    // The publication pgcached streams for invalidation (FOR ALL TABLES needs a superuser).
-    "GRANT ALL ON SCHEMA public TO PUBLIC;\n\
-     CREATE PUBLICATION pgcached FOR ALL TABLES WITH (publish_via_partition_root = true);\n"
+    "GRANT ALL ON SCHEMA public TO PUBLIC;\n"
 }

@@ -3,8 +3,10 @@
 //! Layout:
 //! - [`url`]: the `--upstream` URL, with libpq's `sslmode` and `sslrootcert`.
 //! - [`connect`]: TCP connect plus TLS negotiation as `sslmode` asks, and cancel forwarding.
+//! - [`own_login`]: pgcached logging in as itself (its replication connections).
 
 pub mod connect;
+pub mod own_login;
 pub mod url;
 
 pub use connect::{forward_cancel, Connector, UpstreamError, UpstreamStream};
