@@ -13,7 +13,7 @@ use pgcached::upstream::own_login::{login, Login};
 use pgcached::upstream::{Connector, UpstreamUrl};
 use pgcached_tests::console::{self, CONSOLE_FLAGS};
 use pgcached_tests::external::{until_cached, value, wait_for};
-use pgcached_tests::proxy::caching_config_for;
+use pgcached_tests::proxy::{caching_config_for, config_with};
 use pgcached_tests::{connect, url, Endpoint, TestProxy};
 use tokio_postgres::Client;
 
@@ -283,5 +283,20 @@ async fn a_role_without_replication_is_named() {
         explained["reason"].as_deref(),
         Some("replication_down"),
         "{explained:?}"
+    );
+
+    // Without a user in --upstream there is no stream to try; the problem says so.
+    let upstream = format!("postgres://127.0.0.1:{}?sslmode=disable", cluster.port());
+    let mut flags = vec!["--cache", "on"];
+    flags.extend(CONSOLE_FLAGS);
+    let anonymous = TestProxy::with_config(config_with(&upstream, &flags, ""));
+    let _client = through(&anonymous).await;
+    let console = console::console(anonymous.port()).await;
+    let row = console::wait_for_state(&console, "app", "unavailable", Some("no_user"), LIMIT).await;
+    assert!(
+        row["detail"]
+            .as_deref()
+            .is_some_and(|d| d.contains("--upstream") && d.contains("REPLICATION")),
+        "{row:?}"
     );
 }
