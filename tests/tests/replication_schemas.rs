@@ -148,6 +148,23 @@ async fn tables_without_a_primary_key_keep_working_and_are_followed() {
         .await
         .expect("trigger");
     wait_for(&client, tally, "4", SECOND).await;
+
+    // The stream counted those transactions and read their commit times.
+    let row = console::replication(&console, "app")
+        .await
+        .expect("app followed");
+    let transactions: u64 = row["transactions"]
+        .as_deref()
+        .unwrap_or("0")
+        .parse()
+        .expect("count");
+    assert!(transactions >= 6, "{row:?}");
+    let lag_ms: f64 = row["lag_ms"]
+        .as_deref()
+        .expect("a lag from test_decoding's commit time")
+        .parse()
+        .expect("lag");
+    assert!((0.0..10_000.0).contains(&lag_ms), "{row:?}");
 }
 
 #[tokio::test]

@@ -132,7 +132,7 @@ pub async fn explain(
                             |ttl| format!("{ttl:?}"),
                         )),
                     ),
-                    Feed::Down => ("not now", "replication_down", None),
+                    Feed::Down => ("no", "replication_down", None),
                     Feed::Bounded(bound) if bound.is_zero() => ("no", "no_change_feed", None),
                     Feed::Bounded(bound) => (
                         "yes",
