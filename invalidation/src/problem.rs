@@ -58,6 +58,8 @@ pub enum Problem {
         /// `test_decoding` or `pgoutput`.
         plugin: &'static str,
     },
+    /// The server is a standby that cannot decode (before PostgreSQL 16).
+    InRecovery,
 }
 
 impl Problem {
@@ -75,11 +77,12 @@ impl Problem {
             Problem::WalLevel { .. } => "wal_level",
             Problem::PublicationMissing { .. } => "publication_missing",
             Problem::DecodingPlugin { .. } => "decoding_plugin",
+            Problem::InRecovery => "in_recovery",
         }
     }
 
     /// Every label, for documentation checks.
-    pub const LABELS: [&'static str; 11] = [
+    pub const LABELS: [&'static str; 12] = [
         "no_user",
         "tls",
         "authentication",
@@ -91,6 +94,7 @@ impl Problem {
         "wal_level",
         "publication_missing",
         "decoding_plugin",
+        "in_recovery",
     ];
 
     /// What is wrong and what to change, for the log, `SHOW REPLICATION` and the alert.
@@ -140,6 +144,9 @@ impl Problem {
                 "the output plugin {plugin} is not installed on PostgreSQL: install the server's \
                  contrib modules, or name a publication with --publication to use pgoutput"
             ),
+            Problem::InRecovery => "PostgreSQL is a standby and cannot decode changes (before \
+                 version 16): point --upstream at the primary"
+                .to_owned(),
         }
     }
 
@@ -174,6 +181,7 @@ impl Problem {
             "55000" if message.contains("wal_level") => Some(Problem::WalLevel {
                 current: "not logical".to_owned(),
             }),
+            "55000" if message.contains("recovery") => Some(Problem::InRecovery),
             "42704" if message.contains("publication") => {
                 let publication = error
                     .message
