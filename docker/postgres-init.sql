@@ -1,12 +1,11 @@
 -- Runs once, as the superuser, when the compose stack's PostgreSQL volume is first created.
--- pgcached's own role: it reads the catalog and streams logical replication; applications keep
--- logging in as themselves.
+-- pgcached's own role: it reads the catalog and follows changes by logical decoding
+-- (test_decoding, on a temporary slot: nothing else to create); applications keep logging in
+-- as themselves.
 CREATE ROLE pgcached LOGIN REPLICATION PASSWORD 'pgcached_secret';
 CREATE ROLE app LOGIN PASSWORD 'app_secret';
 CREATE DATABASE app OWNER app;
 \connect app
--- The publication pgcached streams (FOR ALL TABLES needs a superuser, hence here).
-CREATE PUBLICATION pgcached FOR ALL TABLES WITH (publish_via_partition_root = true);
 -- The verifier function of pgcached's auth query (TLS clients' SCRAM logins; README, "Logins").
 CREATE OR REPLACE FUNCTION public.pgcached_scram_verifier(role_name text) RETURNS text
     LANGUAGE sql STABLE STRICT SECURITY DEFINER SET search_path = pg_catalog

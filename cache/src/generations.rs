@@ -20,6 +20,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::RwLock;
 
@@ -64,6 +65,21 @@ impl GenerationHandle {
     }
 }
 
+/// How a database's cached results may be served, given what is known about the feed of
+/// changes made outside pgcached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Feed {
+    /// Changes reach the cache (or nothing is expected to write elsewhere): results are served
+    /// until invalidated.
+    #[default]
+    Live,
+    /// The feed is down for now: nothing is served (fail closed).
+    Down,
+    /// No feed can work: a result is served for at most this long after the lookup that
+    /// filled it; zero means nothing is cached at all.
+    Bounded(Duration),
+}
+
 /// The two counters of a table.
 #[derive(Debug, Clone, Default)]
 struct TableCounters {
@@ -79,8 +95,9 @@ pub struct Generations {
     tables: RwLock<HashMap<TableId, TableCounters>>,
     column_sets: RwLock<HashMap<(TableId, ColumnSetId), GenerationHandle>>,
     keys: Box<[AtomicU64]>,
-    /// Databases whose cached results may not be served now (their change stream is down).
-    unavailable: RwLock<std::collections::HashSet<Arc<str>>>,
+    /// Databases whose feed is not [`Feed::Live`] (only those are stored, so that the usual
+    /// case is one check of an empty map).
+    feeds: RwLock<HashMap<Arc<str>, Feed>>,
 }
 
 impl Default for Generations {
@@ -90,7 +107,7 @@ impl Default for Generations {
             tables: RwLock::default(),
             column_sets: RwLock::default(),
             keys: (0..KEY_SLOTS).map(|_| AtomicU64::new(0)).collect(),
-            unavailable: RwLock::default(),
+            feeds: RwLock::default(),
         }
     }
 }
@@ -188,20 +205,24 @@ impl Generations {
         self.database(database).bump();
     }
 
-    /// Marks whether `database`'s cached results may be served (fail closed while the source
-    /// of its changes is down).
-    pub fn set_available(&self, database: &str, available: bool) {
-        if available {
-            self.unavailable.write().remove(database);
+    /// Sets how `database`'s cached results may be served. Moving to a more restrictive feed
+    /// does not by itself drop what is stored: the caller bumps the database when the entries
+    /// filled under the old feed must go.
+    pub fn set_feed(&self, database: &str, feed: Feed) {
+        if feed == Feed::Live {
+            self.feeds.write().remove(database);
         } else {
-            self.unavailable.write().insert(Arc::from(database));
+            self.feeds.write().insert(Arc::from(database), feed);
         }
     }
 
-    /// True unless `database` was marked unavailable.
-    pub fn is_available(&self, database: &str) -> bool {
-        let unavailable = self.unavailable.read();
-        unavailable.is_empty() || !unavailable.contains(database)
+    /// How `database`'s cached results may be served now.
+    pub fn feed(&self, database: &str) -> Feed {
+        let feeds = self.feeds.read();
+        if feeds.is_empty() {
+            return Feed::Live;
+        }
+        feeds.get(database).copied().unwrap_or_default()
     }
 
     /// Databases with a counter (every database a read was looked up in), by name.

@@ -19,7 +19,9 @@ pub mod key;
 pub mod store;
 
 pub use flight::FillWait;
-pub use generations::{ColumnSetId, GenerationHandle, Generations, KeyHash, TableId, KEY_SLOTS};
+pub use generations::{
+    ColumnSetId, Feed, GenerationHandle, Generations, KeyHash, TableId, KEY_SLOTS,
+};
 pub use key::{CacheKey, CacheKeyBuilder};
 pub use store::{
     BypassReason, CacheConfig, Dependencies, Entry, FillGuard, FillOutcome, Lookup, Reservation,

@@ -10,7 +10,7 @@ use quick_cache::sync::Cache;
 use quick_cache::{DefaultHashBuilder, Lifecycle, Weighter};
 
 use crate::flight::{FillWait, Flights};
-use crate::generations::{ColumnSetId, GenerationHandle, Generations, KeyHash, TableId};
+use crate::generations::{ColumnSetId, Feed, GenerationHandle, Generations, KeyHash, TableId};
 use crate::key::CacheKey;
 
 /// Bytes counted per entry on top of its key and data (bookkeeping, allocator overhead).
@@ -51,12 +51,18 @@ pub struct Entry {
 }
 
 impl Entry {
-    fn is_expired(&self, now: Instant) -> bool {
+    /// Past its TTL, or, while the database has no change feed, older than `bound` counted
+    /// from the lookup that filled it (the database is bumped when the feed is lost, so this
+    /// only matters if that bump were missed: the bound holds by itself).
+    fn is_expired(&self, now: Instant, bound: Option<Duration>) -> bool {
         self.expires_at.is_some_and(|at| now >= at)
+            || bound.is_some_and(|bound| {
+                now.saturating_duration_since(self.filled_at) + self.cost >= bound
+            })
     }
 
-    fn is_current(&self, now: Instant, generations: &Generations) -> bool {
-        !self.is_expired(now) && self.dependencies.is_current(generations)
+    fn is_current(&self, now: Instant, bound: Option<Duration>, generations: &Generations) -> bool {
+        !self.is_expired(now, bound) && self.dependencies.is_current(generations)
     }
 }
 
@@ -141,6 +147,9 @@ pub enum FillOutcome {
     Stale,
     /// Not stored: larger than the per-entry cap.
     TooLarge,
+    /// Not stored: the query took longer than the database's bound on staleness (it has no
+    /// change feed), so the result was already too old to serve.
+    Expired,
 }
 
 #[derive(Clone)]
@@ -212,17 +221,22 @@ impl ResultCache {
     /// Looks up `key`, a read in `database`.
     pub fn lookup(&self, key: &CacheKey, database: &str) -> Lookup {
         let inner = &self.inner;
-        if !inner.generations.is_available(database) {
-            return Lookup::Bypass(BypassReason("replication_down"));
-        }
+        let bound = match inner.generations.feed(database) {
+            Feed::Live => None,
+            Feed::Down => return Lookup::Bypass(BypassReason("replication_down")),
+            Feed::Bounded(bound) if bound.is_zero() => {
+                return Lookup::Bypass(BypassReason("no_change_feed"))
+            }
+            Feed::Bounded(bound) => Some(bound),
+        };
         if let Some(entry) = inner.entries.get(key) {
             let now = Instant::now();
-            if entry.is_current(now, &inner.generations) {
+            if entry.is_current(now, bound, &inner.generations) {
                 entry.hits.fetch_add(1, Ordering::Relaxed);
                 inner.hits.fetch_add(1, Ordering::Relaxed);
                 return Lookup::Hit(entry);
             }
-            if entry.is_expired(now) {
+            if entry.is_expired(now, bound) {
                 inner.expired.fetch_add(1, Ordering::Relaxed);
             }
             inner.entries.remove(key);
@@ -230,11 +244,13 @@ impl ResultCache {
         if let Err(wait) = inner.flights.start(key) {
             return Lookup::Wait(wait);
         }
+        let started = Instant::now();
         Lookup::Miss(Reservation {
             cache: self.clone(),
             key: Some(key.clone()),
             database: Arc::from(database),
-            started: Instant::now(),
+            started,
+            deadline: bound.map(|bound| started + bound),
         })
     }
 
@@ -291,6 +307,9 @@ pub struct Reservation {
     key: Option<CacheKey>,
     database: Arc<str>,
     started: Instant,
+    /// While the database has no change feed: when a result of this lookup stops being
+    /// servable.
+    deadline: Option<Instant>,
 }
 
 impl Reservation {
@@ -304,6 +323,7 @@ impl Reservation {
             key: self.key.take(),
             dependencies,
             started: self.started,
+            deadline: self.deadline,
             ttl: inner.config.ttl,
             label: Arc::from(""),
             tables: Arc::from(Vec::new()),
@@ -326,6 +346,9 @@ pub struct FillGuard {
     dependencies: Recorded,
     /// When the lookup missed: the fill's cost is measured from here.
     started: Instant,
+    /// While the database has no change feed: the entry is never served after this instant
+    /// (the lookup plus the bound), whatever its TTL.
+    deadline: Option<Instant>,
     /// How long the entry will be served.
     ttl: Option<Duration>,
     label: Arc<str>,
@@ -356,12 +379,18 @@ impl FillGuard {
         let Some(key) = self.key.take() else {
             return FillOutcome::Stale;
         };
+        let now = Instant::now();
         let outcome = if response.len() + meta.len() > inner.config.max_entry_bytes {
             FillOutcome::TooLarge
         } else if !self.is_still_valid() {
             FillOutcome::Stale
+        } else if self.deadline.is_some_and(|deadline| now >= deadline) {
+            FillOutcome::Expired
         } else {
-            let now = Instant::now();
+            let expires_at = match (self.ttl.map(|ttl| now + ttl), self.deadline) {
+                (Some(at), Some(deadline)) => Some(at.min(deadline)),
+                (at, deadline) => at.or(deadline),
+            };
             let entry = Entry {
                 response,
                 meta,
@@ -370,7 +399,7 @@ impl FillGuard {
                 cost: now.saturating_duration_since(self.started),
                 label: Arc::clone(&self.label),
                 tables: Arc::clone(&self.tables),
-                expires_at: self.ttl.map(|ttl| now + ttl),
+                expires_at,
                 hits: AtomicU64::new(0),
             };
             inner.entries.insert(key.clone(), Arc::new(entry));

@@ -1,113 +1,144 @@
-//! The logical-replication stream of one database.
+//! The change stream of one database.
 //!
-//! Each connection creates a TEMPORARY slot (`CREATE_REPLICATION_SLOT … TEMPORARY LOGICAL
-//! pgoutput`) on a gated replication session, then streams the configured publication. On every
-//! Commit the tables the transaction touched are reported. Standby status updates go out every
-//! second, so the server can recycle WAL promptly. When the stream fails, it is reported down at
-//! once and reconnected with backoff; on reconnect it is reported up again, and the cache drops
-//! what it held for the database, since the gap is unknown.
+//! Each connection checks what it needs (`IDENTIFY_SYSTEM`, `wal_level`, the publication when
+//! one is named), creates a TEMPORARY slot (`CREATE_REPLICATION_SLOT … TEMPORARY LOGICAL
+//! <plugin>`, gone when the connection ends), and streams it (`START_REPLICATION … LOGICAL
+//! 0/0`). On every commit the tables the transaction touched are reported. Standby status
+//! updates go out every second, and at once when the server asks, carrying the end of the last
+//! commit processed, so the server can recycle WAL promptly.
 //!
-//! Problems an operator must fix (wal_level, the REPLICATION attribute, the publication) are
-//! reported as unavailable with a message that names the fix, and retried slowly.
+//! When the stream fails it is reported down at once and reconnected with backoff; on
+//! reconnect it is reported up again, and the cache drops what it held for the database, since
+//! the gap is unknown. Problems an operator must fix ([`Problem`]) are reported as unavailable
+//! and retried slowly.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use pgwire_replication::client::ReplicationEvent;
-use pgwire_replication::{PgWireError, ReplicationClient, ReplicationConfig};
+use bytes::Bytes;
 use tokio::task::JoinHandle;
 use tracing::{debug, info};
 
-use crate::pgoutput::{self, Change};
-use crate::InvalidationSink;
+use crate::change::RelationRef;
+use crate::names::{NameMap, RelationNames};
+use crate::pgoutput;
+use crate::problem::Problem;
+use crate::session::{Session, SessionError, StreamMessage};
+use crate::test_decoding;
+use crate::wire::Lsn;
+use crate::{Commit, Connect, ConnectError, InvalidationSink};
 
 /// First reconnect delay; doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest reconnect delay after a transient failure.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
-/// Delay before retrying after a configuration problem.
-const CONFIG_RETRY: Duration = Duration::from_secs(30);
+/// How often the server hears how far the stream got.
+const STATUS_INTERVAL: Duration = Duration::from_secs(1);
+/// Relations one transaction may name before it counts as "the whole database".
+const MAX_RELATIONS_PER_TRANSACTION: usize = 10_000;
 
 static SLOT_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// Where and how to stream one database.
-#[derive(Clone)]
-pub struct StreamConfig {
-    /// PostgreSQL host.
-    pub host: String,
-    /// PostgreSQL port.
-    pub port: u16,
-    /// Role with the REPLICATION attribute.
-    pub user: String,
-    /// Its password.
-    pub password: String,
-    /// The database to stream.
-    pub database: String,
-    /// Publication to stream (created `FOR ALL TABLES` if missing and permitted).
-    pub publication: String,
+/// How changes are decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decoding {
+    /// `test_decoding`: every table, no publication needed.
+    TestDecoding,
+    /// `pgoutput`, streaming the operator's publication (only its tables are reported).
+    Pgoutput {
+        /// The publication's name.
+        publication: String,
+    },
 }
 
-impl std::fmt::Debug for StreamConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StreamConfig")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("user", &self.user)
-            .field("database", &self.database)
-            .field("publication", &self.publication)
-            .finish()
+impl Decoding {
+    /// The output plugin.
+    pub fn plugin(&self) -> &'static str {
+        match self {
+            Decoding::TestDecoding => "test_decoding",
+            Decoding::Pgoutput { .. } => "pgoutput",
+        }
     }
-}
 
-/// Why one connection ended.
-#[derive(Debug, thiserror::Error)]
-enum StreamError {
-    /// Something an operator must change.
-    #[error("{0}")]
-    Config(String),
-    /// Anything else: reconnect.
-    #[error("{0}")]
-    Transient(String),
-}
+    /// For people: the plugin, and the publication with pgoutput.
+    pub fn describe(&self) -> String {
+        match self {
+            Decoding::TestDecoding => "test_decoding".to_owned(),
+            Decoding::Pgoutput { publication } => format!("pgoutput ({publication})"),
+        }
+    }
 
-impl From<PgWireError> for StreamError {
-    fn from(error: PgWireError) -> StreamError {
-        let text = error.to_string();
-        let lower = text.to_ascii_lowercase();
-        if lower.contains("wal_level") {
-            StreamError::Config(format!(
-                "logical replication is off ({text}); set wal_level = logical on PostgreSQL and restart it"
-            ))
-        } else if lower.contains("permission")
-            || lower.contains("must be superuser or replication role")
-            || lower.contains("must have the replication")
-            || lower.contains("no pg_hba.conf entry for replication")
-            || lower.contains("authentication")
-        {
-            StreamError::Config(format!(
-                "pgcached's role cannot open a replication connection ({text}); give it the \
-                 REPLICATION attribute (ALTER ROLE … REPLICATION) and a 'replication' line in pg_hba.conf"
-            ))
-        } else {
-            StreamError::Transient(text)
+    fn options(&self) -> String {
+        match self {
+            Decoding::TestDecoding => {
+                "(\"include-xids\" '0', \"include-timestamp\" '1', \"skip-empty-xacts\" '1')"
+                    .to_owned()
+            }
+            Decoding::Pgoutput { publication } => format!(
+                "(proto_version '1', publication_names '{}')",
+                quote_identifier(publication).replace('\'', "''")
+            ),
         }
     }
 }
 
-/// Starts streaming `config.database` in the background, reporting to `sink`, until aborted.
-pub fn spawn(config: StreamConfig, sink: Arc<dyn InvalidationSink>) -> JoinHandle<()> {
+/// Which database to follow, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamConfig {
+    /// The database.
+    pub database: String,
+    /// The decoding.
+    pub decoding: Decoding,
+}
+
+/// Why one connection ended.
+#[derive(Debug)]
+enum StreamError {
+    /// Something an operator must change.
+    Problem(Problem),
+    /// Anything else: reconnect.
+    Transient(String),
+}
+
+impl StreamError {
+    fn from_session(error: SessionError, plugin: &'static str) -> StreamError {
+        match &error {
+            SessionError::Server(server) => match Problem::from_server(server, plugin) {
+                Some(problem) => StreamError::Problem(problem),
+                None => StreamError::Transient(error.to_string()),
+            },
+            _ => StreamError::Transient(error.to_string()),
+        }
+    }
+}
+
+/// Starts following `config.database` in the background, reporting to `sink`, until aborted.
+pub fn spawn(
+    config: StreamConfig,
+    connect: Arc<dyn Connect>,
+    names: Arc<dyn RelationNames>,
+    sink: Arc<dyn InvalidationSink>,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut backoff = FIRST_BACKOFF;
         loop {
-            match stream_once(&config, sink.as_ref()).await {
-                Ok(()) => {
-                    sink.stream_down(&config.database, "the server ended the stream");
-                    backoff = FIRST_BACKOFF;
-                }
-                Err(StreamError::Config(reason)) => {
-                    sink.stream_unavailable(&config.database, &reason);
-                    tokio::time::sleep(CONFIG_RETRY).await;
+            let mut stream = Stream {
+                config: &config,
+                names: names.as_ref(),
+                sink: sink.as_ref(),
+                streamed: false,
+            };
+            let result = stream.run(connect.as_ref()).await;
+            if stream.streamed {
+                backoff = FIRST_BACKOFF;
+            }
+            match result {
+                Ok(()) => sink.stream_down(&config.database, "the server ended the stream"),
+                Err(StreamError::Problem(problem)) => {
+                    sink.stream_unavailable(&config.database, &problem);
+                    tokio::time::sleep(problem.retry_after()).await;
                     continue;
                 }
                 Err(StreamError::Transient(reason)) => {
@@ -120,136 +151,302 @@ pub fn spawn(config: StreamConfig, sink: Arc<dyn InvalidationSink>) -> JoinHandl
     })
 }
 
-/// One replication connection, from slot creation to the end of the stream.
-async fn stream_once(
-    config: &StreamConfig,
-    sink: &dyn InvalidationSink,
-) -> Result<(), StreamError> {
-    let slot = format!(
-        "pgcached_{}_{}",
-        std::process::id(),
-        SLOT_COUNTER.fetch_add(1, Ordering::Relaxed)
-    );
-    let replication = ReplicationConfig::new(
-        config.host.clone(),
-        config.user.clone(),
-        config.password.clone(),
-        config.database.clone(),
-        slot.clone(),
-        config.publication.clone(),
-    )
-    .with_port(config.port)
-    .with_status_interval(Duration::from_secs(1))
-    .with_wakeup_interval(Duration::from_secs(1))
-    .with_application_name("pgcached replication");
-    let mut client = ReplicationClient::connect_gated(replication).await?;
+/// The relations of the transaction being read.
+#[derive(Debug, Default)]
+struct Transaction {
+    relations: BTreeSet<RelationRef>,
+    /// Some change could not be read, or there were too many relations to list.
+    unknown: bool,
+}
 
-    let wal_level = first_value(client.simple_query("SHOW wal_level").await?);
-    if wal_level.as_deref() != Some("logical") {
-        return Err(StreamError::Config(format!(
-            "wal_level is {}; set wal_level = logical on PostgreSQL and restart it",
-            wal_level.as_deref().unwrap_or("unknown")
-        )));
+impl Transaction {
+    fn add(&mut self, relation: RelationRef) {
+        if self.relations.len() < MAX_RELATIONS_PER_TRANSACTION {
+            self.relations.insert(relation);
+        } else if !self.relations.contains(&relation) {
+            self.unknown = true;
+        }
     }
-    ensure_publication(&mut client, &config.publication).await?;
-    client
-        .simple_query(&format!(
-            "CREATE_REPLICATION_SLOT \"{slot}\" TEMPORARY LOGICAL pgoutput"
-        ))
-        .await?;
-    client.start().await?;
-    client.wait_started().await?;
-    info!(database = %config.database, %slot, "replication stream started");
-    sink.stream_up(&config.database);
+}
 
-    let mut touched: Vec<u32> = Vec::new();
-    let mut unknown = false;
-    loop {
-        let event = match client.recv().await? {
-            Some(event) => event,
-            None => return Ok(()),
-        };
-        match event {
-            ReplicationEvent::Begin { .. } => {
-                touched.clear();
-                unknown = false;
+/// A decoded message, whichever the plugin.
+enum Event {
+    Begin,
+    Changes(Vec<crate::Change>),
+    Commit { time_micros: Option<i64> },
+    Nothing,
+    Unreadable(String),
+}
+
+/// One connection, from the checks to the end of the stream.
+struct Stream<'a> {
+    config: &'a StreamConfig,
+    names: &'a dyn RelationNames,
+    sink: &'a dyn InvalidationSink,
+    /// True once the stream was reported up.
+    streamed: bool,
+}
+
+impl Stream<'_> {
+    async fn run(&mut self, connect: &dyn Connect) -> Result<(), StreamError> {
+        let plugin = self.config.decoding.plugin();
+        let session_error = |e| StreamError::from_session(e, plugin);
+        let io = connect
+            .connect(&self.config.database)
+            .await
+            .map_err(|e| match e {
+                ConnectError::Problem(problem) => StreamError::Problem(problem),
+                ConnectError::Server(error) => match Problem::from_server(&error, plugin) {
+                    Some(problem) => StreamError::Problem(problem),
+                    None => StreamError::Transient(error.to_string()),
+                },
+                ConnectError::Transient(reason) => StreamError::Transient(reason),
+            })?;
+        let mut session = Session::new(io);
+        let identity = session
+            .simple_query("IDENTIFY_SYSTEM")
+            .await
+            .map_err(session_error)?;
+        if identity
+            .first()
+            .and_then(|row| row.get(3))
+            .is_none_or(Option::is_none)
+        {
+            return Err(StreamError::Transient(
+                "the connection is not a logical replication connection (IDENTIFY_SYSTEM names no database)"
+                    .to_owned(),
+            ));
+        }
+        let wal_level = session
+            .value("SHOW wal_level")
+            .await
+            .map_err(session_error)?
+            .unwrap_or_else(|| "unknown".to_owned());
+        if wal_level != "logical" {
+            return Err(StreamError::Problem(Problem::WalLevel {
+                current: wal_level,
+            }));
+        }
+        if let Decoding::Pgoutput { publication } = &self.config.decoding {
+            let exists = session
+                .simple_query(&format!(
+                    "SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = '{}'",
+                    publication.replace('\'', "''")
+                ))
+                .await
+                .map_err(session_error)?;
+            if exists.is_empty() {
+                return Err(StreamError::Problem(Problem::PublicationMissing {
+                    publication: publication.clone(),
+                }));
             }
-            ReplicationEvent::XLogData { data, .. } => match pgoutput::change(&data) {
-                Change::Relations(relations) => {
-                    for oid in relations {
-                        if !touched.contains(&oid) {
-                            touched.push(oid);
+        }
+        let slot = slot_name();
+        session
+            .simple_query(&format!(
+                "CREATE_REPLICATION_SLOT \"{slot}\" TEMPORARY LOGICAL {plugin} NOEXPORT_SNAPSHOT"
+            ))
+            .await
+            .map_err(session_error)?;
+        session
+            .start_replication(&format!(
+                "START_REPLICATION SLOT \"{slot}\" LOGICAL 0/0 {}",
+                self.config.decoding.options()
+            ))
+            .await
+            .map_err(session_error)?;
+        info!(
+            database = %self.config.database,
+            %slot,
+            decoding = %self.config.decoding.describe(),
+            "replication stream started"
+        );
+        self.sink.stream_up(&self.config.database);
+        self.streamed = true;
+        let result = self.follow(&mut session).await.map_err(session_error);
+        if result.is_ok() {
+            session.close().await;
+        }
+        result
+    }
+
+    /// Reads the copy stream until it ends or fails.
+    async fn follow(&mut self, session: &mut Session) -> Result<(), SessionError> {
+        let mut decoder = pgoutput::Decoder::default();
+        let mut name_map = NameMap::default();
+        let mut transaction: Option<Transaction> = None;
+        let mut applied = Lsn::default();
+        let mut status = tokio::time::interval(STATUS_INTERVAL);
+        status.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let message = tokio::select! {
+                message = session.next() => message?,
+                _ = status.tick() => {
+                    session.send_status(applied).await?;
+                    continue;
+                }
+            };
+            match message {
+                StreamMessage::End => return Ok(()),
+                StreamMessage::Keepalive { wal_end, reply } => {
+                    if transaction.is_none() && wal_end > applied {
+                        applied = wal_end;
+                    }
+                    if reply {
+                        session.send_status(applied).await?;
+                    }
+                }
+                StreamMessage::XLogData { start, data, cut } => {
+                    match self.decode(&mut decoder, data, cut) {
+                        Event::Begin => transaction = Some(Transaction::default()),
+                        Event::Changes(changes) => {
+                            let open = transaction.get_or_insert_with(|| Transaction {
+                                // A change outside a transaction is not what the plugin does.
+                                unknown: true,
+                                ..Transaction::default()
+                            });
+                            for change in changes {
+                                open.add(change.relation);
+                            }
+                        }
+                        Event::Nothing => {}
+                        Event::Unreadable(reason) => {
+                            debug!(database = %self.config.database, %reason, "unreadable change; the whole database is invalidated at commit");
+                            transaction.get_or_insert_with(Transaction::default).unknown = true;
+                        }
+                        Event::Commit { time_micros } => {
+                            let finished = transaction.take().unwrap_or_default();
+                            self.commit(&mut name_map, finished, time_micros, start)
+                                .await;
+                            applied = applied.max(start);
                         }
                     }
                 }
-                Change::Malformed => unknown = true,
-                Change::None => {}
-            },
-            ReplicationEvent::Commit {
+            }
+        }
+    }
+
+    fn decode(&self, decoder: &mut pgoutput::Decoder, data: Bytes, cut: bool) -> Event {
+        match self.config.decoding {
+            Decoding::TestDecoding => {
+                let line = if cut {
+                    test_decoding::parse_prefix(&data)
+                } else {
+                    test_decoding::parse(&data)
+                };
+                match line {
+                    Ok(test_decoding::Line::Begin) => Event::Begin,
+                    Ok(test_decoding::Line::Changes(changes)) => Event::Changes(changes),
+                    Ok(test_decoding::Line::Commit { time_micros }) => {
+                        Event::Commit { time_micros }
+                    }
+                    Ok(test_decoding::Line::Message) => Event::Nothing,
+                    Err(e) => Event::Unreadable(e.to_string()),
+                }
+            }
+            Decoding::Pgoutput { .. } => {
+                let message = if cut {
+                    decoder.decode_prefix(data)
+                } else {
+                    decoder.decode(data)
+                };
+                match message {
+                    Ok(pgoutput::Message::Begin) => Event::Begin,
+                    Ok(pgoutput::Message::Changes(changes)) => Event::Changes(changes),
+                    Ok(pgoutput::Message::Commit { time_micros, .. }) => Event::Commit {
+                        time_micros: Some(time_micros),
+                    },
+                    Ok(pgoutput::Message::Other) => Event::Nothing,
+                    Err(e) => Event::Unreadable(e.to_string()),
+                }
+            }
+        }
+    }
+
+    /// Reports a committed transaction.
+    async fn commit(
+        &self,
+        name_map: &mut NameMap,
+        transaction: Transaction,
+        time_micros: Option<i64>,
+        end_lsn: Lsn,
+    ) {
+        let mut tables = Vec::new();
+        let mut names = BTreeSet::new();
+        for relation in transaction.relations {
+            match relation {
+                RelationRef::Oid(oid) => tables.push(oid),
+                RelationRef::Name(name) => {
+                    names.insert(name);
+                }
+            }
+        }
+        let mut whole_database = transaction.unknown;
+        if !names.is_empty() {
+            let resolved = name_map
+                .resolve(self.names, &self.config.database, &names)
+                .await;
+            tables.extend(resolved.oids);
+            whole_database |= resolved.whole_database;
+        }
+        if tables.is_empty() && !whole_database {
+            return;
+        }
+        tables.sort_unstable();
+        tables.dedup();
+        self.sink.committed(
+            &self.config.database,
+            &Commit {
+                tables,
+                whole_database,
+                commit_time_micros: time_micros,
                 end_lsn,
-                commit_time_micros,
-                ..
-            } => {
-                if unknown {
-                    // Which tables changed is unknown: everything in the database is suspect.
-                    sink.stream_up(&config.database);
-                } else if !touched.is_empty() {
-                    sink.tables_changed(&config.database, &touched, commit_time_micros);
-                }
-                client.update_applied_lsn(end_lsn);
-                touched.clear();
-                unknown = false;
-            }
-            ReplicationEvent::KeepAlive { wal_end, .. } => {
-                if touched.is_empty() {
-                    client.update_applied_lsn(wal_end);
-                }
-            }
-            other => debug!(?other, "replication event ignored"),
-        }
+            },
+        );
     }
 }
 
-fn first_value(rows: Vec<pgwire_replication::client::QueryRow>) -> Option<String> {
-    rows.into_iter()
-        .next()
-        .and_then(|row| row.into_iter().next().flatten())
-        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+/// A slot name no other connection uses: `pgcached_<pid>_<counter>_<clock>`.
+fn slot_name() -> String {
+    let clock = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    format!(
+        "pgcached_{}_{}_{}",
+        std::process::id(),
+        SLOT_COUNTER.fetch_add(1, Ordering::Relaxed),
+        clock
+    )
 }
 
-/// Makes sure the publication exists, creating it `FOR ALL TABLES` when permitted.
-async fn ensure_publication(
-    client: &mut ReplicationClient,
-    publication: &str,
-) -> Result<(), StreamError> {
-    let quoted = publication.replace('\'', "''");
-    let rows = client
-        .simple_query(&format!(
-            "SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = '{quoted}'"
-        ))
-        .await?;
-    if !rows.is_empty() {
-        return Ok(());
-    }
-    let identifier = publication.replace('"', "\"\"");
-    match client
-        .simple_query(&format!(
-            "CREATE PUBLICATION \"{identifier}\" FOR ALL TABLES WITH (publish_via_partition_root = true)"
-        ))
-        .await
-    {
-        Ok(_) => {
-            tracing::warn!(
-                publication,
-                "created publication FOR ALL TABLES: tables without a primary key or REPLICA \
-                 IDENTITY can no longer be updated or deleted from; give them REPLICA IDENTITY FULL"
-            );
-            Ok(())
-        }
-        Err(e) => Err(StreamError::Config(format!(
-            "publication \"{publication}\" does not exist and pgcached may not create it ({e}); \
-             as a superuser run: CREATE PUBLICATION \"{identifier}\" FOR ALL TABLES \
-             WITH (publish_via_partition_root = true)"
-        ))),
+/// A double-quoted identifier.
+fn quote_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_options_per_plugin() {
+        assert_eq!(
+            Decoding::TestDecoding.options(),
+            "(\"include-xids\" '0', \"include-timestamp\" '1', \"skip-empty-xacts\" '1')"
+        );
+        assert_eq!(
+            Decoding::Pgoutput {
+                publication: "shop".to_owned()
+            }
+            .options(),
+            "(proto_version '1', publication_names '\"shop\"')"
+        );
+        let slot = slot_name();
+        assert!(slot.len() <= 63 && slot.starts_with("pgcached_"), "{slot}");
+        assert!(slot
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'));
+        assert_ne!(slot_name(), slot_name());
     }
 }

@@ -164,6 +164,7 @@ impl CacheMetrics {
             FillOutcome::Stored => "stored",
             FillOutcome::Stale => "stale",
             FillOutcome::TooLarge => "too_large",
+            FillOutcome::Expired => "expired",
         };
         counter!(CACHE_FILLS_TOTAL, "outcome" => label).increment(1);
         if outcome == FillOutcome::Stored {

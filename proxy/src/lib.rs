@@ -25,7 +25,7 @@
 //! - [`classify`]: the memoized verdict per statement text: cacheable (on which tables) or not.
 //! - [`cache_metrics`]: cache metric names and handles.
 //! - [`pins`]: row-level dependencies: canonical values, row keys, column sets in use.
-//! - [`replication`]: one logical-replication stream per database, feeding the cache.
+//! - [`replication`]: one logical-decoding stream per database, feeding the cache.
 //! - [`stats`]: in-process totals, per-table invalidations and open sessions, for the admin
 //!   console and the per-table metrics.
 

@@ -22,7 +22,7 @@ use crate::catalog::Catalog;
 use crate::classify::{Classifier, TableRules};
 use crate::config::{CacheMode, Config};
 use crate::metrics::ProxyMetrics;
-use crate::replication::Replication;
+use crate::replication::{Replication, ReplicationSettings};
 use crate::session::caching::CacheShared;
 use crate::session::{self, Admission, SessionContext};
 use crate::shutdown::{self, Phase};
@@ -85,7 +85,10 @@ impl Server {
                     generations,
                 ));
                 let metrics = CacheMetrics::new(Arc::clone(&counters));
-                let catalog = Arc::new(Catalog::new(Arc::clone(&control)));
+                let catalog = Arc::new(Catalog::new(
+                    Arc::clone(&control),
+                    config.cache.publication.clone(),
+                ));
                 let classifier = Arc::new(Classifier::new(
                     Arc::clone(&catalog),
                     TableRules {
@@ -100,15 +103,19 @@ impl Server {
                 );
                 tables::spawn_export(Arc::clone(&metrics.tables), Arc::clone(&catalog));
                 let watchers = Arc::new(CatalogWatchers::new(
-                    catalog,
+                    Arc::clone(&catalog),
                     Arc::clone(&classifier),
                     Arc::clone(&cache),
                     metrics.clone(),
                 ));
                 let replication = Arc::new(Replication::new(
-                    config.cache.replication,
-                    config.upstream.clone(),
-                    config.cache.publication.clone(),
+                    ReplicationSettings {
+                        mode: config.cache.replication,
+                        publication: config.cache.publication.clone(),
+                        ttl_unreplicated: config.cache.ttl_unreplicated,
+                    },
+                    connector.clone(),
+                    catalog,
                     Arc::clone(&cache),
                     metrics.clone(),
                 ));

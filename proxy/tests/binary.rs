@@ -97,6 +97,13 @@ fn help_explains_every_flag() {
         "--log-format",
         "--max-client-conn",
         "--shutdown-timeout",
+        "--cache",
+        "--cache-size",
+        "--cache-max-entry",
+        "--cache-ttl",
+        "--replication",
+        "--publication",
+        "--cache-ttl-unreplicated",
         "--cache-allow-tables",
         "--cache-deny-tables",
         "--admin-users",
@@ -111,6 +118,8 @@ fn help_explains_every_flag() {
         "PGCACHED_LISTEN",
         "PGCACHED_UPSTREAM",
         "PGCACHED_METRICS_LISTEN",
+        "PGCACHED_PUBLICATION",
+        "PGCACHED_CACHE_TTL_UNREPLICATED",
         "PGCACHED_ADMIN_USERS",
     ] {
         assert!(help.contains(env), "--help does not mention {env}");

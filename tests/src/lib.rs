@@ -7,13 +7,17 @@
 //! - [`clients`]: connection URLs, tokio-postgres connections, and runners for psql, pgbench and
 //!   the driver scripts in `tests/clients/`.
 //! - [`certs`]: a test CA with server certificates for TLS tests.
+//! - [`console`]: the admin console from tests (`SHOW REPLICATION`, `EXPLAIN CACHE`).
+//! - [`external`]: reads through pgcached while writing straight to PostgreSQL.
 //! - [`raw`]: a raw wire client for malformed and hand-made messages.
 //! - [`dashboard`]: the Grafana dashboard's queries, for the dashboard tests.
 
 pub mod certs;
 pub mod clients;
 pub mod cluster;
+pub mod console;
 pub mod dashboard;
+pub mod external;
 pub mod proxy;
 pub mod raw;
 

@@ -66,3 +66,18 @@ fn every_metric_is_documented_and_every_documented_metric_exists() {
         "documented but not defined: {unknown:?}"
     );
 }
+
+#[test]
+fn every_replication_problem_label_is_documented() {
+    let text = std::fs::read_to_string(repo().join("docs/METRICS.md")).expect("docs/METRICS.md");
+    let line = text
+        .lines()
+        .find(|line| line.starts_with("| `pgcached_replication_problem`"))
+        .expect("pgcached_replication_problem documented");
+    for label in pgcached_invalidation::Problem::LABELS {
+        assert!(
+            line.contains(label),
+            "problem label {label} not in docs/METRICS.md"
+        );
+    }
+}

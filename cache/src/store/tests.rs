@@ -143,10 +143,60 @@ fn an_unavailable_database_is_bypassed() {
     let c = cache(1 << 20, None);
     let k = key("q");
     miss(&c, &k, &[table(1)]).fill(Bytes::from_static(b"x"), Bytes::new());
-    c.generations().set_available("app", false);
-    assert!(matches!(c.lookup(&k, "app"), Lookup::Bypass(_)));
-    c.generations().set_available("app", true);
+    c.generations().set_feed("app", Feed::Down);
+    assert!(matches!(
+        c.lookup(&k, "app"),
+        Lookup::Bypass(BypassReason("replication_down"))
+    ));
+    c.generations()
+        .set_feed("app", Feed::Bounded(Duration::ZERO));
+    assert!(matches!(
+        c.lookup(&k, "app"),
+        Lookup::Bypass(BypassReason("no_change_feed"))
+    ));
+    c.generations().set_feed("app", Feed::Live);
     assert!(matches!(c.lookup(&k, "app"), Lookup::Hit(_)));
+}
+
+#[test]
+fn without_a_change_feed_results_live_at_most_the_bound_from_their_lookup() {
+    let c = cache(1 << 20, Some(Duration::from_secs(3600)));
+    c.generations()
+        .set_feed("app", Feed::Bounded(Duration::from_millis(40)));
+    let k = key("bounded");
+    let guard = miss(&c, &k, &[table(1)]);
+    std::thread::sleep(Duration::from_millis(10));
+    assert_eq!(
+        guard.fill(Bytes::from_static(b"x"), Bytes::new()),
+        FillOutcome::Stored
+    );
+    let expires = c.entries()[0].expires_at.expect("bounded");
+    assert!(
+        expires <= c.entries()[0].filled_at + Duration::from_millis(31),
+        "the bound counts from the lookup, not the fill"
+    );
+    assert!(matches!(c.lookup(&k, "app"), Lookup::Hit(_)));
+    std::thread::sleep(Duration::from_millis(35));
+    assert!(matches!(c.lookup(&k, "app"), Lookup::Miss(_)));
+
+    // A query slower than the bound is not stored at all.
+    let slow = miss(&c, &key("slow"), &[table(1)]);
+    std::thread::sleep(Duration::from_millis(45));
+    assert_eq!(
+        slow.fill(Bytes::from_static(b"x"), Bytes::new()),
+        FillOutcome::Expired
+    );
+
+    // An entry filled while the feed was live is bounded too once the feed is lost, even if
+    // the database were not bumped.
+    c.generations().set_feed("app", Feed::Live);
+    let live = key("live");
+    miss(&c, &live, &[table(1)]).fill(Bytes::from_static(b"x"), Bytes::new());
+    std::thread::sleep(Duration::from_millis(45));
+    assert!(matches!(c.lookup(&live, "app"), Lookup::Hit(_)));
+    c.generations()
+        .set_feed("app", Feed::Bounded(Duration::from_millis(40)));
+    assert!(matches!(c.lookup(&live, "app"), Lookup::Miss(_)));
 }
 
 #[test]

@@ -4,6 +4,8 @@
 //! the catalog's verdict on every relation and function, the table rules), but waits for the
 //! catalog instead of relaying meanwhile, and remembers nothing. The statement is not run.
 
+use pgcached_cache::Feed;
+
 use super::frames::{ColumnType, ResultSet};
 use super::CommandFailed;
 use crate::classify::Class;
@@ -49,6 +51,9 @@ pub fn describe(reason: &str) -> &'static str {
         "explain" => "EXPLAIN output depends on planner state",
         "listen_notify" => "LISTEN/NOTIFY is session signalling",
         "cache_off" => "caching is off (--cache off)",
+        "not_published" => "reads a table whose changes the publication named by --publication does not carry (not in it, a row filter, or an action among insert/update/delete/truncate not published), so writes made elsewhere would never be seen: add the table to the publication (ALTER PUBLICATION ... ADD TABLE ...), or run without --publication to follow every table with test_decoding",
+        "replication_down" => "the database's change stream is not running right now (starting, or lost and reconnecting): nothing is served from the cache until it is back (SHOW REPLICATION says why)",
+        "no_change_feed" => "the database has no working change stream (SHOW REPLICATION says what to fix) and --cache-ttl-unreplicated is 0: nothing is cached for it until the stream works",
         _ => "not cacheable",
     }
 }
@@ -114,17 +119,37 @@ pub async fn explain(
             };
             names.sort();
             names.dedup();
-            let ttl = read
-                .ttl
-                .or(shared.cache.config().ttl)
-                .map_or_else(|| "until invalidated".to_owned(), |ttl| format!("{ttl:?}"));
+            let ttl = read.ttl.or(shared.cache.config().ttl);
+            // The statement is cacheable; whether the database's feed lets it be served now is
+            // said too, with the reason a lookup would give.
+            let (cacheable, reason, ttl) =
+                match shared.cache.generations().feed(&database) {
+                    Feed::Live => (
+                        "yes",
+                        "cacheable",
+                        Some(ttl.map_or_else(
+                            || "until invalidated".to_owned(),
+                            |ttl| format!("{ttl:?}"),
+                        )),
+                    ),
+                    Feed::Down => ("no", "replication_down", None),
+                    Feed::Bounded(bound) if bound.is_zero() => ("no", "no_change_feed", None),
+                    Feed::Bounded(bound) => (
+                        "yes",
+                        "cacheable",
+                        Some(format!(
+                            "{:?} (no change feed: --cache-ttl-unreplicated)",
+                            ttl.map_or(bound, |ttl| ttl.min(bound))
+                        )),
+                    ),
+                };
             vec![
-                Some("yes".to_owned()),
-                Some("cacheable".to_owned()),
-                Some(describe("cacheable").to_owned()),
+                Some(cacheable.to_owned()),
+                Some(reason.to_owned()),
+                Some(describe(reason).to_owned()),
                 Some(database),
                 Some(names.join(", ")),
-                Some(ttl),
+                ttl,
                 normalized,
             ]
         }

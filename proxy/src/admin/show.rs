@@ -55,7 +55,7 @@ fn help() -> ResultSet {
         ("SHOW CACHE", "the cached entries with the most hits: statement without literals, tables, hits, bytes, age"),
         ("SHOW TABLES", "tables cached reads depend on: generation, invalidations, last change"),
         ("SHOW CLIENTS", "open sessions"),
-        ("SHOW REPLICATION", "one logical-replication stream per database: state, lag"),
+        ("SHOW REPLICATION", "one logical-decoding stream per database: state, what the cache serves meanwhile, lag, problem and what to fix"),
         ("SHOW CONFIG", "effective settings"),
         ("SHOW VERSION", "pgcached's version"),
         ("EXPLAIN CACHE [DATABASE <db>] <statement>", "whether the statement would be cached, and if not, why"),
@@ -246,12 +246,15 @@ fn replication(context: &SessionContext) -> ResultSet {
     let mut result = ResultSet::new(&[
         ("database", ColumnType::Text),
         ("mode", ColumnType::Text),
+        ("decoding", ColumnType::Text),
         ("state", ColumnType::Text),
+        ("cache", ColumnType::Text),
         ("lag_ms", ColumnType::Float),
         ("last_change_seconds_ago", ColumnType::Float),
         ("transactions", ColumnType::Int),
         ("reconnects", ColumnType::Int),
         ("problem", ColumnType::Text),
+        ("detail", ColumnType::Text),
     ]);
     let Some(shared) = &context.cache else {
         result
@@ -260,16 +263,20 @@ fn replication(context: &SessionContext) -> ResultSet {
         return result;
     };
     let mode = format!("{:?}", shared.replication.mode()).to_lowercase();
+    let decoding = shared.replication.decoding().describe();
     for stream in shared.replication.status() {
         result.push(vec![
             text(&stream.database),
             text(&mode),
+            text(&decoding),
             text(stream.state),
+            text(&stream.serving),
             stream.lag_seconds.map(|lag| format!("{:.3}", lag * 1000.0)),
             stream.last_change.and_then(seconds_since),
             text(stream.transactions),
             text(stream.reconnects),
-            stream.problem.clone(),
+            stream.problem.map(str::to_owned),
+            stream.detail.clone(),
         ]);
     }
     if result.rows.is_empty() {
@@ -363,7 +370,18 @@ pub fn settings(config: &Config) -> Vec<(&'static str, String)> {
             "replication",
             format!("{:?}", config.cache.replication).to_lowercase(),
         ),
-        ("publication", config.cache.publication.clone()),
+        (
+            "publication",
+            config
+                .cache
+                .publication
+                .clone()
+                .unwrap_or_else(|| "(none: test_decoding)".to_owned()),
+        ),
+        (
+            "cache_ttl_unreplicated",
+            duration(config.cache.ttl_unreplicated),
+        ),
         ("admin_users", list(&config.admin_users)),
     ]
 }

@@ -11,7 +11,12 @@
 //! of the catalog to catch DDL and privilege changes made outside pgcached.
 //!
 //! Unknown means not cacheable: a name the catalog does not know, a function with any
-//! non-immutable overload, or a control connection that cannot be opened.
+//! non-immutable overload, or a control connection that cannot be opened. With
+//! `--publication`, a table whose changes the publication does not carry is not cacheable
+//! either (`not_published`): its writes made elsewhere would never be seen.
+//!
+//! The same connection gives the replication stream the names of the database's tables (see
+//! [`Catalog::relation_names`]), with a version the watcher moves whenever the catalog changed.
 
 pub mod queries;
 pub mod watcher;
@@ -76,6 +81,10 @@ pub enum CatalogError {
 /// What the catalog says, read over pgcached's control connections.
 pub struct Catalog {
     control: Arc<ControlConnections>,
+    /// The publication streamed with pgoutput, if any: only tables it carries are cacheable.
+    publication: Option<String>,
+    /// Per database, how many times the watcher saw the catalog change (or could not read it).
+    versions: parking_lot::Mutex<HashMap<String, u64>>,
     /// What the catalog said per relation and function, so that a new statement text over known
     /// relations (say, an application that inlines literals) needs no round trip. Cleared when
     /// the catalog watcher sees a change.
@@ -95,10 +104,13 @@ struct Facts {
 const MAX_FACTS: usize = 50_000;
 
 impl Catalog {
-    /// A catalog reader over pgcached's own control connections.
-    pub fn new(control: Arc<ControlConnections>) -> Catalog {
+    /// A catalog reader over pgcached's own control connections; with a publication, tables
+    /// whose changes it does not carry are not cacheable.
+    pub fn new(control: Arc<ControlConnections>, publication: Option<String>) -> Catalog {
         Catalog {
             control,
+            publication,
+            versions: parking_lot::Mutex::new(HashMap::new()),
             facts: parking_lot::Mutex::new(Facts::default()),
         }
     }
@@ -138,9 +150,17 @@ impl Catalog {
                 Some(answer) => answer,
                 None => {
                     let mut found = BTreeSet::new();
-                    let answer = resolve_relation(&client, relation, &mut found)
+                    let mut answer = resolve_relation(&client, relation, &mut found)
                         .await?
                         .map(|()| found.into_iter().collect::<Vec<u32>>());
+                    if let (Ok(oids), Some(publication)) = (&answer, &self.publication) {
+                        let unpublished = client
+                            .query(queries::UNPUBLISHED, &[publication, oids])
+                            .await?;
+                        if !unpublished.is_empty() {
+                            answer = Err("not_published");
+                        }
+                    }
                     self.remember(|facts| {
                         facts.relations.insert(key, answer.clone());
                     });
@@ -252,8 +272,35 @@ impl Catalog {
     /// A digest of the catalog facts caching depends on (see [`queries::FINGERPRINT`]).
     pub async fn fingerprint(&self, database: &str) -> Result<String, CatalogError> {
         let client = self.client(database).await?;
-        let row = client.query_one(queries::FINGERPRINT, &[]).await?;
+        let row = client
+            .query_one(queries::FINGERPRINT, &[&self.publication])
+            .await?;
         Ok(row.get::<_, Option<String>>(0).unwrap_or_default())
+    }
+
+    /// Every table, partitioned table and materialized view of `database` by the name
+    /// test_decoding prints for it (see [`queries::RELATION_NAMES`]), with its OID.
+    pub async fn relation_names(
+        &self,
+        database: &str,
+    ) -> Result<HashMap<String, u32>, CatalogError> {
+        let client = self.client(database).await?;
+        let rows = client.query(queries::RELATION_NAMES, &[]).await?;
+        Ok(rows
+            .iter()
+            .map(|row| (row.get::<_, String>(0), row.get::<_, u32>(1)))
+            .collect())
+    }
+
+    /// How many times the catalog of `database` was seen to change (or could not be read).
+    pub fn version(&self, database: &str) -> u64 {
+        self.versions.lock().get(database).copied().unwrap_or(0)
+    }
+
+    /// The catalog of `database` changed, or could not be read: relation names read before
+    /// now must be read again before they are trusted.
+    pub fn moved(&self, database: &str) {
+        *self.versions.lock().entry(database.to_owned()).or_default() += 1;
     }
 
     async fn client(&self, database: &str) -> Result<Arc<tokio_postgres::Client>, CatalogError> {
@@ -328,7 +375,7 @@ async fn resolve_relation(
 }
 
 /// Adds a table to the dependencies with every relation a change to it may be reported under:
-/// itself, its partition root, and every descendant (partitions of a partitioned table, child
+/// itself, its partition ancestors up to the root, and every descendant (partitions of a partitioned table, child
 /// tables of an inheritance parent, recursively), since a read of the table sees their rows.
 /// A descendant whose changes never reach the replication stream (foreign or unlogged) makes
 /// the table uncacheable; temporary children are seen only by their own (private) session.
@@ -343,6 +390,13 @@ async fn add_table(
     tables.insert(root);
     if kind == b'm' {
         return Ok(Ok(()));
+    }
+    if root != oid {
+        // A publication with publish_via_partition_root reports a partition's changes under its
+        // topmost published ancestor, which need not be the root.
+        for row in client.query(queries::ANCESTORS, &[&oid]).await? {
+            tables.insert(row.get::<_, u32>("oid"));
+        }
     }
     for row in client.query(queries::DESCENDANTS, &[&oid]).await? {
         let descendant: u32 = row.get("oid");

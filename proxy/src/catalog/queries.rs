@@ -56,13 +56,17 @@ SELECT c.oid, c.relkind, c.relpersistence
   FROM tree JOIN pg_catalog.pg_class c ON c.oid = tree.oid";
 
 /// A digest of everything in the catalog that can change what a cached result may show, or to
-/// whom: relations (names, kinds, persistence, row security, ACLs), columns, policies, role
-/// memberships and attributes, function volatility, view rules, schema and database ACLs.
-/// Temporary relations are left out (they are never cached and come and go often).
+/// whom, or whether its changes are seen: relations (names, kinds, persistence, row security,
+/// ACLs; for materialized views the storage too, since a plain `REFRESH` swaps it without any
+/// row change a decoder reports), columns, policies, role memberships and attributes, function
+/// volatility, view rules, schema and database ACLs, and the publication `$1` (NULL without
+/// `--publication`): its actions and the tables it carries. Temporary relations are left out
+/// (they are never cached and come and go often).
 pub const FINGERPRINT: &str = "\
 SELECT md5(concat_ws('|',
   (SELECT string_agg(concat_ws(',', c.oid, c.relname, c.relnamespace, c.relkind, c.relpersistence,
-                               c.relrowsecurity, c.relforcerowsecurity, c.relacl::text), ';' ORDER BY c.oid)
+                               c.relrowsecurity, c.relforcerowsecurity, c.relacl::text,
+                               CASE WHEN c.relkind = 'm' THEN c.relfilenode END), ';' ORDER BY c.oid)
      FROM pg_catalog.pg_class c
     WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') AND c.relpersistence <> 't'),
   (SELECT string_agg(concat_ws(',', a.attrelid, a.attnum, a.attname, a.atttypid, a.attisdropped,
@@ -85,8 +89,50 @@ SELECT md5(concat_ws('|',
      FROM pg_catalog.pg_rewrite w WHERE w.ev_class >= 16384),
   (SELECT string_agg(concat_ws(',', n.oid, n.nspname, n.nspacl::text), ';' ORDER BY n.oid)
      FROM pg_catalog.pg_namespace n),
-  (SELECT datacl::text FROM pg_catalog.pg_database WHERE datname = current_database())
+  (SELECT datacl::text FROM pg_catalog.pg_database WHERE datname = current_database()),
+  (SELECT concat_ws(',', p.oid, p.pubinsert, p.pubupdate, p.pubdelete, p.pubtruncate, p.pubviaroot)
+     FROM pg_catalog.pg_publication p WHERE p.pubname = $1::text),
+  (SELECT string_agg(pt::text, ';' ORDER BY pt.schemaname, pt.tablename)
+     FROM pg_catalog.pg_publication_tables pt WHERE pt.pubname = $1::text)
 ))";
+
+/// Every relation whose changes a decoder reports, by the name test_decoding prints
+/// (`quote_qualified_identifier`): permanent tables, partitioned tables and materialized views.
+pub const RELATION_NAMES: &str = "\
+SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname), c.oid
+  FROM pg_catalog.pg_class c
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p', 'm') AND c.relpersistence = 'p'";
+
+/// Which of the relations `$2` (oids) have changes the publication `$1` does not carry: all of
+/// them when the publication is missing or does not publish every action (insert, update,
+/// delete, truncate); otherwise those that are neither listed in `pg_publication_tables`
+/// without a row filter nor a partition of a listed table (`publish_via_partition_root` lists
+/// the root). A partitioned table has no rows of its own. `to_jsonb(pt) ->> 'rowfilter'` is NULL
+/// before PostgreSQL 15, which has no row filters.
+pub const UNPUBLISHED: &str = "\
+SELECT t.oid
+  FROM unnest($2::oid[]) AS t(oid)
+  JOIN pg_catalog.pg_class c ON c.oid = t.oid
+ WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication p
+                    WHERE p.pubname = $1::text
+                      AND p.pubinsert AND p.pubupdate AND p.pubdelete AND p.pubtruncate)
+    OR (c.relkind <> 'p' AND NOT EXISTS (
+          SELECT 1
+            FROM pg_catalog.pg_publication_tables pt
+            JOIN pg_catalog.pg_namespace pn ON pn.nspname = pt.schemaname
+            JOIN pg_catalog.pg_class pc ON pc.relnamespace = pn.oid AND pc.relname = pt.tablename
+           WHERE pt.pubname = $1::text AND to_jsonb(pt) ->> 'rowfilter' IS NULL
+             AND (pc.oid = t.oid
+                  OR pc.oid IN (SELECT a.relid::oid
+                                FROM pg_catalog.pg_partition_ancestors(t.oid::regclass) a))))";
+
+/// The partitioned tables a partition belongs to, up to the root: `$1` the partition's oid. A
+/// publication with `publish_via_partition_root` may report a change under any of them.
+pub const ANCESTORS: &str = "\
+SELECT a.relid::oid AS oid
+  FROM pg_catalog.pg_partition_ancestors($1::oid::regclass) a
+ WHERE a.relid::oid <> $1::oid";
 
 /// Schema and name of relations: `$1` an array of oids.
 pub const TABLE_NAMES: &str = "\

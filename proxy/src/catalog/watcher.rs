@@ -7,6 +7,13 @@
 //! forgotten and every cached result of the database dropped. If the digest cannot be read,
 //! the database's results are dropped too, on every attempt: nothing older than a poll interval
 //! survives a blind spot.
+//!
+//! The replication stream maps relation names to OIDs with a map read from the catalog. Each
+//! time the watcher finds the catalog changed, or could not read it, or reads it for the first
+//! time (nothing to compare with: a change may just have happened), it first moves the
+//! catalog's version, so the stream reads its names again before it attributes another
+//! change, and then drops the database's cached results (ARCHITECTURE.md has why that order
+//! matters).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -77,17 +84,21 @@ impl CatalogWatchers {
                             classifier.clear();
                             failing = false;
                         }
-                        if last.as_ref().is_some_and(|l| *l != digest) {
-                            info!(database = %name, "catalog changed; cached results and classifications dropped");
-                            catalog.forget_facts();
-                            classifier.clear();
+                        if last.as_ref() != Some(&digest) {
+                            catalog.moved(&name);
+                            if last.is_some() {
+                                info!(database = %name, "catalog changed; cached results and classifications dropped");
+                                catalog.forget_facts();
+                                classifier.clear();
+                                metrics.invalidation(InvalidationSource::Catalog, 1);
+                            }
                             cache.generations().bump_database(&name);
-                            metrics.invalidation(InvalidationSource::Catalog, 1);
                         }
                         last = Some(digest);
                     }
                     Err(e) => {
                         debug!(database = %name, error = %e, "catalog digest unavailable");
+                        catalog.moved(&name);
                         cache.generations().bump_database(&name);
                         last = None;
                         failing = true;

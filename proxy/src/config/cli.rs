@@ -94,13 +94,22 @@ pub struct Cli {
     )]
     pub cache_ttl: Option<String>,
 
-    /// Follow writes made outside pgcached by logical replication: auto, required or off [default: auto]
+    /// Follow writes made outside pgcached by logical decoding: auto, required or off [default: auto]
     #[arg(long, global = true, env = "PGCACHED_REPLICATION", value_name = "MODE")]
     pub replication: Option<ReplicationMode>,
 
-    /// Publication streamed for invalidation, created FOR ALL TABLES if missing and permitted [default: pgcached]
+    /// Stream this existing publication with pgoutput; reads of tables it does not carry are not cached [default: none, every table through test_decoding]
     #[arg(long, global = true, env = "PGCACHED_PUBLICATION", value_name = "NAME")]
     pub publication: Option<String>,
+
+    /// With --replication auto, serve cached results of a database without a working change feed for at most this long; 0 caches nothing there [default: 1s]
+    #[arg(
+        long,
+        global = true,
+        env = "PGCACHED_CACHE_TTL_UNREPLICATED",
+        value_name = "DURATION"
+    )]
+    pub cache_ttl_unreplicated: Option<String>,
 
     /// Only reads whose every table is listed are cached: comma-separated `table` or `schema.table` [default: all tables]
     #[arg(

@@ -37,6 +37,8 @@ pub struct FileConfig {
     pub replication: Option<ReplicationMode>,
     /// See `--publication`.
     pub publication: Option<String>,
+    /// See `--cache-ttl-unreplicated`.
+    pub cache_ttl_unreplicated: Option<String>,
     /// See `--cache-allow-tables`.
     pub cache_allow_tables: Option<Vec<String>>,
     /// See `--cache-deny-tables`.

@@ -53,18 +53,19 @@ pub enum CacheMode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum ReplicationMode {
-    /// Stream each database's changes when possible; without it (one clear warning), cache with
-    /// invalidation by pgcached's own writes and `--cache-ttl` only.
+    /// Stream each database's changes when possible; where no stream can work (one clear
+    /// warning), serve cached results for at most `--cache-ttl-unreplicated`.
     #[default]
     Auto,
     /// Serve nothing from the cache for a database whose stream is not running.
     Required,
-    /// Never stream; invalidation by pgcached's own writes and `--cache-ttl` only.
+    /// Never stream: the operator vouches that nothing writes except through pgcached;
+    /// invalidation by pgcached's own writes and `--cache-ttl` only.
     Off,
 }
 
-/// Default publication name.
-pub const DEFAULT_PUBLICATION: &str = "pgcached";
+/// Default bound on the age of cached results of a database without a working change feed.
+pub const DEFAULT_CACHE_TTL_UNREPLICATED: Duration = Duration::from_secs(1);
 
 /// Cache settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,8 +80,12 @@ pub struct CacheSettings {
     pub ttl: Option<Duration>,
     /// How outside writes are followed.
     pub replication: ReplicationMode,
-    /// The publication streamed.
-    pub publication: String,
+    /// The operator's publication to stream with pgoutput; `None` decodes every table with
+    /// test_decoding.
+    pub publication: Option<String>,
+    /// With `auto`, how long a cached result of a database without a working change feed is
+    /// served at most; zero caches nothing there.
+    pub ttl_unreplicated: Duration,
     /// When not empty, only reads whose every table matches one of these are cached.
     pub allow_tables: Vec<RelationName>,
     /// Reads of a table matching one of these are never cached.
@@ -247,7 +252,19 @@ impl Config {
                 }
             },
             replication: cli.replication.or(file.replication).unwrap_or_default(),
-            publication: pick(&cli.publication, &file.publication, DEFAULT_PUBLICATION),
+            publication: cli.publication.clone().or_else(|| file.publication.clone()),
+            ttl_unreplicated: match cli
+                .cache_ttl_unreplicated
+                .as_ref()
+                .or(file.cache_ttl_unreplicated.as_ref())
+            {
+                None => DEFAULT_CACHE_TTL_UNREPLICATED,
+                Some(text) => duration::parse(text).map_err(|reason| ConfigError::Duration {
+                    setting: "cache TTL for databases without replication",
+                    value: text.clone(),
+                    reason,
+                })?,
+            },
             allow_tables: table_list(
                 "--cache-allow-tables",
                 &cli.cache_allow_tables,
@@ -266,14 +283,15 @@ impl Config {
         {
             return Err(ConfigError::AdminUsers(bad.clone()));
         }
-        if cache.publication.is_empty()
-            || cache.publication.len() > 63
-            || !cache
-                .publication
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_')
-        {
-            return Err(ConfigError::Publication(cache.publication));
+        if let Some(publication) = &cache.publication {
+            if publication.is_empty()
+                || publication.len() > 63
+                || !publication
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            {
+                return Err(ConfigError::Publication(publication.clone()));
+            }
         }
         let tls_cert = cli.tls_cert.clone().or_else(|| file.tls_cert.clone());
         let tls_key = cli.tls_key.clone().or_else(|| file.tls_key.clone());
@@ -414,6 +432,34 @@ mod tests {
         let off = Config::resolve(&cli(&["--auth-query", "none"]), &FileConfig::default())
             .expect("valid");
         assert_eq!(off.auth_query, None);
+        assert_eq!(config.cache.publication, None, "test_decoding by default");
+        assert_eq!(config.cache.ttl_unreplicated, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn replication_settings_parse() {
+        let config = Config::resolve(
+            &cli(&["--publication", "shop", "--cache-ttl-unreplicated", "300ms"]),
+            &FileConfig::default(),
+        )
+        .expect("valid");
+        assert_eq!(config.cache.publication.as_deref(), Some("shop"));
+        assert_eq!(config.cache.ttl_unreplicated, Duration::from_millis(300));
+        let file: FileConfig =
+            toml::from_str("cache_ttl_unreplicated = \"0\"\npublication = \"p\"\n").expect("toml");
+        let config = Config::resolve(&cli(&[]), &file).expect("valid");
+        assert_eq!(config.cache.ttl_unreplicated, Duration::ZERO);
+        assert_eq!(config.cache.publication.as_deref(), Some("p"));
+        for bad in [
+            &["--publication", "no spaces"][..],
+            &["--publication", ""],
+            &["--cache-ttl-unreplicated", "soon"],
+        ] {
+            assert!(
+                Config::resolve(&cli(bad), &FileConfig::default()).is_err(),
+                "{bad:?} accepted"
+            );
+        }
     }
 
     #[test]

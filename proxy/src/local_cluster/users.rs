@@ -66,13 +66,10 @@ pub fn setup_sql() -> String {
 
 /// SQL run inside the app database once it exists: since PostgreSQL 15 only the owner may
 /// create objects in `public`; the test roles may too. pgcached's verifier function is
-/// installed here too, for a pgcached whose `--upstream` names this database.
+/// installed here too, for a pgcached whose `--upstream` names this database; its stream needs
+/// nothing (test_decoding on a temporary slot).
 pub fn app_sql() -> String {
-    // The publication pgcached streams for invalidation (FOR ALL TABLES needs a superuser).
-    let mut sql = String::from(
-        "GRANT ALL ON SCHEMA public TO PUBLIC;\n\
-         CREATE PUBLICATION pgcached FOR ALL TABLES WITH (publish_via_partition_root = true);\n",
-    );
+    let mut sql = String::from("GRANT ALL ON SCHEMA public TO PUBLIC;\n");
     sql.push_str(&crate::auth::verifiers::install_sql(PGCACHED_USER));
     sql
 }

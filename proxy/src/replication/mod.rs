@@ -1,0 +1,233 @@
+//! Following writes made outside pgcached: one logical-decoding stream per database that
+//! clients use, feeding the cache's generations.
+//!
+//! A stream starts when the first session of a database has authenticated (so only real
+//! databases get one). It logs in as pgcached itself ([`sources::OwnLogin`]: the credentials,
+//! `sslmode` and `sslrootcert` of `--upstream`) and decodes with test_decoding, or with pgoutput
+//! and the operator's publication (`--publication`). Until it runs, and whenever it is down,
+//! the database's cached results are not served (fail closed); when it (re)starts, everything
+//! cached for the database is dropped, since what happened meanwhile is unknown. A database
+//! whose stream cannot work as configured (a [`Problem`]: wal_level, privileges, resource
+//! limits, TLS) gets one warning that says what to fix; with `--replication auto` its results
+//! are then served for at most `--cache-ttl-unreplicated`, with `required` not at all.
+//!
+//! Layout: this file starts streams and reports their status; [`sink`] applies what they
+//! report; [`sources`] is what they are given (the login, the catalog's names).
+
+pub mod sink;
+pub mod sources;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use metrics::{describe_counter, describe_gauge};
+use parking_lot::Mutex;
+use pgcached_cache::ResultCache;
+use pgcached_invalidation::{
+    Connect, Decoding, InvalidationSink, Problem, RelationNames, StreamConfig,
+};
+use tokio::task::JoinHandle;
+
+use crate::cache_metrics::CacheMetrics;
+use crate::catalog::Catalog;
+use crate::config::ReplicationMode;
+use crate::upstream::{Connector, UpstreamUrl};
+use sink::{CacheSink, StreamState};
+use sources::{CatalogNames, OwnLogin};
+
+/// Gauge: 1 while the database's replication stream runs, else 0.
+pub const REPLICATION_CONNECTED: &str = "pgcached_replication_connected";
+/// Gauge: commit time to invalidation of the last transaction seen, per database.
+pub const REPLICATION_LAG_SECONDS: &str = "pgcached_replication_lag_seconds";
+/// Counter: replication streams re-established after a loss.
+pub const REPLICATION_RECONNECTS_TOTAL: &str = "pgcached_replication_reconnects_total";
+/// Gauge: 1 while `problem` keeps the database's stream from working, 0 once it is solved.
+pub const REPLICATION_PROBLEM: &str = "pgcached_replication_problem";
+/// Gauge: 1 while the database has no change feed and its cached results are served for at
+/// most `--cache-ttl-unreplicated`, else 0.
+pub const REPLICATION_FALLBACK: &str = "pgcached_replication_fallback";
+
+/// How pgcached follows writes made elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicationSettings {
+    /// `auto`, `required` or `off`.
+    pub mode: ReplicationMode,
+    /// The operator's publication for pgoutput, or `None` for test_decoding.
+    pub publication: Option<String>,
+    /// With `auto`: the longest a result of a database without a change feed is served.
+    pub ttl_unreplicated: Duration,
+}
+
+/// The streams, one per database.
+pub struct Replication {
+    mode: ReplicationMode,
+    upstream: UpstreamUrl,
+    decoding: Decoding,
+    connect: Arc<dyn Connect>,
+    names: Arc<dyn RelationNames>,
+    sink: Arc<CacheSink>,
+    streams: Mutex<HashMap<String, JoinHandle<()>>>,
+}
+
+impl Replication {
+    /// Streams changes into `cache` as `settings` say, connecting with `connector` and reading
+    /// relation names from `catalog`.
+    pub fn new(
+        settings: ReplicationSettings,
+        connector: Connector,
+        catalog: Arc<Catalog>,
+        cache: Arc<ResultCache>,
+        metrics: CacheMetrics,
+    ) -> Replication {
+        describe_gauge!(
+            REPLICATION_CONNECTED,
+            "1 while the database's replication stream runs"
+        );
+        describe_gauge!(
+            REPLICATION_LAG_SECONDS,
+            metrics::Unit::Seconds,
+            "Commit time to invalidation of the last transaction seen"
+        );
+        describe_counter!(
+            REPLICATION_RECONNECTS_TOTAL,
+            "Replication streams re-established"
+        );
+        describe_gauge!(
+            REPLICATION_PROBLEM,
+            "1 while this problem keeps the database's replication stream from working"
+        );
+        describe_gauge!(
+            REPLICATION_FALLBACK,
+            "1 while the database has no change feed and its cached results live at most --cache-ttl-unreplicated"
+        );
+        let upstream = connector.url().clone();
+        let decoding = match settings.publication {
+            Some(publication) => Decoding::Pgoutput { publication },
+            None => Decoding::TestDecoding,
+        };
+        Replication {
+            mode: settings.mode,
+            connect: Arc::new(OwnLogin {
+                connector,
+                user: upstream.user.clone().unwrap_or_default(),
+                password: upstream.password.clone(),
+            }),
+            upstream,
+            decoding,
+            names: Arc::new(CatalogNames(catalog)),
+            sink: Arc::new(CacheSink::new(
+                cache,
+                metrics,
+                settings.mode,
+                settings.ttl_unreplicated,
+            )),
+            streams: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Makes sure `database` is followed; called once a session of it has authenticated.
+    pub fn ensure(&self, database: &str) {
+        if self.mode == ReplicationMode::Off {
+            return;
+        }
+        let mut streams = self.streams.lock();
+        if streams.contains_key(database) {
+            return;
+        }
+        self.sink.starting(database);
+        if self.upstream.user.is_none() {
+            self.sink.stream_unavailable(database, &Problem::NoUser);
+            streams.insert(database.to_owned(), tokio::spawn(async {}));
+            return;
+        }
+        let config = StreamConfig {
+            database: database.to_owned(),
+            decoding: self.decoding.clone(),
+        };
+        let sink: Arc<dyn InvalidationSink> = self.sink.clone();
+        streams.insert(
+            database.to_owned(),
+            pgcached_invalidation::spawn(
+                config,
+                Arc::clone(&self.connect),
+                Arc::clone(&self.names),
+                sink,
+            ),
+        );
+    }
+}
+
+/// One database's stream, as `SHOW REPLICATION` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamStatus {
+    /// The database followed.
+    pub database: String,
+    /// `streaming`, `starting`, `down` or `unavailable`.
+    pub state: &'static str,
+    /// What the cache serves for the database meanwhile.
+    pub serving: String,
+    /// Commit-to-invalidation delay of the last transaction seen.
+    pub lag_seconds: Option<f64>,
+    /// When the last change arrived.
+    pub last_change: Option<SystemTime>,
+    /// Transactions with changes seen.
+    pub transactions: u64,
+    /// Times the stream was re-established.
+    pub reconnects: u64,
+    /// The problem's label, when unavailable.
+    pub problem: Option<&'static str>,
+    /// Why it is not streaming and what to fix, when it is not.
+    pub detail: Option<String>,
+}
+
+impl Replication {
+    /// The mode in force.
+    pub fn mode(&self) -> ReplicationMode {
+        self.mode
+    }
+
+    /// How changes are decoded.
+    pub fn decoding(&self) -> &Decoding {
+        &self.decoding
+    }
+
+    /// Every database followed (or tried), by name.
+    pub fn status(&self) -> Vec<StreamStatus> {
+        let mut names: Vec<String> = self.streams.lock().keys().cloned().collect();
+        names.sort();
+        let feeds = self.sink.feeds.lock();
+        names
+            .into_iter()
+            .map(|database| {
+                let feed = feeds.get(&database).cloned().unwrap_or_default();
+                let (problem, detail) = match &feed.state {
+                    StreamState::Unavailable { problem } => {
+                        (Some(problem.label()), Some(problem.text()))
+                    }
+                    StreamState::Down { reason } => (None, Some(reason.clone())),
+                    StreamState::Starting | StreamState::Streaming => (None, None),
+                };
+                StreamStatus {
+                    state: feed.state.label(),
+                    serving: self.sink.serving(&feed.state),
+                    database,
+                    lag_seconds: feed.lag_seconds,
+                    last_change: feed.last_change,
+                    transactions: feed.transactions,
+                    reconnects: feed.reconnects,
+                    problem,
+                    detail,
+                }
+            })
+            .collect()
+    }
+}
+
+impl Drop for Replication {
+    fn drop(&mut self) {
+        for (_, stream) in self.streams.lock().drain() {
+            stream.abort();
+        }
+    }
+}

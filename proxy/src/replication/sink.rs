@@ -1,0 +1,306 @@
+//! Applying what the streams report to the cache: generations bumped, and per database the
+//! feed that decides how its cached results may be served.
+//!
+//! | stream state | `auto` | `required` |
+//! |---|---|---|
+//! | starting, down | nothing served (fail closed) | nothing served |
+//! | streaming | served until invalidated | served until invalidated |
+//! | unavailable (a [`Problem`]) | served at most `--cache-ttl-unreplicated` after their lookup (`0`: nothing cached) | nothing served |
+//!
+//! Every change of state that widens what may be served bumps the database, so nothing filled
+//! under an older state survives it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use metrics::{counter, gauge};
+use parking_lot::Mutex;
+use pgcached_cache::{Feed, ResultCache, TableId};
+use pgcached_invalidation::{Commit, InvalidationSink, Problem};
+use tracing::{info, warn};
+
+use super::{
+    REPLICATION_CONNECTED, REPLICATION_FALLBACK, REPLICATION_LAG_SECONDS, REPLICATION_PROBLEM,
+    REPLICATION_RECONNECTS_TOTAL,
+};
+use crate::cache_metrics::CacheMetrics;
+use crate::config::ReplicationMode;
+use crate::stats::InvalidationSource;
+
+/// Seconds between the Unix epoch and PostgreSQL's (2000-01-01).
+const POSTGRES_EPOCH_OFFSET: Duration = Duration::from_secs(946_684_800);
+
+/// Where a database's stream is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamState {
+    /// Not yet streamed.
+    Starting,
+    /// Changes are being followed.
+    Streaming,
+    /// Lost, reconnecting.
+    Down {
+        /// Why it was lost.
+        reason: String,
+    },
+    /// Cannot work as configured.
+    Unavailable {
+        /// What to fix.
+        problem: Problem,
+    },
+}
+
+impl StreamState {
+    /// `starting`, `streaming`, `down` or `unavailable`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            StreamState::Starting => "starting",
+            StreamState::Streaming => "streaming",
+            StreamState::Down { .. } => "down",
+            StreamState::Unavailable { .. } => "unavailable",
+        }
+    }
+}
+
+/// What is known about one database.
+#[derive(Debug, Clone)]
+pub struct DatabaseFeed {
+    /// The stream's state.
+    pub state: StreamState,
+    /// The stream ran at least once.
+    pub ever_up: bool,
+    /// The problem last warned about (one warning per problem, not per retry).
+    warned: Option<&'static str>,
+    /// Commit-to-invalidation delay of the last transaction seen.
+    pub lag_seconds: Option<f64>,
+    /// When the last change arrived.
+    pub last_change: Option<SystemTime>,
+    /// Transactions seen.
+    pub transactions: u64,
+    /// Times the stream was re-established.
+    pub reconnects: u64,
+}
+
+impl Default for DatabaseFeed {
+    fn default() -> DatabaseFeed {
+        DatabaseFeed {
+            state: StreamState::Starting,
+            ever_up: false,
+            warned: None,
+            lag_seconds: None,
+            last_change: None,
+            transactions: 0,
+            reconnects: 0,
+        }
+    }
+}
+
+/// Applies stream reports to the cache.
+pub struct CacheSink {
+    pub(super) cache: Arc<ResultCache>,
+    metrics: CacheMetrics,
+    mode: ReplicationMode,
+    ttl_unreplicated: Duration,
+    pub(super) feeds: Mutex<HashMap<String, DatabaseFeed>>,
+}
+
+impl CacheSink {
+    pub(super) fn new(
+        cache: Arc<ResultCache>,
+        metrics: CacheMetrics,
+        mode: ReplicationMode,
+        ttl_unreplicated: Duration,
+    ) -> CacheSink {
+        CacheSink {
+            cache,
+            metrics,
+            mode,
+            ttl_unreplicated,
+            feeds: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The feed a database gets while its stream cannot work.
+    fn unavailable_feed(&self) -> Feed {
+        match self.mode {
+            ReplicationMode::Required => Feed::Down,
+            ReplicationMode::Auto | ReplicationMode::Off => Feed::Bounded(self.ttl_unreplicated),
+        }
+    }
+
+    /// A database is followed from now on: nothing is served until its stream says more.
+    pub(super) fn starting(&self, database: &str) {
+        self.cache.generations().set_feed(database, Feed::Down);
+        self.feeds.lock().entry(database.to_owned()).or_default();
+        gauge!(REPLICATION_CONNECTED, "database" => database.to_owned()).set(0.0);
+        gauge!(REPLICATION_FALLBACK, "database" => database.to_owned()).set(0.0);
+    }
+
+    /// Clears the problem gauge of `feed`'s current problem, if any.
+    fn clear_problem(database: &str, feed: &DatabaseFeed) {
+        if let StreamState::Unavailable { problem } = &feed.state {
+            gauge!(REPLICATION_PROBLEM, "database" => database.to_owned(), "problem" => problem.label())
+                .set(0.0);
+        }
+    }
+
+    /// What `SHOW REPLICATION` says the cache does for a database in `state`.
+    pub fn serving(&self, state: &StreamState) -> String {
+        match state {
+            StreamState::Streaming => "cached results, invalidated by the stream".to_owned(),
+            StreamState::Starting | StreamState::Down { .. } => {
+                "nothing from the cache until the stream runs".to_owned()
+            }
+            StreamState::Unavailable { .. } => match self.unavailable_feed() {
+                Feed::Bounded(ttl) if ttl.is_zero() => {
+                    "nothing cached (--cache-ttl-unreplicated 0)".to_owned()
+                }
+                Feed::Bounded(ttl) => {
+                    format!("cached results at most {ttl:?} old (--cache-ttl-unreplicated)")
+                }
+                Feed::Down | Feed::Live => {
+                    "nothing from the cache (--replication required)".to_owned()
+                }
+            },
+        }
+    }
+}
+
+impl InvalidationSink for CacheSink {
+    fn committed(&self, database: &str, commit: &Commit) {
+        if commit.whole_database {
+            self.cache.generations().bump_database(database);
+            self.metrics
+                .invalidation(InvalidationSource::Replication, 1);
+        }
+        let database_id: Arc<str> = Arc::from(database);
+        for oid in &commit.tables {
+            let table = TableId {
+                database: Arc::clone(&database_id),
+                oid: *oid,
+            };
+            self.cache.generations().bump_table(&table);
+            self.metrics.table_invalidated(&table);
+        }
+        self.metrics
+            .invalidation(InvalidationSource::Replication, commit.tables.len() as u64);
+        let lag = commit.commit_time_micros.and_then(lag_since);
+        if let Some(lag) = lag {
+            gauge!(REPLICATION_LAG_SECONDS, "database" => database.to_owned()).set(lag);
+        }
+        let mut feeds = self.feeds.lock();
+        let feed = feeds.entry(database.to_owned()).or_default();
+        feed.lag_seconds = lag.or(feed.lag_seconds);
+        feed.last_change = Some(SystemTime::now());
+        feed.transactions += 1;
+    }
+
+    fn stream_up(&self, database: &str) {
+        let generations = self.cache.generations();
+        // What happened before the stream ran is unknown: drop what was filled meanwhile.
+        generations.bump_database(database);
+        generations.set_feed(database, Feed::Live);
+        self.metrics
+            .invalidation(InvalidationSource::Replication, 1);
+        let mut feeds = self.feeds.lock();
+        let feed = feeds.entry(database.to_owned()).or_default();
+        Self::clear_problem(database, feed);
+        if feed.ever_up && feed.state != StreamState::Streaming {
+            counter!(REPLICATION_RECONNECTS_TOTAL).increment(1);
+            feed.reconnects += 1;
+            info!(
+                database,
+                "replication stream re-established; cached results of the database dropped"
+            );
+        } else if feed.warned.is_some() {
+            info!(database, "replication stream works now; caching as usual");
+        }
+        feed.ever_up = true;
+        feed.state = StreamState::Streaming;
+        feed.warned = None;
+        gauge!(REPLICATION_CONNECTED, "database" => database.to_owned()).set(1.0);
+        gauge!(REPLICATION_FALLBACK, "database" => database.to_owned()).set(0.0);
+    }
+
+    fn stream_down(&self, database: &str, reason: &str) {
+        let generations = self.cache.generations();
+        generations.set_feed(database, Feed::Down);
+        generations.bump_database(database);
+        gauge!(REPLICATION_CONNECTED, "database" => database.to_owned()).set(0.0);
+        gauge!(REPLICATION_FALLBACK, "database" => database.to_owned()).set(0.0);
+        let mut feeds = self.feeds.lock();
+        let feed = feeds.entry(database.to_owned()).or_default();
+        if feed.state == StreamState::Streaming {
+            warn!(
+                database,
+                reason,
+                "replication stream lost; serving nothing from the cache for this database until it is back"
+            );
+        }
+        Self::clear_problem(database, feed);
+        feed.state = StreamState::Down {
+            reason: reason.to_owned(),
+        };
+    }
+
+    fn stream_unavailable(&self, database: &str, problem: &Problem) {
+        let generations = self.cache.generations();
+        let fallback = self.unavailable_feed();
+        let mut feeds = self.feeds.lock();
+        let feed = feeds.entry(database.to_owned()).or_default();
+        let already = matches!(feed.state, StreamState::Unavailable { .. });
+        if !already {
+            // Entries filled under another state must not be served under this one.
+            generations.set_feed(database, fallback);
+            generations.bump_database(database);
+        }
+        Self::clear_problem(database, feed);
+        gauge!(REPLICATION_CONNECTED, "database" => database.to_owned()).set(0.0);
+        gauge!(REPLICATION_PROBLEM, "database" => database.to_owned(), "problem" => problem.label())
+            .set(1.0);
+        gauge!(REPLICATION_FALLBACK, "database" => database.to_owned()).set(
+            if matches!(fallback, Feed::Bounded(_)) {
+                1.0
+            } else {
+                0.0
+            },
+        );
+        if feed.warned != Some(problem.label()) {
+            let text = problem.text();
+            match fallback {
+                Feed::Bounded(ttl) if ttl.is_zero() => warn!(
+                    database,
+                    problem = problem.label(),
+                    "no change feed for this database: {text}. Until it works, nothing is cached \
+                     for it (--cache-ttl-unreplicated 0)."
+                ),
+                Feed::Bounded(ttl) => warn!(
+                    database,
+                    problem = problem.label(),
+                    "no change feed for this database: {text}. Until it works, its cached \
+                     results are served for at most {ttl:?} (--cache-ttl-unreplicated), so writes \
+                     made outside pgcached show within that."
+                ),
+                Feed::Down | Feed::Live => warn!(
+                    database,
+                    problem = problem.label(),
+                    "replication required but unavailable: {text}. Nothing is served from the \
+                     cache for this database until it works."
+                ),
+            }
+            feed.warned = Some(problem.label());
+        }
+        feed.state = StreamState::Unavailable {
+            problem: problem.clone(),
+        };
+    }
+}
+
+/// Seconds from a PostgreSQL commit timestamp (µs since 2000-01-01) to now.
+fn lag_since(commit_time_micros: i64) -> Option<f64> {
+    let commit = UNIX_EPOCH
+        + POSTGRES_EPOCH_OFFSET
+        + Duration::from_micros(u64::try_from(commit_time_micros).ok()?);
+    let lag = SystemTime::now().duration_since(commit).unwrap_or_default();
+    Some(lag.as_secs_f64())
+}
