@@ -81,6 +81,12 @@ pub trait Connect: Send + Sync + 'static {
 pub struct Commit {
     /// Relation OIDs the transaction changed (rows inserted, updated, deleted, truncated).
     pub tables: Vec<u32>,
+    /// Its row changes with their images, for invalidation by key; every table in `tables`
+    /// whose changes are not all here is in `whole_tables`.
+    pub rows: Vec<TableChange>,
+    /// Tables some of whose changes were not kept (too many in one transaction): invalidated
+    /// as whole tables.
+    pub whole_tables: Vec<u32>,
     /// Which tables changed is not known for certain (a change that could not be decoded, a
     /// name that maps to no table, the relation names changed meanwhile): everything cached for
     /// the database is suspect.
@@ -89,6 +95,15 @@ pub struct Commit {
     pub commit_time_micros: Option<i64>,
     /// WAL position of the end of the commit record.
     pub end_lsn: Lsn,
+}
+
+/// One row change, with the OID of its table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableChange {
+    /// The table's OID (as reported: for a partition, the leaf or the published ancestor).
+    pub table: u32,
+    /// The change.
+    pub change: Change,
 }
 
 /// Where change reports go.

@@ -55,6 +55,11 @@ pub struct Resolved {
 }
 
 impl NameMap {
+    /// The OID of a name as last read (after [`NameMap::resolve`] of its transaction).
+    pub fn oid(&self, name: &str) -> Option<u32> {
+        self.map.get(name).copied()
+    }
+
     /// Maps `names` (relations a transaction changed) to OIDs, reading the catalog first when
     /// needed.
     pub async fn resolve(

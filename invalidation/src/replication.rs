@@ -28,7 +28,7 @@ use crate::problem::Problem;
 use crate::session::{Session, SessionError, StreamMessage};
 use crate::test_decoding;
 use crate::wire::Lsn;
-use crate::{Commit, Connect, ConnectError, InvalidationSink};
+use crate::{Change, Commit, Connect, ConnectError, InvalidationSink, TableChange};
 
 /// First reconnect delay; doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -151,20 +151,34 @@ pub fn spawn(
     })
 }
 
-/// The relations of the transaction being read.
+/// Row changes of one transaction kept for invalidation by key; past this, the tables of further
+/// changes are invalidated whole (memory stays bounded whatever a transaction writes).
+const MAX_CHANGES_KEPT: usize = 4096;
+
+/// The changes of the transaction being read.
 #[derive(Debug, Default)]
 struct Transaction {
     relations: BTreeSet<RelationRef>,
+    /// Row changes kept for invalidation by key, at most [`MAX_CHANGES_KEPT`].
+    changes: Vec<Change>,
+    /// Relations with changes that were not kept: invalidated as whole tables.
+    not_kept: BTreeSet<RelationRef>,
     /// Some change could not be read, or there were too many relations to list.
     unknown: bool,
 }
 
 impl Transaction {
-    fn add(&mut self, relation: RelationRef) {
+    fn add(&mut self, change: Change) {
         if self.relations.len() < MAX_RELATIONS_PER_TRANSACTION {
-            self.relations.insert(relation);
-        } else if !self.relations.contains(&relation) {
+            self.relations.insert(change.relation.clone());
+        } else if !self.relations.contains(&change.relation) {
             self.unknown = true;
+            return;
+        }
+        if self.changes.len() < MAX_CHANGES_KEPT && !self.not_kept.contains(&change.relation) {
+            self.changes.push(change);
+        } else {
+            self.not_kept.insert(change.relation);
         }
     }
 }
@@ -306,7 +320,7 @@ impl Stream<'_> {
                                 ..Transaction::default()
                             });
                             for change in changes {
-                                open.add(change.relation);
+                                open.add(change);
                             }
                         }
                         Event::Nothing => {}
@@ -373,11 +387,11 @@ impl Stream<'_> {
     ) {
         let mut tables = Vec::new();
         let mut names = BTreeSet::new();
-        for relation in transaction.relations {
+        for relation in &transaction.relations {
             match relation {
-                RelationRef::Oid(oid) => tables.push(oid),
+                RelationRef::Oid(oid) => tables.push(*oid),
                 RelationRef::Name(name) => {
-                    names.insert(name);
+                    names.insert(name.clone());
                 }
             }
         }
@@ -394,10 +408,26 @@ impl Stream<'_> {
         }
         tables.sort_unstable();
         tables.dedup();
+        let oid_of = |relation: &RelationRef| match relation {
+            RelationRef::Oid(oid) => Some(*oid),
+            RelationRef::Name(name) => name_map.oid(name),
+        };
+        let mut whole_tables: Vec<u32> = transaction.not_kept.iter().filter_map(oid_of).collect();
+        let mut rows = Vec::with_capacity(transaction.changes.len());
+        for change in transaction.changes {
+            match oid_of(&change.relation) {
+                Some(table) => rows.push(TableChange { table, change }),
+                None => whole_database = true,
+            }
+        }
+        whole_tables.sort_unstable();
+        whole_tables.dedup();
         self.sink.committed(
             &self.config.database,
             &Commit {
                 tables,
+                rows,
+                whole_tables,
                 whole_database,
                 commit_time_micros: time_micros,
                 end_lsn,

@@ -39,6 +39,9 @@ pub const QUERIES_TOTAL: &str = "pgcached_queries_total";
 /// Counter: estimated PostgreSQL time saved, in microseconds: each hit adds the time its entry
 /// took to compute when it was filled (the miss latency seen by pgcached).
 pub const DB_TIME_SAVED_MICROSECONDS_TOTAL: &str = "pgcached_db_time_saved_microseconds_total";
+/// Counter: counters bumped by invalidations, by `source` (proxy, replication) and `scope`
+/// (key, column_set, table_rows, table): how narrowly writes invalidate.
+pub const INVALIDATION_SCOPES_TOTAL: &str = "pgcached_invalidation_scopes_total";
 /// Gauge: statement texts whose classification is memoized.
 pub const CLASSIFY_MEMO_ENTRIES: &str = "pgcached_classify_memo_entries";
 
@@ -89,6 +92,10 @@ impl CacheMetrics {
         describe_counter!(CACHE_FILLS_TOTAL, "Cache fills, by outcome");
         describe_counter!(INVALIDATIONS_TOTAL, "Invalidations, by source");
         describe_counter!(CACHE_HIT_BYTES_TOTAL, "Bytes answered from the cache");
+        describe_counter!(
+            INVALIDATION_SCOPES_TOTAL,
+            "Counters bumped by invalidations, by source and scope (key, column_set, table_rows, table)"
+        );
         describe_counter!(QUERIES_TOTAL, "Client statements, by kind");
         describe_counter!(
             DB_TIME_SAVED_MICROSECONDS_TOTAL,
@@ -176,6 +183,36 @@ impl CacheMetrics {
     pub fn invalidation(&self, source: InvalidationSource, count: u64) {
         self.invalidations[source as usize].increment(count);
         self.counters.invalidated(source, count);
+    }
+
+    /// The counters one write (proxied or replicated) bumped, by scope.
+    pub fn invalidated(&self, source: InvalidationSource, bumps: &[crate::pins::writes::Bump]) {
+        use crate::pins::writes::Bump;
+        let mut counts = [0u64; 4];
+        for bump in bumps {
+            let index = match bump {
+                Bump::Key(_) => 0,
+                Bump::ColumnSet(..) => 1,
+                Bump::Rows(_) => 2,
+                Bump::Table(_) => 3,
+            };
+            counts[index] += 1;
+        }
+        for (scope, count) in ["key", "column_set", "table_rows", "table"]
+            .iter()
+            .zip(counts)
+        {
+            if count > 0 {
+                counter!(INVALIDATION_SCOPES_TOTAL, "source" => source.label(), "scope" => *scope)
+                    .increment(count);
+            }
+        }
+        let counters = &self.counters;
+        Counters::add(&counters.key_invalidations, counts[0]);
+        Counters::add(
+            &counters.table_invalidations,
+            counts[1] + counts[2] + counts[3],
+        );
     }
 
     /// One table's results were invalidated (from replication or the admin console).

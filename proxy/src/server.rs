@@ -89,12 +89,14 @@ impl Server {
                     Arc::clone(&control),
                     config.cache.publication.clone(),
                 ));
+                let registry = Arc::new(crate::pins::PinRegistry::default());
                 let classifier = Arc::new(Classifier::new(
                     Arc::clone(&catalog),
                     TableRules {
                         allow: config.cache.allow_tables.clone(),
                         deny: config.cache.deny_tables.clone(),
                     },
+                    Arc::clone(&registry),
                 ));
                 cache_metrics::spawn_gauges(
                     Arc::clone(&cache),
@@ -117,6 +119,7 @@ impl Server {
                     connector.clone(),
                     catalog,
                     Arc::clone(&cache),
+                    Arc::clone(&registry),
                     metrics.clone(),
                 ));
                 Some(Arc::new(CacheShared {

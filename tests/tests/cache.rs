@@ -76,10 +76,22 @@ async fn column(client: &Client, sql: &str) -> Vec<Option<String>> {
 }
 
 /// Runs `sql` a few times, pausing so the catalog can classify it, until it is cached.
-async fn warm(client: &Client, sql: &str) {
-    for _ in 0..3 {
+/// Reads `sql` until a read is answered from the cache (the catalog has judged it and the
+/// database's stream runs), for at most 10 s.
+async fn warm(proxy: &TestProxy, client: &Client, sql: &str) {
+    let cache = proxy.cache.as_ref().expect("cache on");
+    let started = std::time::Instant::now();
+    loop {
+        let before = cache.hits();
         column(client, sql).await;
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        if cache.hits() > before {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{sql} is not served from the cache after 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -105,7 +117,7 @@ async fn repeated_reads_are_answered_without_reaching_postgres() {
 
     // Simple protocol.
     let sql = "SELECT name FROM items WHERE id = 42 /* simple-hit */";
-    warm(&client, sql).await;
+    warm(&proxy, &client, sql).await;
     let before = executions(&admin, "simple-hit").await;
     assert!(before > 0, "pg_stat_statements saw the warm-up executions");
     for _ in 0..20 {
@@ -325,14 +337,14 @@ async fn writes_through_pgcached_are_seen_by_the_next_read() {
     let reader = through(&proxy, "postgres", None).await;
     let writer = through(&proxy, "postgres", None).await;
     let read = "SELECT v FROM kv WHERE k = 1";
-    warm(&reader, read).await;
+    warm(&proxy, &reader, read).await;
     assert_eq!(column(&reader, read).await, vec![Some("one".to_owned())]);
     writer
         .batch_execute("UPDATE kv SET v = 'two' WHERE k = 1")
         .await
         .expect("update");
     assert_eq!(column(&reader, read).await, vec![Some("two".to_owned())]);
-    warm(&reader, read).await;
+    warm(&proxy, &reader, read).await;
 
     // In a transaction block: visible to others at COMMIT, never before it is acknowledged.
     writer.batch_execute("BEGIN").await.expect("begin");
@@ -341,7 +353,7 @@ async fn writes_through_pgcached_are_seen_by_the_next_read() {
         .await
         .expect("update");
     assert_eq!(column(&reader, read).await, vec![Some("two".to_owned())]);
-    warm(&reader, read).await;
+    warm(&proxy, &reader, read).await;
     writer.batch_execute("COMMIT").await.expect("commit");
     assert_eq!(column(&reader, read).await, vec![Some("three".to_owned())]);
 
@@ -350,7 +362,7 @@ async fn writes_through_pgcached_are_seen_by_the_next_read() {
         .batch_execute("BEGIN; UPDATE kv SET v = 'never' WHERE k = 1; ROLLBACK")
         .await
         .expect("rollback");
-    warm(&reader, read).await;
+    warm(&proxy, &reader, read).await;
     assert_eq!(column(&reader, read).await, vec![Some("three".to_owned())]);
 
     // Inside its own transaction, a session reads its own uncommitted write.
@@ -437,7 +449,7 @@ async fn cached_results_of_every_common_type_equal_direct_results() {
         '2e3b1c4a-9b0f-4e8e-8b1a-1c2d3e4f5a6b'::uuid, '{\"a\": [1, 2]}'::jsonb, \
         ARRAY[1, 2, NULL]::int[], '192.168.0.1/24'::inet, 'NaN'::float8 /* types-text */";
     let expected = simple_rows(&direct, text_sql).await;
-    warm(&cached, text_sql).await;
+    warm(&proxy, &cached, text_sql).await;
     let before = executions(&admin, "types-text").await;
     for _ in 0..3 {
         assert_eq!(simple_rows(&cached, text_sql).await, expected);

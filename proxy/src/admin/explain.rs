@@ -6,6 +6,7 @@
 
 use pgcached_cache::Feed;
 
+use super::dependencies;
 use super::frames::{ColumnType, ResultSet};
 use super::CommandFailed;
 use crate::classify::Class;
@@ -22,7 +23,7 @@ pub fn describe(reason: &str) -> &'static str {
         "session_state" => "changes session state (SET, RESET, SET ROLE, DISCARD ...): relayed, and later reads of the session are keyed by the new state",
         "temporary_objects" => "creates temporary objects: the session's reads are kept apart from everyone else's",
         "transaction_control" => "transaction control: relayed",
-        "write" => "writes data or changes the schema: relayed, and cached results of the database are invalidated when it commits",
+        "write" => "writes data or changes the schema: relayed, and what it can change (depends_on) is invalidated when PostgreSQL acknowledges it",
         "not_a_read" => "not a single read pgcached understands (CALL, DO, several statements ...): relayed",
         "nocache_hint" => "the statement carries a /* pgcached:nocache */ hint",
         "invalid_hint" => "a pgcached: hint in its comments cannot be read (use pgcached:nocache or pgcached:ttl=30s); not cached until it is fixed",
@@ -58,6 +59,29 @@ pub fn describe(reason: &str) -> &'static str {
     }
 }
 
+/// Schema-qualified names of these tables, or the error `EXPLAIN CACHE` gives.
+async fn names_of(
+    shared: &crate::session::caching::CacheShared,
+    database: &str,
+    oids: &[u32],
+) -> Result<Vec<(u32, String)>, CommandFailed> {
+    match shared
+        .classifier
+        .catalog()
+        .table_names(database, oids)
+        .await
+    {
+        Ok(found) => Ok(found
+            .into_iter()
+            .map(|(oid, name)| (oid, name.to_string()))
+            .collect()),
+        Err(e) => Err(CommandFailed::new(
+            sqlstate::INTERNAL_ERROR,
+            format!("cannot read the catalog of database {database:?}: {e}"),
+        )),
+    }
+}
+
 /// Answers `EXPLAIN CACHE`.
 pub async fn explain(
     database: Option<String>,
@@ -71,6 +95,7 @@ pub async fn explain(
         ("detail", ColumnType::Text),
         ("database", ColumnType::Text),
         ("tables", ColumnType::Text),
+        ("depends_on", ColumnType::Text),
         ("ttl", ColumnType::Text),
         ("normalized", ColumnType::Text),
     ]);
@@ -81,6 +106,7 @@ pub async fn explain(
             Some("cache_off".to_owned()),
             Some(describe("cache_off").to_owned()),
             Some(database),
+            None,
             None,
             None,
             normalized,
@@ -100,25 +126,11 @@ pub async fn explain(
     let row = match &class {
         Class::Cacheable(read) => {
             let oids: Vec<u32> = read.tables.iter().map(|t| t.oid).collect();
-            let mut names: Vec<String> = match shared
-                .classifier
-                .catalog()
-                .table_names(&database, &oids)
-                .await
-            {
-                Ok(found) => found
-                    .into_iter()
-                    .map(|(_, name)| name.to_string())
-                    .collect(),
-                Err(e) => {
-                    return Err(CommandFailed::new(
-                        sqlstate::INTERNAL_ERROR,
-                        format!("cannot read the catalog of database {database:?}: {e}"),
-                    ))
-                }
-            };
+            let found = names_of(shared, &database, &oids).await?;
+            let mut names: Vec<String> = found.iter().map(|(_, name)| name.clone()).collect();
             names.sort();
             names.dedup();
+            let depends_on = dependencies::of_read(read, &found);
             let ttl = read.ttl.or(shared.cache.config().ttl);
             // The statement is cacheable; whether the database's feed lets it be served now is
             // said too, with the reason a lookup would give.
@@ -149,7 +161,22 @@ pub async fn explain(
                 Some(describe(reason).to_owned()),
                 Some(database),
                 Some(names.join(", ")),
+                Some(depends_on),
                 ttl,
+                normalized,
+            ]
+        }
+        Class::Write(write) => {
+            let oids = dependencies::write_tables(write);
+            let found = names_of(shared, &database, &oids).await?;
+            vec![
+                Some("no".to_owned()),
+                Some("write".to_owned()),
+                Some(describe("write").to_owned()),
+                Some(database),
+                None,
+                Some(dependencies::of_write(write, &found)),
+                None,
                 normalized,
             ]
         }
@@ -161,6 +188,7 @@ pub async fn explain(
                 Some(reason.to_owned()),
                 Some(detail),
                 Some(database),
+                None,
                 None,
                 None,
                 normalized,

@@ -18,6 +18,7 @@
 
 pub mod auth;
 pub mod command;
+pub mod dependencies;
 pub mod explain;
 pub mod extended;
 pub mod frames;

@@ -7,8 +7,9 @@
 //! answers are memoized per statement text by the classifier, so the catalog is consulted once
 //! per distinct statement, off the query path.
 //!
-//! Layout: this file resolves statements; [`queries`] holds the SQL; [`watcher`] polls a digest
-//! of the catalog to catch DDL and privilege changes made outside pgcached.
+//! Layout: this file resolves statements; [`queries`] holds the SQL; [`tables`] tells which
+//! tables' rows can be pinned and what a write reaches; [`watcher`] polls a digest of the
+//! catalog to catch DDL and privilege changes made outside pgcached.
 //!
 //! Unknown means not cacheable: a name the catalog does not know, a function with any
 //! non-immutable overload, or a control connection that cannot be opened. With
@@ -19,6 +20,7 @@
 //! [`Catalog::relation_names`]), with a version the watcher moves whenever the catalog changed.
 
 pub mod queries;
+pub mod tables;
 pub mod watcher;
 
 use std::collections::{BTreeSet, HashMap};
@@ -98,6 +100,10 @@ struct Facts {
     functions: HashMap<(String, FunctionName), bool>,
     /// Schema and name per database and relation OID.
     names: HashMap<(String, u32), TableName>,
+    /// Per database and relation name: the table's facts, when its rows can be pinned.
+    tables: HashMap<(String, RelationName), Option<Arc<tables::TableFacts>>>,
+    /// Per database and relation name: what a write to it can reach.
+    reaches: HashMap<(String, RelationName), tables::WriteReach>,
 }
 
 /// Facts kept at most; past this the memo starts over.
@@ -182,7 +188,12 @@ impl Catalog {
 
     fn remember(&self, add: impl FnOnce(&mut Facts)) {
         let mut facts = self.facts.lock();
-        if facts.relations.len() + facts.functions.len() + facts.names.len() >= MAX_FACTS {
+        let held = facts.relations.len()
+            + facts.functions.len()
+            + facts.names.len()
+            + facts.tables.len()
+            + facts.reaches.len();
+        if held >= MAX_FACTS {
             *facts = Facts::default();
         }
         add(&mut facts);

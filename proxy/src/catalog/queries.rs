@@ -66,11 +66,12 @@ pub const FINGERPRINT: &str = "\
 SELECT md5(concat_ws('|',
   (SELECT string_agg(concat_ws(',', c.oid, c.relname, c.relnamespace, c.relkind, c.relpersistence,
                                c.relrowsecurity, c.relforcerowsecurity, c.relacl::text,
+                               c.relreplident, c.relispartition,
                                CASE WHEN c.relkind = 'm' THEN c.relfilenode END), ';' ORDER BY c.oid)
      FROM pg_catalog.pg_class c
     WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') AND c.relpersistence <> 't'),
   (SELECT string_agg(concat_ws(',', a.attrelid, a.attnum, a.attname, a.atttypid, a.attisdropped,
-                               a.attacl::text), ';' ORDER BY a.attrelid, a.attnum)
+                               a.attcollation, a.attacl::text), ';' ORDER BY a.attrelid, a.attnum)
      FROM pg_catalog.pg_attribute a
      JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
     WHERE a.attnum > 0 AND c.oid >= 16384 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
@@ -90,6 +91,18 @@ SELECT md5(concat_ws('|',
   (SELECT string_agg(concat_ws(',', n.oid, n.nspname, n.nspacl::text), ';' ORDER BY n.oid)
      FROM pg_catalog.pg_namespace n),
   (SELECT datacl::text FROM pg_catalog.pg_database WHERE datname = current_database()),
+  (SELECT string_agg(concat_ws(',', i.indexrelid, i.indrelid, i.indisprimary, i.indisreplident,
+                               i.indkey::text), ';' ORDER BY i.indexrelid)
+     FROM pg_catalog.pg_index i WHERE (i.indisprimary OR i.indisreplident) AND i.indrelid >= 16384),
+  (SELECT string_agg(concat_ws(',', t.oid, t.tgrelid, t.tgenabled), ';' ORDER BY t.oid)
+     FROM pg_catalog.pg_trigger t WHERE NOT t.tgisinternal),
+  (SELECT string_agg(concat_ws(',', k.oid, k.conrelid, k.contype, k.confrelid, k.confdeltype,
+                               k.confupdtype, md5(COALESCE(k.conbin::text, ''))), ';' ORDER BY k.oid)
+     FROM pg_catalog.pg_constraint k WHERE k.conrelid >= 16384),
+  (SELECT string_agg(concat_ws(',', d.oid, d.adrelid, md5(d.adbin::text)), ';' ORDER BY d.oid)
+     FROM pg_catalog.pg_attrdef d),
+  (SELECT string_agg(concat_ws(',', h.inhrelid, h.inhparent), ';' ORDER BY h.inhrelid, h.inhparent)
+     FROM pg_catalog.pg_inherits h),
   (SELECT concat_ws(',', p.oid, p.pubinsert, p.pubupdate, p.pubdelete, p.pubtruncate, p.pubviaroot)
      FROM pg_catalog.pg_publication p WHERE p.pubname = $1::text),
   (SELECT string_agg(pt::text, ';' ORDER BY pt.schemaname, pt.tablename)
@@ -149,3 +162,61 @@ SELECT c.oid
   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
  WHERE c.relname = $1 AND ($2::text IS NULL OR n.nspname = $2)
    AND c.relkind IN ('r', 'p', 'm')";
+
+/// What decides whether a table's rows can be pinned: `$1` the table's oid. Its kind, whether it
+/// is a partition or has descendants (inheritance or partitions), and its replica identity.
+pub const TABLE_SHAPE: &str = "\
+SELECT c.relkind, c.relispartition, c.relreplident,
+       EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i WHERE i.inhparent = c.oid) AS has_children
+  FROM pg_catalog.pg_class c
+ WHERE c.oid = $1";
+
+/// A table's columns in order, with their type and whether their collation is deterministic:
+/// `$1` the table's oid.
+pub const TABLE_COLUMNS: &str = "\
+SELECT a.attname::text, a.atttypid, COALESCE(k.collisdeterministic, true) AS deterministic
+  FROM pg_catalog.pg_attribute a
+  LEFT JOIN pg_catalog.pg_collation k ON k.oid = a.attcollation
+ WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
+ ORDER BY a.attnum";
+
+/// The columns of a table's primary key and of its replica identity index: `$1` the table's
+/// oid.
+pub const IDENTITY_COLUMNS: &str = "\
+SELECT a.attname::text, i.indisprimary, i.indisreplident
+  FROM pg_catalog.pg_index i
+  JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+ WHERE i.indrelid = $1 AND (i.indisprimary OR i.indisreplident)";
+
+/// How many things can make a write to a table change more than its own rows, or run code
+/// pgcached cannot see: user triggers, rules other than SELECT, and defaults, generated columns
+/// or constraints that call functions outside `pg_catalog`. `$1` the table's oid.
+pub const WRITE_SIDE_EFFECTS: &str = "\
+SELECT (SELECT count(*) FROM pg_catalog.pg_trigger t WHERE t.tgrelid = $1 AND NOT t.tgisinternal)
+     + (SELECT count(*) FROM pg_catalog.pg_rewrite r WHERE r.ev_class = $1 AND r.ev_type <> '1')
+     + (SELECT count(*)
+          FROM pg_catalog.pg_depend d
+          JOIN pg_catalog.pg_proc p ON p.oid = d.refobjid
+         WHERE d.refclassid = 'pg_catalog.pg_proc'::regclass
+           AND p.pronamespace <> 'pg_catalog'::regnamespace
+           AND ((d.classid = 'pg_catalog.pg_attrdef'::regclass
+                 AND d.objid IN (SELECT oid FROM pg_catalog.pg_attrdef WHERE adrelid = $1))
+             OR (d.classid = 'pg_catalog.pg_constraint'::regclass
+                 AND d.objid IN (SELECT oid FROM pg_catalog.pg_constraint WHERE conrelid = $1))))";
+
+/// The tables whose rows a write to `$1` changes through foreign keys (ON DELETE or ON UPDATE
+/// CASCADE, SET NULL, SET DEFAULT).
+pub const CASCADES: &str = "\
+SELECT DISTINCT c.conrelid
+  FROM pg_catalog.pg_constraint c
+ WHERE c.contype = 'f' AND c.confrelid = $1
+   AND (c.confdeltype IN ('c', 'n', 'd') OR c.confupdtype IN ('c', 'n', 'd'))";
+
+/// Whether a function of this name (`$1`), in schema `$2` or any schema when NULL, exists
+/// outside `pg_catalog`: such a function may write anything.
+pub const USER_FUNCTION: &str = "\
+SELECT EXISTS (
+  SELECT 1
+    FROM pg_catalog.pg_proc p
+    JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+   WHERE p.proname = $1 AND ($2::text IS NULL OR n.nspname = $2) AND n.nspname <> 'pg_catalog')";

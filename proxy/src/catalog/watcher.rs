@@ -90,6 +90,7 @@ impl CatalogWatchers {
                                 info!(database = %name, "catalog changed; cached results and classifications dropped");
                                 catalog.forget_facts();
                                 classifier.clear();
+                                classifier.registry().forget_identities(&name);
                                 metrics.invalidation(InvalidationSource::Catalog, 1);
                             }
                             cache.generations().bump_database(&name);
@@ -99,6 +100,7 @@ impl CatalogWatchers {
                     Err(e) => {
                         debug!(database = %name, error = %e, "catalog digest unavailable");
                         catalog.moved(&name);
+                        classifier.registry().forget_identities(&name);
                         cache.generations().bump_database(&name);
                         last = None;
                         failing = true;

@@ -8,6 +8,9 @@
 //! `classifying`). Every later occurrence of the same text is one memo lookup: a cache hit never
 //! parses.
 
+mod pins;
+mod writes;
+
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,9 +20,14 @@ use pgcached_cache::TableId;
 use quick_cache::sync::Cache;
 
 use crate::catalog::{self, Catalog, Resolution, TableName};
+use crate::pins::reads::RowPin;
+use crate::pins::writes::WriteEffect;
+use crate::pins::PinRegistry;
 use crate::sql::names::RelationName;
 use crate::sql::text::{self, Hints};
+use crate::sql::write::WriteInfo;
 use crate::sql::{self, ReadDeps, StatementKind};
+pub use pins::WholeReason;
 
 /// Most distinct statements remembered per process.
 pub const MEMO_CAPACITY: usize = 20_000;
@@ -27,8 +35,15 @@ pub const MEMO_CAPACITY: usize = 20_000;
 /// A read whose result may be cached.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheableRead {
-    /// The tables it depends on (partition roots and partitions, view bases).
+    /// Every table it reads (partition roots and partitions, view bases), for people and for
+    /// invalidating by table.
     pub tables: Arc<[TableId]>,
+    /// The tables it depends on as whole tables.
+    pub whole: Arc<[TableId]>,
+    /// The rows it depends on by key.
+    pub pins: Arc<[RowPin]>,
+    /// Why each of `whole` is a whole-table dependency (for `EXPLAIN CACHE`).
+    pub whole_reasons: Arc<[(TableId, WholeReason)]>,
     /// How long its results are served, from a `pgcached:ttl=` hint (else `--cache-ttl`).
     pub ttl: Option<Duration>,
     /// The statement with its literals removed, for `SHOW CACHE`.
@@ -87,8 +102,8 @@ pub enum Class {
     TempObjects,
     /// BEGIN, COMMIT, ROLLBACK, SAVEPOINT, ...
     TransactionControl,
-    /// Writes data or changes the schema.
-    Write,
+    /// Writes data or changes the schema: what its acknowledgement invalidates.
+    Write(WriteClass),
     /// Anything else (CALL, DO, SHOW, unparsable, ...): effects unknown.
     Other,
 }
@@ -104,10 +119,19 @@ impl Class {
             Class::SessionState => "session_state",
             Class::TempObjects => "temporary_objects",
             Class::TransactionControl => "transaction_control",
-            Class::Write => "write",
+            Class::Write(_) => "write",
             Class::Other => "not_a_read",
         }
     }
+}
+
+/// What a write's acknowledgement invalidates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteClass {
+    /// Its reach is unknown (or not judged yet): the whole database.
+    Database,
+    /// Its target's rows by key, and the tables it reaches.
+    Known(Arc<WriteEffect>),
 }
 
 /// True when the text calls (or may call) `set_config`, whatever the statement kind.
@@ -180,21 +204,36 @@ pub struct Classifier {
     /// into a burst of catalog queries. A statement that finds no slot is tried again later.
     resolvers: Arc<tokio::sync::Semaphore>,
     rules: TableRules,
+    /// The column sets reads pin rows by.
+    registry: Arc<PinRegistry>,
+}
+
+/// A statement waiting for the catalog's verdict.
+enum Pending {
+    Read(ReadDeps),
+    Write(WriteInfo),
 }
 
 /// Background resolutions at once.
 const MAX_RESOLVERS: usize = 4;
 
 impl Classifier {
-    /// A classifier asking `catalog` about reads and applying `rules` to their tables.
-    pub fn new(catalog: Arc<Catalog>, rules: TableRules) -> Classifier {
+    /// A classifier asking `catalog` about statements, applying `rules` to reads' tables and
+    /// registering the column sets reads pin in `registry`.
+    pub fn new(catalog: Arc<Catalog>, rules: TableRules, registry: Arc<PinRegistry>) -> Classifier {
         Classifier {
             memo: Cache::new(MEMO_CAPACITY),
             catalog,
             in_flight: Mutex::new(HashSet::new()),
             resolvers: Arc::new(tokio::sync::Semaphore::new(MAX_RESOLVERS)),
             rules,
+            registry,
         }
+    }
+
+    /// The column sets reads pin.
+    pub fn registry(&self) -> &Arc<PinRegistry> {
+        &self.registry
     }
 
     /// The catalog reader.
@@ -219,6 +258,7 @@ impl Classifier {
                 self.judge(database, &deps, &scanned.hints, &scanned.normalized)
                     .await
             }
+            StatementKind::Write(info) => self.judge_write(database, &info).await,
             kind => Ok(Self::syntactic_class(kind)),
         }
     }
@@ -255,8 +295,13 @@ impl Classifier {
         let class = match analysis.kind {
             StatementKind::Read(deps) => {
                 let calls_functions = deps.functions.iter().any(|f| !is_well_known(f));
-                self.resolve_in_background(key.clone(), deps);
+                self.resolve_in_background(key.clone(), Pending::Read(deps));
                 return Class::Classifying { calls_functions };
+            }
+            StatementKind::Write(info) if info.shape.is_some() => {
+                // Until the catalog says what it reaches: the whole database.
+                self.resolve_in_background(key.clone(), Pending::Write(info));
+                return Class::Write(WriteClass::Database);
             }
             kind => Self::syntactic_class(kind),
         };
@@ -272,12 +317,14 @@ impl Classifier {
             },
             // Several statements in one string may write or change state: effects unknown.
             StatementKind::UncacheableRead("multi_statement") => Class::Other,
-            StatementKind::UncacheableRead("select_into" | "data_modifying_cte") => Class::Write,
+            StatementKind::UncacheableRead("select_into" | "data_modifying_cte") => {
+                Class::Write(WriteClass::Database)
+            }
             StatementKind::UncacheableRead(reason) => Class::Uncacheable(reason),
             StatementKind::SessionState => Class::SessionState,
             StatementKind::CreatesTempObjects => Class::TempObjects,
             StatementKind::TransactionControl => Class::TransactionControl,
-            StatementKind::Write(_) => Class::Write,
+            StatementKind::Write(_) => Class::Write(WriteClass::Database),
             StatementKind::Other | StatementKind::Unparsable => Class::Other,
         }
     }
@@ -308,21 +355,38 @@ impl Classifier {
                 return Ok(Class::Uncacheable(reason));
             }
         }
-        let database: Arc<str> = Arc::from(database);
+        let database_id: Arc<str> = Arc::from(database);
+        let tables: Vec<TableId> = oids
+            .into_iter()
+            .map(|oid| TableId {
+                database: Arc::clone(&database_id),
+                oid,
+            })
+            .collect();
+        let resolved =
+            pins::resolve(&self.catalog, &self.registry, database, deps, &tables).await?;
         Ok(Class::Cacheable(Arc::new(CacheableRead {
-            tables: oids
-                .into_iter()
-                .map(|oid| TableId {
-                    database: Arc::clone(&database),
-                    oid,
-                })
-                .collect(),
+            whole: resolved.whole.iter().map(|(t, _)| t.clone()).collect(),
+            whole_reasons: Arc::from(resolved.whole),
+            pins: Arc::from(resolved.pins),
+            tables: Arc::from(tables),
             ttl: hints.ttl,
             label: Arc::from(label),
         })))
     }
 
-    fn resolve_in_background(self: &Arc<Self>, key: MemoKey, deps: ReadDeps) {
+    /// The catalog's verdict on a write: what its acknowledgement invalidates.
+    async fn judge_write(
+        &self,
+        database: &str,
+        info: &WriteInfo,
+    ) -> Result<Class, catalog::CatalogError> {
+        Ok(Class::Write(
+            writes::resolve(&self.catalog, database, info).await?,
+        ))
+    }
+
+    fn resolve_in_background(self: &Arc<Self>, key: MemoKey, pending: Pending) {
         let Ok(permit) = Arc::clone(&self.resolvers).try_acquire_owned() else {
             return;
         };
@@ -336,14 +400,26 @@ impl Classifier {
         let classifier = Arc::clone(self);
         runtime.spawn(async move {
             let _permit = permit;
-            let scanned = text::scan(&key.1);
-            let class = classifier
-                .judge(&key.0, &deps, &scanned.hints, &scanned.normalized)
-                .await
-                .unwrap_or_else(|e| {
-                    catalog::report(&e);
-                    Class::Uncacheable("catalog_unavailable")
-                });
+            let class =
+                match pending {
+                    Pending::Read(deps) => {
+                        let scanned = text::scan(&key.1);
+                        classifier
+                            .judge(&key.0, &deps, &scanned.hints, &scanned.normalized)
+                            .await
+                            .unwrap_or_else(|e| {
+                                catalog::report(&e);
+                                Class::Uncacheable("catalog_unavailable")
+                            })
+                    }
+                    Pending::Write(info) => classifier
+                        .judge_write(&key.0, &info)
+                        .await
+                        .unwrap_or_else(|e| {
+                            catalog::report(&e);
+                            Class::Write(WriteClass::Database)
+                        }),
+                };
             classifier.memo.insert(key.clone(), class);
             classifier.in_flight.lock().remove(&key);
         });

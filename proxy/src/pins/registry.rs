@@ -6,8 +6,9 @@
 //! write at its acknowledgement, a replication row image) bumps the keys of that set for the old
 //! and new rows, or, when a row image lacks one of the columns, the whole set. Because a set is
 //! registered before any read that depends on it is looked up, a change processed after a
-//! lookup always sees the set. Sets are only forgotten together with every cached result of
-//! their database (a catalog change), never one by one.
+//! lookup always sees the set. Sets are never forgotten (a session may still look up under a
+//! classification made before a catalog change); a table's replica identity is, on every
+//! catalog change, until the table's facts are read again: an unknown identity covers no set.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -17,6 +18,9 @@ use parking_lot::RwLock;
 use pgcached_cache::{ColumnSetId, TableId};
 
 use super::canonical::PinType;
+
+/// Most tables with registered sets; pins of further tables are not registered.
+pub const MAX_TABLES: usize = 100_000;
 
 /// Most column sets registered per table; further pins of the table are not registered (those
 /// reads depend on the whole table).
@@ -78,10 +82,13 @@ impl PinRegistry {
         columns: &[(String, PinType)],
         identity: Identity,
     ) -> Option<ColumnSetId> {
-        if let Some(found) = self.find(table, columns) {
+        if let Some(found) = self.find(table, columns, &identity) {
             return Some(found);
         }
         let mut tables = self.tables.write();
+        if !tables.contains_key(table) && tables.len() >= MAX_TABLES {
+            return None;
+        }
         let entry = tables.entry(table.clone()).or_insert_with(|| {
             Arc::new(TableSets {
                 sets: Vec::new(),
@@ -89,7 +96,13 @@ impl PinRegistry {
             })
         });
         if let Some(set) = entry.sets.iter().find(|s| &*s.columns == columns) {
-            return Some(set.id);
+            let id = set.id;
+            if entry.identity != identity {
+                let mut updated = (**entry).clone();
+                updated.identity = identity;
+                *entry = Arc::new(updated);
+            }
+            return Some(id);
         }
         if entry.sets.len() >= MAX_SETS_PER_TABLE {
             return None;
@@ -105,9 +118,15 @@ impl PinRegistry {
         Some(id)
     }
 
-    fn find(&self, table: &TableId, columns: &[(String, PinType)]) -> Option<ColumnSetId> {
+    /// The set's number when it is registered with this identity already.
+    fn find(
+        &self,
+        table: &TableId,
+        columns: &[(String, PinType)],
+        identity: &Identity,
+    ) -> Option<ColumnSetId> {
         let tables = self.tables.read();
-        let sets = tables.get(table)?;
+        let sets = tables.get(table).filter(|t| t.identity == *identity)?;
         sets.sets
             .iter()
             .find(|s| &*s.columns == columns)
@@ -119,11 +138,16 @@ impl PinRegistry {
         self.tables.read().get(table).cloned()
     }
 
-    /// Forgets every set of `database` (its cached results are all invalid by then).
-    pub fn forget_database(&self, database: &str) {
-        self.tables
-            .write()
-            .retain(|table, _| &*table.database != database);
+    /// The catalog of `database` changed: its tables' identities are unknown until their facts
+    /// are read again (an unknown identity covers no set).
+    pub fn forget_identities(&self, database: &str) {
+        for (table, sets) in self.tables.write().iter_mut() {
+            if &*table.database == database && sets.identity != Identity::Nothing {
+                let mut updated = (**sets).clone();
+                updated.identity = Identity::Nothing;
+                *sets = Arc::new(updated);
+            }
+        }
     }
 }
 
@@ -162,8 +186,15 @@ mod tests {
         let sets = registry.of_table(&table(1)).expect("sets");
         assert_eq!(sets.sets.len(), 2);
         assert!(registry.of_table(&table(2)).is_none());
-        registry.forget_database("app");
-        assert!(registry.of_table(&table(1)).is_none());
+        registry.forget_identities("app");
+        let sets = registry.of_table(&table(1)).expect("sets stay");
+        assert_eq!(sets.sets.len(), 2);
+        assert_eq!(sets.identity, Identity::Nothing, "unknown until read again");
+        registry.register(&table(1), &set(&["id"]), Identity::Key(vec!["id".into()]));
+        assert_eq!(
+            registry.of_table(&table(1)).expect("sets").identity,
+            Identity::Key(vec!["id".into()])
+        );
     }
 
     #[test]

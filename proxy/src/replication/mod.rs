@@ -78,6 +78,7 @@ impl Replication {
         connector: Connector,
         catalog: Arc<Catalog>,
         cache: Arc<ResultCache>,
+        registry: Arc<crate::pins::PinRegistry>,
         metrics: CacheMetrics,
     ) -> Replication {
         describe_gauge!(
@@ -118,6 +119,7 @@ impl Replication {
             names: Arc::new(CatalogNames(catalog)),
             sink: Arc::new(CacheSink::new(
                 cache,
+                registry,
                 metrics,
                 settings.mode,
                 settings.ttl_unreplicated,

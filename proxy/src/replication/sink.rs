@@ -26,6 +26,9 @@ use super::{
 };
 use crate::cache_metrics::CacheMetrics;
 use crate::config::ReplicationMode;
+use crate::pins::changes;
+use crate::pins::writes::Bump;
+use crate::pins::PinRegistry;
 use crate::stats::InvalidationSource;
 
 /// Seconds between the Unix epoch and PostgreSQL's (2000-01-01).
@@ -98,6 +101,8 @@ impl Default for DatabaseFeed {
 /// Applies stream reports to the cache.
 pub struct CacheSink {
     pub(super) cache: Arc<ResultCache>,
+    /// The column sets reads pin: which keys a row change bumps.
+    registry: Arc<PinRegistry>,
     metrics: CacheMetrics,
     mode: ReplicationMode,
     ttl_unreplicated: Duration,
@@ -107,12 +112,14 @@ pub struct CacheSink {
 impl CacheSink {
     pub(super) fn new(
         cache: Arc<ResultCache>,
+        registry: Arc<PinRegistry>,
         metrics: CacheMetrics,
         mode: ReplicationMode,
         ttl_unreplicated: Duration,
     ) -> CacheSink {
         CacheSink {
             cache,
+            registry,
             metrics,
             mode,
             ttl_unreplicated,
@@ -168,20 +175,41 @@ impl CacheSink {
 
 impl InvalidationSink for CacheSink {
     fn committed(&self, database: &str, commit: &Commit) {
+        let generations = self.cache.generations();
         if commit.whole_database {
-            self.cache.generations().bump_database(database);
+            generations.bump_database(database);
             self.metrics
                 .invalidation(InvalidationSource::Replication, 1);
         }
         let database_id: Arc<str> = Arc::from(database);
-        for oid in &commit.tables {
-            let table = TableId {
-                database: Arc::clone(&database_id),
-                oid: *oid,
-            };
-            self.cache.generations().bump_table(&table);
-            self.metrics.table_invalidated(&table);
+        let table_of = |oid: u32| TableId {
+            database: Arc::clone(&database_id),
+            oid,
+        };
+        let mut bumps = Vec::new();
+        for oid in &commit.whole_tables {
+            bumps.push(Bump::Table(table_of(*oid)));
         }
+        for row in &commit.rows {
+            bumps.extend(changes::bumps(
+                &table_of(row.table),
+                &row.change,
+                &self.registry,
+            ));
+        }
+        // Every table changed, even one whose rows were all cut off: its whole-table reads.
+        for oid in &commit.tables {
+            bumps.push(Bump::Rows(table_of(*oid)));
+        }
+        let bumps = Bump::distinct(bumps);
+        for bump in &bumps {
+            bump.apply(generations);
+        }
+        for oid in &commit.tables {
+            self.metrics.table_invalidated(&table_of(*oid));
+        }
+        self.metrics
+            .invalidated(InvalidationSource::Replication, &bumps);
         self.metrics
             .invalidation(InvalidationSource::Replication, commit.tables.len() as u64);
         let lag = commit.commit_time_micros.and_then(lag_since);

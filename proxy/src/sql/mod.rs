@@ -46,8 +46,8 @@ pub enum StatementKind {
     CreatesTempObjects,
     /// Transaction control.
     TransactionControl,
-    /// Writes data or changes the schema (tables named are not tracked here).
-    Write(Vec<RelationName>),
+    /// Writes data or changes the schema; for INSERT, UPDATE and DELETE, what the text tells.
+    Write(write::WriteInfo),
     /// Anything else that parses.
     Other,
     /// sqlparser could not parse it.
@@ -111,10 +111,10 @@ fn kind_of(statement: &Statement) -> StatementKind {
         Statement::LISTEN { .. } | Statement::UNLISTEN { .. } | Statement::NOTIFY { .. } => {
             StatementKind::UncacheableRead("listen_notify")
         }
-        Statement::Insert { .. }
-        | Statement::Update { .. }
-        | Statement::Delete { .. }
-        | Statement::Merge { .. }
+        Statement::Insert { .. } | Statement::Update { .. } | Statement::Delete { .. } => {
+            StatementKind::Write(write::info(statement))
+        }
+        Statement::Merge { .. }
         | Statement::Truncate { .. }
         | Statement::Copy { .. }
         | Statement::CreateTable(_)
@@ -139,7 +139,7 @@ fn kind_of(statement: &Statement) -> StatementKind {
         | Statement::RenameTable { .. }
         | Statement::RefreshMaterializedView { .. }
         | Statement::Comment { .. }
-        | Statement::Explain { .. } => StatementKind::Write(Vec::new()),
+        | Statement::Explain { .. } => StatementKind::Write(write::WriteInfo::default()),
         _ => StatementKind::Other,
     }
 }

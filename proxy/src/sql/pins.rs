@@ -147,6 +147,25 @@ pub fn of_query(query: &Query) -> Pins {
     }
 }
 
+/// Adds `constants` to the list of `column`'s constants in `columns` (per column, without
+/// repeats).
+pub fn add_constants(
+    columns: &mut Vec<(String, Vec<Constant>)>,
+    column: &str,
+    constants: &[Constant],
+) {
+    match columns.iter_mut().find(|(name, _)| name == column) {
+        Some((_, known)) => {
+            for constant in constants {
+                if !known.contains(constant) {
+                    known.push(constant.clone());
+                }
+            }
+        }
+        None => columns.push((column.to_owned(), constants.to_vec())),
+    }
+}
+
 /// The classes of a condition's top-level conjuncts (a write's WHERE clause).
 pub fn classes_of(condition: &Expr) -> Vec<PinClass> {
     let mut equalities = Vec::new();

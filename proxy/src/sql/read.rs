@@ -24,6 +24,8 @@ pub struct ReadDeps {
     pub functions: Vec<FunctionName>,
     /// The rows of its FROM relations it pins by equality (empty: none).
     pub pins: super::pins::Pins,
+    /// How many times each relation appears in the query (top-level FROM or anywhere else).
+    pub occurrences: Vec<(RelationName, usize)>,
 }
 
 /// String literals whose cast to a date/time type depends on the clock.
@@ -32,6 +34,8 @@ const TIME_WORDS: [&str; 4] = ["now", "today", "tomorrow", "yesterday"];
 #[derive(Default)]
 struct Collector {
     relations: Vec<RelationName>,
+    /// How many times each relation name appears (a FROM item anywhere in the query).
+    occurrences: Vec<(RelationName, usize)>,
     functions: Vec<FunctionName>,
     ctes: HashSet<String>,
     reason: Option<&'static str>,
@@ -107,6 +111,10 @@ impl Visitor for Collector {
             match split(name) {
                 Some((schema, name)) => {
                     let relation = RelationName { schema, name };
+                    match self.occurrences.iter_mut().find(|(r, _)| *r == relation) {
+                        Some((_, count)) => *count += 1,
+                        None => self.occurrences.push((relation.clone(), 1)),
+                    }
                     if !self.relations.contains(&relation) {
                         self.relations.push(relation);
                     }
@@ -157,5 +165,6 @@ pub fn dependencies(query: &Query) -> Result<ReadDeps, &'static str> {
         relations,
         functions: collector.functions,
         pins: super::pins::of_query(query),
+        occurrences: collector.occurrences,
     })
 }

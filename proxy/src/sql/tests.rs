@@ -1,3 +1,4 @@
+use super::write::WriteInfo;
 use super::*;
 
 fn rel(schema: Option<&str>, name: &str) -> RelationName {
@@ -108,21 +109,34 @@ fn other_statements_are_sorted() {
             "CREATE TABLE pg_temp.x (a int)",
             StatementKind::CreatesTempObjects,
         ),
-        ("INSERT INTO t VALUES (1)", StatementKind::Write(Vec::new())),
-        ("UPDATE t SET a = 1", StatementKind::Write(Vec::new())),
-        ("DELETE FROM t", StatementKind::Write(Vec::new())),
-        ("TRUNCATE t", StatementKind::Write(Vec::new())),
-        ("CREATE TABLE x (a int)", StatementKind::Write(Vec::new())),
-        ("DROP TABLE x", StatementKind::Write(Vec::new())),
+        ("TRUNCATE t", StatementKind::Write(WriteInfo::default())),
+        (
+            "CREATE TABLE x (a int)",
+            StatementKind::Write(WriteInfo::default()),
+        ),
+        ("DROP TABLE x", StatementKind::Write(WriteInfo::default())),
         (
             "GRANT SELECT ON t TO PUBLIC",
-            StatementKind::Write(Vec::new()),
+            StatementKind::Write(WriteInfo::default()),
         ),
-        ("COPY t FROM STDIN", StatementKind::Write(Vec::new())),
+        (
+            "COPY t FROM STDIN",
+            StatementKind::Write(WriteInfo::default()),
+        ),
         ("CALL p()", StatementKind::Other),
         ("SELEC 1", StatementKind::Unparsable),
     ] {
         assert_eq!(analyze(sql).kind, expected, "{sql}");
+    }
+    for sql in [
+        "INSERT INTO t VALUES (1)",
+        "UPDATE t SET a = 1",
+        "DELETE FROM t",
+    ] {
+        match analyze(sql).kind {
+            StatementKind::Write(info) => assert!(info.shape.is_some(), "{sql}"),
+            other => panic!("{sql}: {other:?}"),
+        }
     }
 }
 

@@ -8,12 +8,14 @@
 //! write can reach (partitions, cascades, triggers, rules), and anything not understood reaches
 //! the whole database.
 
+use std::ops::ControlFlow;
+
 use sqlparser::ast::{
-    AssignmentTarget, Delete, Expr, FromTable, Insert, ObjectName, SetExpr, Statement, TableFactor,
-    TableObject, Update,
+    AssignmentTarget, Delete, Expr, FromTable, FunctionArguments, Insert, ObjectName, SetExpr,
+    Statement, TableFactor, TableObject, Update, Visit, Visitor,
 };
 
-use super::names::{split, RelationName};
+use super::names::{split, FunctionName, RelationName};
 use super::pins::{self, Constant, PinClass};
 
 /// The shape of a write, when its text tells it.
@@ -50,6 +52,64 @@ pub enum WriteKind {
         /// The rows its WHERE clause pins (empty: unknown rows).
         pins: Vec<PinClass>,
     },
+}
+
+/// What a write statement tells pgcached.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct WriteInfo {
+    /// Its shape, when its text tells it.
+    pub shape: Option<WriteShape>,
+    /// The functions it calls: one outside `pg_catalog` may write anything.
+    pub functions: Vec<FunctionName>,
+}
+
+/// What a write statement tells: its shape and the functions it calls.
+pub fn info(statement: &Statement) -> WriteInfo {
+    let mut functions = Functions::default();
+    let _ = statement.visit(&mut functions);
+    WriteInfo {
+        shape: if functions.unreadable {
+            None
+        } else {
+            shape(statement)
+        },
+        functions: functions.names,
+    }
+}
+
+/// Collects the functions a statement calls.
+#[derive(Default)]
+struct Functions {
+    names: Vec<FunctionName>,
+    /// A call whose name is not a plain identifier.
+    unreadable: bool,
+}
+
+impl Visitor for Functions {
+    type Break = ();
+
+    fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+        if let Expr::Function(function) = expr {
+            match split(&function.name) {
+                Some((schema, name)) => {
+                    let arity = match &function.args {
+                        FunctionArguments::List(list) => u16::try_from(list.args.len()).ok(),
+                        _ => None,
+                    };
+                    let name = FunctionName {
+                        schema,
+                        name,
+                        arity,
+                    };
+                    if !self.names.contains(&name) {
+                        self.names.push(name);
+                    }
+                }
+                None => self.unreadable = true,
+            }
+        }
+        ControlFlow::Continue(())
+    }
 }
 
 /// The shape of a write statement, or `None` when it cannot be told (MERGE, COPY, DDL, a
@@ -257,6 +317,20 @@ mod tests {
         };
         assert_eq!(rows, None);
         assert!(upsert);
+    }
+
+    #[test]
+    fn the_functions_a_write_calls_are_listed() {
+        let statements = Parser::parse_sql(
+            &PostgreSqlDialect {},
+            "UPDATE t SET x = audit.stamp(now()) WHERE id = 1",
+        )
+        .expect("parses");
+        let info = info(&statements[0]);
+        let names: Vec<String> = info.functions.iter().map(|f| f.name.clone()).collect();
+        assert_eq!(names, vec!["stamp", "now"]);
+        assert_eq!(info.functions[0].schema.as_deref(), Some("audit"));
+        assert!(info.shape.is_some());
     }
 
     #[test]

@@ -100,6 +100,10 @@ pub struct Counters {
     pub sessions: AtomicU64,
     /// Fills stored.
     pub fills: AtomicU64,
+    /// Row keys invalidated (by proxied writes and the replication stream).
+    pub key_invalidations: AtomicU64,
+    /// Column sets, tables' rows or whole tables invalidated.
+    pub table_invalidations: AtomicU64,
 }
 
 impl Counters {

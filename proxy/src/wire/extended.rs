@@ -158,6 +158,65 @@ pub fn bind_layout(arguments: &[u8]) -> Option<BindLayout> {
     })
 }
 
+/// The parameter values of a Bind, with the format of each (0 text, 1 binary).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindParameters<'a> {
+    /// Per parameter: its format code and its value (`None` for SQL NULL).
+    pub values: Vec<(i16, Option<&'a [u8]>)>,
+}
+
+/// Reads the parameter values of a Bind's arguments (see [`Bind::arguments`]).
+pub fn bind_parameters(arguments: &[u8]) -> Option<BindParameters<'_>> {
+    let int16 = |at: usize| -> Option<i16> {
+        let bytes = arguments.get(at..at + 2)?;
+        Some(i16::from_be_bytes([bytes[0], bytes[1]]))
+    };
+    let format_count = usize::try_from(int16(0)?).ok()?;
+    let mut formats = Vec::with_capacity(format_count);
+    for i in 0..format_count {
+        formats.push(int16(2 + 2 * i)?);
+    }
+    let mut at = 2 + 2 * format_count;
+    let count = usize::try_from(int16(at)?).ok()?;
+    at += 2;
+    let format_of = |i: usize| match formats.len() {
+        0 => Some(0),
+        1 => Some(formats[0]),
+        n if n == count => Some(formats[i]),
+        _ => None,
+    };
+    let mut values = Vec::with_capacity(count);
+    for i in 0..count {
+        let bytes = arguments.get(at..at + 4)?;
+        let length = i32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        at += 4;
+        let value = if length < 0 {
+            None
+        } else {
+            let length = usize::try_from(length).ok()?;
+            let value = arguments.get(at..at + length)?;
+            at += length;
+            Some(value)
+        };
+        values.push((format_of(i)?, value));
+    }
+    Some(BindParameters { values })
+}
+
+/// The declared type OID of each parameter of a Parse (see [`Parse::param_types`]).
+pub fn parameter_types(param_types: &[u8]) -> Option<Vec<u32>> {
+    let count = usize::from(u16::from_be_bytes([
+        *param_types.first()?,
+        *param_types.get(1)?,
+    ]));
+    (0..count)
+        .map(|i| {
+            let bytes = param_types.get(2 + 4 * i..6 + 4 * i)?;
+            Some(u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,6 +256,26 @@ mod tests {
             query_text(&frame(b'Q', b"SELECT 1\0")).as_deref(),
             Some(&b"SELECT 1"[..])
         );
+    }
+
+    #[test]
+    fn bind_parameters_and_declared_types_are_read() {
+        // Two formats (text, binary), two values ("7", NULL), no result formats.
+        let arguments = b"\0\x02\0\0\0\x01\0\x02\0\0\0\x017\xff\xff\xff\xff\0\0";
+        let read = bind_parameters(arguments).expect("parameters");
+        assert_eq!(read.values, vec![(0, Some(&b"7"[..])), (1, None)]);
+        let one_format =
+            bind_parameters(b"\0\x01\0\x01\0\x01\0\0\0\x04\0\0\0\x07\0\0").expect("parameters");
+        assert_eq!(one_format.values, vec![(1, Some(&[0u8, 0, 0, 7][..]))]);
+        assert!(
+            bind_parameters(b"\0\0\0\x01\0\0\0\x09x").is_none(),
+            "value cut short"
+        );
+        assert_eq!(
+            parameter_types(b"\0\x02\0\0\0\x17\0\0\0\0"),
+            Some(vec![23, 0])
+        );
+        assert_eq!(parameter_types(b"\0\x01\0\0"), None);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use super::capture::Capture;
 use super::effects::{self, Found, KeyProtocol};
 use super::expect::{Expect, QueryPath};
 use super::simple::not_now_reason;
-use super::{CachePath, Mode, Outputs, Step, WriteScope};
+use super::{CachePath, Mode, Outputs, Step};
 use crate::classify::Class;
 use crate::session::conversation::Phase;
 use crate::stats::QueryKind as StatementKind;
@@ -202,7 +202,7 @@ impl CachePath {
             self.backend.metrics.bypass("unknown_statement");
             return None;
         };
-        self.apply_effects(&class, &sql);
+        self.apply_effects(&class, &sql, Some((arguments.clone(), param_types.clone())));
         let Class::Cacheable(read) = &class else {
             self.backend.metrics.query(effects::statement_kind(&class));
             self.backend.metrics.bypass(class.bypass_reason());
@@ -228,7 +228,7 @@ impl CachePath {
             &arguments,
             described,
         );
-        match self.look_up(&key, read, false) {
+        match self.look_up(&key, read, false, Some((&arguments, &param_types))) {
             Found::Miss(guard) => Some(Capture::new(guard, self.backend.max_entry, described)),
             Found::Hit(_) => {
                 self.backend.metrics.bypass("batch_not_all_hits");
@@ -283,7 +283,7 @@ impl CachePath {
             Batch::Streaming { started, path } => (*started, *path),
             _ => (Instant::now(), QueryPath::Passthrough),
         };
-        let writes = std::mem::replace(&mut self.request_writes, WriteScope::Nothing);
+        let writes = std::mem::take(&mut self.request_writes);
         self.expect.push_back(Expect::Sync {
             started,
             path,

@@ -4,16 +4,18 @@
 //! folded into the session's fingerprint, so later reads share entries only with sessions in
 //! the same state. One whose effect on the session cannot be known (`set_config`, `DO`, a
 //! function not yet checked, temporary objects) makes the fingerprint private. A write, or
-//! anything that may write, gives its request a [`WriteScope`], invalidated when PostgreSQL
-//! acknowledges it.
+//! anything that may write, adds to its request's [`WriteScope`], applied when PostgreSQL
+//! acknowledges it ([`super::writes`]).
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use pgcached_cache::{CacheKey, Dependencies, Entry, FillGuard, FillWait, Lookup};
 
+use super::writes::{PendingWrite, WriteScope};
 use super::CachePath;
-use crate::classify::{CacheableRead, Class};
+use crate::classify::{CacheableRead, Class, WriteClass};
+use crate::pins::reads::{row_dependencies, ReadParameters};
 use crate::stats::QueryKind as StatementKind;
 
 /// What a counted lookup found.
@@ -26,31 +28,6 @@ pub(crate) enum Found {
     Wait(FillWait),
     /// Not to be looked up now (the reason was counted): relay uncached.
     Relay,
-}
-
-/// What a request may have written, to be invalidated when PostgreSQL acknowledges it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum WriteScope {
-    /// Nothing.
-    Nothing,
-    /// Anything in the database (its tables are not tracked).
-    Database,
-}
-
-impl WriteScope {
-    /// True unless nothing was written.
-    pub(crate) fn writes(self) -> bool {
-        self != WriteScope::Nothing
-    }
-
-    /// The wider of two scopes.
-    pub(crate) fn join(self, other: WriteScope) -> WriteScope {
-        if self.writes() || other.writes() {
-            WriteScope::Database
-        } else {
-            WriteScope::Nothing
-        }
-    }
 }
 
 /// Which protocol a key is for: a simple Query or an extended Execute.
@@ -78,7 +55,7 @@ pub(crate) fn statement_kind(class: &Class) -> StatementKind {
         | Class::Classifying { .. }
         | Class::Uncacheable(_)
         | Class::CallsVolatile => StatementKind::ReadUncacheable,
-        Class::Write => StatementKind::Write,
+        Class::Write(_) => StatementKind::Write,
         Class::SessionState | Class::TempObjects | Class::TransactionControl | Class::Other => {
             StatementKind::Other
         }
@@ -94,8 +71,14 @@ impl CachePath {
         }
     }
 
-    /// Applies what a statement about to be relayed does to the session.
-    pub(crate) fn apply_effects(&mut self, class: &Class, sql: &[u8]) {
+    /// Applies what a statement about to be relayed does to the session; `parameters` are its
+    /// Bind arguments and declared parameter types (extended protocol).
+    pub(crate) fn apply_effects(
+        &mut self,
+        class: &Class,
+        sql: &[u8],
+        parameters: Option<(Bytes, Bytes)>,
+    ) {
         if drops_prepared_statements(sql) {
             // DISCARD ALL / DEALLOCATE: the server forgets prepared statements; so do we, so
             // that a later Bind of one reaches the server and gets its error.
@@ -106,9 +89,15 @@ impl CachePath {
             Class::TempObjects | Class::CallsVolatile => self.fingerprint.make_private(),
             Class::Other => {
                 self.fingerprint.make_private();
-                self.request_writes = WriteScope::Database;
+                self.add_writes(WriteScope::Database);
             }
-            Class::Write => self.request_writes = WriteScope::Database,
+            Class::Write(WriteClass::Database) => self.add_writes(WriteScope::Database),
+            Class::Write(WriteClass::Known(effect)) => {
+                self.add_writes(WriteScope::Writes(vec![PendingWrite {
+                    effect: Arc::clone(effect),
+                    parameters,
+                }]))
+            }
             Class::Classifying {
                 calls_functions: true,
             } => self.fingerprint.make_private(),
@@ -119,18 +108,28 @@ impl CachePath {
         }
     }
 
+    /// The request being built may write `scope` too.
+    fn add_writes(&mut self, scope: WriteScope) {
+        let current = std::mem::take(&mut self.request_writes);
+        self.request_writes = current.join(scope);
+    }
+
     /// Looks up a read and counts what was found; a fill in flight elsewhere is waited for
-    /// only when `may_wait`.
-    pub(crate) fn look_up(&self, key: &CacheKey, read: &CacheableRead, may_wait: bool) -> Found {
+    /// only when `may_wait`. `parameters` are the execution's Bind arguments and declared
+    /// types, for the read's pinned parameters.
+    pub(crate) fn look_up(
+        &self,
+        key: &CacheKey,
+        read: &CacheableRead,
+        may_wait: bool,
+        parameters: Option<(&[u8], &[u8])>,
+    ) -> Found {
         let metrics = &self.backend.metrics;
         match self.backend.store.lookup(key, &self.database) {
             Lookup::Hit(entry) => Found::Hit(entry),
             Lookup::Miss(reservation) => {
                 metrics.miss();
-                let mut guard = reservation.record(&Dependencies {
-                    tables: &read.tables,
-                    rows: &[],
-                });
+                let mut guard = self.record(reservation, read, parameters);
                 if let Some(ttl) = read.ttl {
                     guard.set_ttl(ttl);
                 }
@@ -147,6 +146,40 @@ impl CachePath {
                 Found::Relay
             }
         }
+    }
+
+    /// Records a miss's dependencies: whole tables, and the keys of its pins for this
+    /// execution (a pin that cannot be made exact depends on its whole table).
+    fn record(
+        &self,
+        reservation: pgcached_cache::Reservation,
+        read: &CacheableRead,
+        parameters: Option<(&[u8], &[u8])>,
+    ) -> FillGuard {
+        if read.pins.is_empty() {
+            return reservation.record(&Dependencies {
+                tables: &read.whole,
+                rows: &[],
+            });
+        }
+        let read_parameters =
+            parameters.and_then(|(arguments, types)| ReadParameters::read(arguments, types));
+        let (rows, fallback) = row_dependencies(
+            &read.pins,
+            read_parameters.as_ref().map(ReadParameters::view),
+            self.utf8_client,
+        );
+        if fallback.is_empty() {
+            return reservation.record(&Dependencies {
+                tables: &read.whole,
+                rows: &rows,
+            });
+        }
+        let tables: Vec<_> = read.whole.iter().cloned().chain(fallback).collect();
+        reservation.record(&Dependencies {
+            tables: &tables,
+            rows: &rows,
+        })
     }
 
     /// The full key of a read: database, role, session state, protocol, statement, parameter
@@ -185,14 +218,5 @@ mod tests {
         assert!(drops_prepared_statements(b"  DISCARD ALL"));
         assert!(drops_prepared_statements(b"deallocate s1"));
         assert!(!drops_prepared_statements(b"SELECT 'discard'"));
-    }
-
-    #[test]
-    fn scopes_join_to_the_wider() {
-        assert_eq!(
-            WriteScope::Nothing.join(WriteScope::Database),
-            WriteScope::Database
-        );
-        assert!(!WriteScope::Nothing.join(WriteScope::Nothing).writes());
     }
 }

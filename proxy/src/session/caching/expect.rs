@@ -8,7 +8,7 @@
 use std::time::Instant;
 
 use super::capture::Capture;
-use super::effects::WriteScope;
+use super::writes::WriteScope;
 
 /// Which path a relayed query took, for `pgcached_query_duration_seconds{path}` (hits are
 /// timed where they are answered).
@@ -57,14 +57,6 @@ pub(crate) enum Expect {
 }
 
 impl Expect {
-    /// True for the end of a request that may write.
-    pub(crate) fn writes(&self) -> bool {
-        match self {
-            Expect::Simple { writes, .. } | Expect::Sync { writes, .. } => writes.writes(),
-            _ => false,
-        }
-    }
-
     /// True for the expectation a ReadyForQuery answers.
     pub(crate) fn ends_request(&self) -> bool {
         matches!(self, Expect::Simple { .. } | Expect::Sync { .. })

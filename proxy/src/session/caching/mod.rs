@@ -27,8 +27,9 @@
 //! - [`simple`]: the simple Query path.
 //! - [`batch`]: holding, answering and relaying extended-protocol batches.
 //! - [`statements`]: prepared statements and portals as the client sees them.
-//! - [`effects`]: what a relayed statement does to the session (state, privacy, writes), and
-//!   cache keys.
+//! - [`effects`]: what a relayed statement does to the session (state, privacy, writes), cache
+//!   keys, and a miss's dependencies.
+//! - [`writes`]: what a session's writes invalidate, applied at their acknowledgement.
 //! - [`server`]: attributing server frames to requests ([`expect`]), captures
 //!   ([`capture`]), fills and invalidation at ReadyForQuery.
 
@@ -39,6 +40,7 @@ pub(crate) mod expect;
 pub(crate) mod server;
 pub(crate) mod simple;
 pub(crate) mod statements;
+pub(crate) mod writes;
 
 #[cfg(test)]
 mod tests;
@@ -59,9 +61,9 @@ use crate::stats::{ClientInfo, QueryKind as StatementKind};
 use crate::wire::frontend::{FrontendMessage, FrontendTag};
 use batch::Batch;
 use capture::PendingFill;
-use effects::WriteScope;
 use expect::{Expect, QueryPath};
 use statements::Statements;
+use writes::WriteScope;
 
 /// What all sessions share for caching (the admin console reads it too).
 pub struct CacheShared {
@@ -87,6 +89,7 @@ impl CacheShared {
             classify: Arc::new(Arc::clone(&self.classifier)),
             metrics: self.metrics.clone(),
             max_entry: self.max_entry,
+            registry: Arc::clone(self.classifier.registry()),
         }
     }
 
@@ -123,6 +126,8 @@ pub(crate) struct CacheBackend {
     pub(crate) metrics: CacheMetrics,
     /// Largest result captured.
     pub(crate) max_entry: usize,
+    /// The column sets reads pin rows by (what a write's acknowledgement must bump).
+    pub(crate) registry: Arc<crate::pins::PinRegistry>,
 }
 
 /// Where the cache path writes, and what it updates as frames go upstream.
@@ -206,6 +211,9 @@ pub(crate) struct CachePath {
     row_description: Option<Bytes>,
     /// The login's ReadyForQuery (which answers no request) has been seen.
     started: bool,
+    /// The session's client encoding is UTF-8 (as the replication stream's text is): text
+    /// values can be pinned.
+    utf8_client: bool,
 }
 
 impl CachePath {
@@ -230,18 +238,25 @@ impl CachePath {
             transaction_writes: WriteScope::Nothing,
             row_description: None,
             started: false,
+            utf8_client: false,
         }
     }
 
     /// The session is over. A write whose acknowledgement never came back may still have
     /// committed (the client or PostgreSQL went away after the commit): invalidate as if it had.
     pub(crate) fn end(&mut self) {
-        let unacknowledged = self.request_writes.writes()
-            || self.expect.iter().any(Expect::writes)
-            || self.transaction_writes.writes();
-        if unacknowledged || self.mode == Mode::Lost {
+        if self.mode == Mode::Lost {
             self.invalidate_database();
+            return;
         }
+        let mut unacknowledged = std::mem::take(&mut self.request_writes)
+            .join(std::mem::take(&mut self.transaction_writes));
+        for expect in std::mem::take(&mut self.expect) {
+            if let Expect::Simple { writes, .. } | Expect::Sync { writes, .. } = expect {
+                unacknowledged = unacknowledged.join(writes);
+            }
+        }
+        self.invalidate(&unacknowledged);
     }
 
     /// True when client frames are held back, waiting for the batch's Sync.
@@ -349,16 +364,5 @@ impl CachePath {
         self.expect.clear();
         self.fills.clear();
         self.statements.clear();
-    }
-
-    /// The tables a write in this session touched are unknown here: the database is bumped.
-    fn invalidate_database(&self) {
-        self.backend
-            .store
-            .generations()
-            .bump_database(&self.database);
-        self.backend
-            .metrics
-            .invalidation(crate::stats::InvalidationSource::Proxy, 1);
     }
 }

@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use super::capture::Capture;
 use super::expect::Expect;
-use super::{CachePath, Mode, WriteScope};
+use super::{CachePath, Mode};
 use crate::wire::backend::{BackendTag, TransactionStatus};
 
 /// What the relay does with a server frame.
@@ -42,10 +42,13 @@ impl CachePath {
         match tag {
             BackendTag::ReadyForQuery => self.ready(status.unwrap_or(TransactionStatus::Idle)),
             BackendTag::ErrorResponse => self.error(),
-            BackendTag::NoticeResponse
-            | BackendTag::ParameterStatus
-            | BackendTag::CopyResponse
-            | BackendTag::CopyData => self.spoil_front(),
+            BackendTag::ParameterStatus => {
+                self.parameter_status(frame);
+                self.spoil_front();
+            }
+            BackendTag::NoticeResponse | BackendTag::CopyResponse | BackendTag::CopyData => {
+                self.spoil_front()
+            }
             BackendTag::ParseComplete => match self.expect.front() {
                 Some(Expect::Parse { swallow }) => {
                     let swallow = *swallow;
@@ -118,6 +121,16 @@ impl CachePath {
             BackendTag::Notification | BackendTag::Other(_) => {}
         }
         ServerAction::Forward
+    }
+
+    /// A ParameterStatus: the session's client encoding decides whether text can be pinned.
+    fn parameter_status(&mut self, frame: &[u8]) {
+        let mut parts = frame.get(5..).unwrap_or(&[]).split(|b| *b == 0);
+        if parts.next() == Some(b"client_encoding") {
+            let value = parts.next().unwrap_or(&[]);
+            self.utf8_client =
+                value.eq_ignore_ascii_case(b"UTF8") || value.eq_ignore_ascii_case(b"UTF-8");
+        }
     }
 
     /// A finished Execute capture waits for ReadyForQuery.
@@ -205,17 +218,16 @@ impl CachePath {
         // This ReadyForQuery acknowledges the request's write (or, in a transaction block, its
         // step): invalidate now, before the client sees it; and again when the block ends.
         let idle = status == TransactionStatus::Idle;
-        if writes.writes() {
-            self.invalidate_database();
-            if !idle {
-                self.transaction_writes = self.transaction_writes.join(writes);
-            }
-        } else if idle && self.transaction_writes.writes() {
-            self.invalidate_database();
+        self.invalidate(&writes);
+        if idle {
+            let block = std::mem::take(&mut self.transaction_writes);
+            self.invalidate(&block);
+        } else if writes.writes() {
+            let block = std::mem::take(&mut self.transaction_writes);
+            self.transaction_writes = block.join(writes);
         }
         let fills = std::mem::take(&mut self.fills);
         if idle {
-            self.transaction_writes = WriteScope::Nothing;
             // The transaction is over, and with it every portal.
             self.statements.transaction_ended();
             for fill in fills {

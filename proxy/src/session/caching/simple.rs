@@ -33,7 +33,7 @@ impl CachePath {
         };
         let class = self.classify(sql);
         if first {
-            self.apply_effects(&class, sql);
+            self.apply_effects(&class, sql, None);
         }
         let Class::Cacheable(read) = &class else {
             self.backend.metrics.query(effects::statement_kind(&class));
@@ -53,7 +53,7 @@ impl CachePath {
             self.backend.metrics.query(StatementKind::ReadCached);
         }
         let key = self.key(KeyProtocol::Simple, sql, &[], &[], false);
-        match self.look_up(&key, read, first) {
+        match self.look_up(&key, read, first, None) {
             Found::Hit(entry) => {
                 out.answer(entry.response.clone());
                 out.answer(Bytes::from_static(READY_IDLE));
@@ -85,7 +85,7 @@ impl CachePath {
         } else {
             QueryPath::Passthrough
         };
-        let writes = std::mem::replace(&mut self.request_writes, super::WriteScope::Nothing);
+        let writes = std::mem::take(&mut self.request_writes);
         self.expect.push_back(Expect::Simple {
             capture,
             started,

@@ -4,6 +4,7 @@
 
 mod batches;
 mod parking;
+mod row_keys;
 mod server_side;
 mod simple;
 mod transactions;
@@ -35,16 +36,60 @@ pub(super) struct Classes(HashMap<String, Class>);
 impl Classes {
     /// A cacheable read of table `oid`.
     pub(super) fn read(mut self, sql: &str, oid: u32) -> Classes {
+        let tables: Arc<[TableId]> = Arc::from(vec![TableId {
+            database: Arc::from(DATABASE),
+            oid,
+        }]);
         let read = CacheableRead {
-            tables: Arc::from(vec![TableId {
-                database: Arc::from(DATABASE),
-                oid,
-            }]),
+            whole: Arc::clone(&tables),
+            whole_reasons: Arc::from(vec![]),
+            pins: Arc::from(vec![]),
+            tables,
             ttl: None,
             label: Arc::from(sql),
         };
         self.0
             .insert(sql.to_owned(), Class::Cacheable(Arc::new(read)));
+        self
+    }
+
+    /// A cacheable read of table `oid` pinned by column `k` to `value`, its set registered.
+    pub(super) fn pinned_read(
+        mut self,
+        sql: &str,
+        oid: u32,
+        value: &str,
+        registry: &crate::pins::PinRegistry,
+    ) -> Classes {
+        use crate::pins::reads::{PinColumn, PinValue, RowPin};
+        use crate::pins::{Identity, PinType};
+        let table = TableId {
+            database: Arc::from(DATABASE),
+            oid,
+        };
+        let set = registry
+            .register(
+                &table,
+                &[("k".to_owned(), PinType::Integer)],
+                Identity::Key(vec!["k".to_owned()]),
+            )
+            .expect("registered");
+        let read = CacheableRead {
+            whole: Arc::from(vec![]),
+            whole_reasons: Arc::from(vec![]),
+            pins: Arc::from(vec![RowPin {
+                table: table.clone(),
+                set,
+                columns: vec![PinColumn {
+                    pin_type: PinType::Integer,
+                    values: vec![PinValue::Canonical(value.as_bytes().to_vec())],
+                }],
+            }]),
+            tables: Arc::from(vec![table]),
+            ttl: None,
+            label: Arc::from(sql),
+        };
+        self.0.insert(sql.to_owned(), Class::Cacheable(Arc::new(read)));
         self
     }
 
@@ -65,12 +110,21 @@ impl Classify for Classes {
 pub(super) struct Shared {
     pub(super) store: Arc<ResultCache>,
     pub(super) counters: Arc<Counters>,
+    pub(super) registry: Arc<crate::pins::PinRegistry>,
     classes: Arc<Classes>,
     clients: Arc<Clients>,
 }
 
 impl Shared {
     pub(super) fn new(classes: Classes) -> Shared {
+        Shared::with_registry(classes, Arc::new(crate::pins::PinRegistry::default()))
+    }
+
+    /// Sharing a registry in which `classes` registered their column sets.
+    pub(super) fn with_registry(
+        classes: Classes,
+        registry: Arc<crate::pins::PinRegistry>,
+    ) -> Shared {
         let store = Arc::new(ResultCache::new(
             CacheConfig {
                 max_bytes: 1 << 20,
@@ -82,6 +136,7 @@ impl Shared {
         Shared {
             store,
             counters: Arc::new(Counters::default()),
+            registry,
             classes: Arc::new(classes),
             clients: Arc::new(Clients::default()),
         }
@@ -94,6 +149,7 @@ impl Shared {
             classify: Arc::clone(&self.classes) as Arc<dyn Classify>,
             metrics: CacheMetrics::new(Arc::clone(&self.counters)),
             max_entry: 64 * 1024,
+            registry: Arc::clone(&self.registry),
         };
         let path = CachePath::new(
             backend,

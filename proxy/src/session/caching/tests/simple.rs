@@ -1,7 +1,7 @@
 //! The simple Query path: miss, fill, hit; reads that are not cached; state changes; writes.
 
 use super::*;
-use crate::classify::Class;
+use crate::classify::{Class, WriteClass};
 
 const READ: &str = "SELECT v FROM t WHERE k = 1";
 
@@ -76,7 +76,7 @@ fn a_write_invalidates_before_its_acknowledgement_reaches_the_client() {
     let shared = Shared::new(
         Classes::default()
             .read(READ, 100)
-            .with("UPDATE t SET v = 'two'", Class::Write),
+            .with("UPDATE t SET v = 'two'", Class::Write(WriteClass::Database)),
     );
     let mut session = shared.session();
     session.read_through(READ, "one");
@@ -103,7 +103,7 @@ fn pipelined_queries_are_not_answered_out_of_order() {
     let shared = Shared::new(
         Classes::default()
             .read(READ, 100)
-            .with("UPDATE t SET v = 'two'", Class::Write),
+            .with("UPDATE t SET v = 'two'", Class::Write(WriteClass::Database)),
     );
     let mut session = shared.session();
     session.read_through(READ, "one");

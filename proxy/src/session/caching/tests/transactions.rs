@@ -2,7 +2,7 @@
 //! step is acknowledged and again when the block ends.
 
 use super::*;
-use crate::classify::Class;
+use crate::classify::{Class, WriteClass};
 
 const READ: &str = "SELECT v FROM t WHERE k = 1";
 const WRITE: &str = "UPDATE t SET v = 'two' WHERE k = 1";
@@ -13,7 +13,7 @@ fn classes() -> Classes {
         .with("BEGIN", Class::TransactionControl)
         .with("COMMIT", Class::TransactionControl)
         .with("ROLLBACK", Class::TransactionControl)
-        .with(WRITE, Class::Write)
+        .with(WRITE, Class::Write(WriteClass::Database))
 }
 
 #[test]

@@ -1,0 +1,150 @@
+//! What a session's writes invalidate, and when.
+//!
+//! A request that may write carries a [`WriteScope`]: nothing, the whole database (its reach is
+//! unknown), or the writes it relayed with their parameters. The ReadyForQuery that acknowledges
+//! the request applies the scope, before it reaches the client, so no later read of any client
+//! sees a result from before the write; in a transaction block the scopes of its steps are kept
+//! and applied again when the block ends. The bumps of a known write are computed at that moment
+//! ([`crate::pins::writes::bumps`]), against the column sets registered then.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::CachePath;
+use crate::pins::reads::ReadParameters;
+use crate::pins::writes::{bumps, Bump, WriteEffect};
+use crate::stats::InvalidationSource;
+
+/// Most writes one request or transaction block keeps apart; past this it invalidates its
+/// whole database.
+const MAX_PENDING_WRITES: usize = 256;
+
+/// A write relayed, waiting for its acknowledgement.
+#[derive(Debug, Clone)]
+pub(crate) struct PendingWrite {
+    /// What it changes.
+    pub(crate) effect: Arc<WriteEffect>,
+    /// Its Bind arguments and its statement's declared parameter types (extended protocol).
+    pub(crate) parameters: Option<(Bytes, Bytes)>,
+}
+
+/// What a request (or a transaction block) may have written.
+#[derive(Debug, Clone, Default)]
+pub(crate) enum WriteScope {
+    /// Nothing.
+    #[default]
+    Nothing,
+    /// Anything in the database.
+    Database,
+    /// These writes.
+    Writes(Vec<PendingWrite>),
+}
+
+impl WriteScope {
+    /// True unless nothing was written.
+    pub(crate) fn writes(&self) -> bool {
+        !matches!(self, WriteScope::Nothing)
+    }
+
+    /// Both scopes.
+    pub(crate) fn join(self, other: WriteScope) -> WriteScope {
+        match (self, other) {
+            (WriteScope::Nothing, other) | (other, WriteScope::Nothing) => other,
+            (WriteScope::Database, _) | (_, WriteScope::Database) => WriteScope::Database,
+            (WriteScope::Writes(mut a), WriteScope::Writes(b)) => {
+                if a.len() + b.len() > MAX_PENDING_WRITES {
+                    WriteScope::Database
+                } else {
+                    a.extend(b);
+                    WriteScope::Writes(a)
+                }
+            }
+        }
+    }
+}
+
+impl CachePath {
+    /// Applies a scope: PostgreSQL acknowledged (or may have committed) its writes.
+    pub(crate) fn invalidate(&self, scope: &WriteScope) {
+        match scope {
+            WriteScope::Nothing => {}
+            WriteScope::Database => self.invalidate_database(),
+            WriteScope::Writes(writes) => {
+                let generations = self.backend.store.generations();
+                let metrics = &self.backend.metrics;
+                for write in writes {
+                    let parameters = write
+                        .parameters
+                        .as_ref()
+                        .and_then(|(arguments, types)| ReadParameters::read(arguments, types));
+                    let bumps = bumps(
+                        &write.effect,
+                        &self.backend.registry,
+                        parameters.as_ref().map(ReadParameters::view),
+                    );
+                    for bump in &bumps {
+                        bump.apply(generations);
+                        match bump {
+                            Bump::Table(table) | Bump::Rows(table) => {
+                                metrics.table_invalidated(table)
+                            }
+                            Bump::ColumnSet(..) | Bump::Key(_) => {}
+                        }
+                    }
+                    metrics.invalidated(InvalidationSource::Proxy, &bumps);
+                }
+                metrics.invalidation(InvalidationSource::Proxy, writes.len() as u64);
+            }
+        }
+    }
+
+    /// The tables a write in this session touched are unknown here: the database is bumped.
+    pub(crate) fn invalidate_database(&self) {
+        self.backend
+            .store
+            .generations()
+            .bump_database(&self.database);
+        self.backend
+            .metrics
+            .invalidation(InvalidationSource::Proxy, 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_join_to_the_wider_and_writes_add_up() {
+        assert!(matches!(
+            WriteScope::Nothing.join(WriteScope::Database),
+            WriteScope::Database
+        ));
+        assert!(!WriteScope::Nothing.join(WriteScope::Nothing).writes());
+        let effect = Arc::new(WriteEffect {
+            target: pgcached_cache::TableId {
+                database: Arc::from("app"),
+                oid: 1,
+            },
+            facts: None,
+            whole: vec![],
+            rows: crate::pins::writes::RowsWritten::Unknown,
+        });
+        let one = || {
+            WriteScope::Writes(vec![PendingWrite {
+                effect: Arc::clone(&effect),
+                parameters: None,
+            }])
+        };
+        match one().join(one()) {
+            WriteScope::Writes(writes) => assert_eq!(writes.len(), 2),
+            other => panic!("{other:?}"),
+        }
+        let mut many = WriteScope::Nothing;
+        for _ in 0..=MAX_PENDING_WRITES {
+            many = many.join(one());
+        }
+        assert!(matches!(many, WriteScope::Database), "bounded");
+    }
+}
