@@ -194,9 +194,31 @@ impl quick_cache::Equivalent<MemoKey> for MemoKeyRef<'_> {
     }
 }
 
+/// How a statement text arrived: a simple Query may carry its values as literals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// A simple Query: classified by its shape when it has literals.
+    Simple,
+    /// An extended-protocol Parse: classified as written.
+    Extended,
+}
+
+/// Which memo a classification belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Memo {
+    /// Per statement text.
+    Texts,
+    /// Per shape (literals replaced by parameters).
+    Shapes,
+}
+
 /// The shared classifier.
 pub struct Classifier {
     memo: Cache<MemoKey, Class>,
+    /// Classifications per shape: texts that differ only in their literals share one.
+    shapes: Cache<MemoKey, Class>,
+    /// Statements parsed so far (each distinct text or shape once, while memoized).
+    parses: std::sync::atomic::AtomicU64,
     catalog: Arc<Catalog>,
     /// Reads being resolved in the background, so each is resolved once.
     in_flight: Mutex<HashSet<MemoKey>>,
@@ -223,6 +245,8 @@ impl Classifier {
     pub fn new(catalog: Arc<Catalog>, rules: TableRules, registry: Arc<PinRegistry>) -> Classifier {
         Classifier {
             memo: Cache::new(MEMO_CAPACITY),
+            shapes: Cache::new(MEMO_CAPACITY),
+            parses: std::sync::atomic::AtomicU64::new(0),
             catalog,
             in_flight: Mutex::new(HashSet::new()),
             resolvers: Arc::new(tokio::sync::Semaphore::new(MAX_RESOLVERS)),
@@ -276,37 +300,77 @@ impl Classifier {
     /// Forgets every classification (after schema changes).
     pub fn clear(&self) {
         self.memo.clear();
+        self.shapes.clear();
+    }
+
+    /// Statements parsed so far: with literal-inlining clients at steady state this stays put
+    /// while queries go on, since texts share their shape's classification.
+    pub fn parses(&self) -> u64 {
+        self.parses.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn memo(&self, memo: Memo) -> &Cache<MemoKey, Class> {
+        match memo {
+            Memo::Texts => &self.memo,
+            Memo::Shapes => &self.shapes,
+        }
     }
 
     /// Classifies `sql` in `database`; reads not yet judged by the catalog are sent to it in the
-    /// background and come back as [`Class::Classifying`].
-    pub fn classify(self: &Arc<Self>, database: &Arc<str>, sql: &str) -> Class {
+    /// background and come back as [`Class::Classifying`]. A simple query with literals is
+    /// classified by its shape, so texts differing only in their literals are parsed once.
+    pub fn classify(self: &Arc<Self>, database: &Arc<str>, sql: &str, protocol: Protocol) -> Class {
         if let Some(class) = self.memo.get(&MemoKeyRef(database, sql)) {
             return class;
         }
+        if protocol == Protocol::Simple && !mentions_set_config(sql) {
+            if let Some(shape) = sql::shape::of(sql) {
+                if let Some(class) = self.shapes.get(&MemoKeyRef(database, &shape.text)) {
+                    return class;
+                }
+                if let Some(class) = self.classify_text(database, &shape.text, Memo::Shapes) {
+                    return class;
+                }
+            }
+        }
+        self.classify_text(database, sql, Memo::Texts)
+            .unwrap_or(Class::Other)
+    }
+
+    /// Classifies one text (a statement or a shape) into `memo`; `None` for a shape that does
+    /// not parse (its text is then classified as written).
+    fn classify_text(
+        self: &Arc<Self>,
+        database: &Arc<str>,
+        sql: &str,
+        memo: Memo,
+    ) -> Option<Class> {
         let key = MemoKey(Arc::clone(database), Arc::from(sql));
         if mentions_set_config(sql) {
             // Changes settings (role, search_path, ...) from inside any statement: never cached,
             // and the session's later reads must not share entries with other sessions.
-            self.memo.insert(key, Class::CallsVolatile);
-            return Class::CallsVolatile;
+            self.memo(memo).insert(key, Class::CallsVolatile);
+            return Some(Class::CallsVolatile);
         }
+        self.parses
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let analysis = sql::analyze(sql);
         let class = match analysis.kind {
+            StatementKind::Unparsable if memo == Memo::Shapes => return None,
             StatementKind::Read(deps) => {
                 let calls_functions = deps.functions.iter().any(|f| !is_well_known(f));
-                self.resolve_in_background(key.clone(), Pending::Read(deps));
-                return Class::Classifying { calls_functions };
+                self.resolve_in_background(key, memo, Pending::Read(deps));
+                return Some(Class::Classifying { calls_functions });
             }
             StatementKind::Write(info) if info.shape.is_some() => {
                 // Until the catalog says what it reaches: the whole database.
-                self.resolve_in_background(key.clone(), Pending::Write(info));
-                return Class::Write(WriteClass::Database);
+                self.resolve_in_background(key, memo, Pending::Write(info));
+                return Some(Class::Write(WriteClass::Database));
             }
             kind => Self::syntactic_class(kind),
         };
-        self.memo.insert(key, class.clone());
-        class
+        self.memo(memo).insert(key, class.clone());
+        Some(class)
     }
 
     /// The class of a statement that is not a candidate read: syntax alone decides.
@@ -386,7 +450,7 @@ impl Classifier {
         ))
     }
 
-    fn resolve_in_background(self: &Arc<Self>, key: MemoKey, pending: Pending) {
+    fn resolve_in_background(self: &Arc<Self>, key: MemoKey, memo: Memo, pending: Pending) {
         let Ok(permit) = Arc::clone(&self.resolvers).try_acquire_owned() else {
             return;
         };
@@ -420,7 +484,7 @@ impl Classifier {
                             Class::Write(WriteClass::Database)
                         }),
                 };
-            classifier.memo.insert(key.clone(), class);
+            classifier.memo(memo).insert(key.clone(), class);
             classifier.in_flight.lock().remove(&key);
         });
     }

@@ -12,7 +12,6 @@ use pgcached_cache::{ColumnSetId, RowDependency, TableId};
 
 use super::canonical::PinType;
 use super::keys::{combinations, key_hash};
-use crate::wire::extended::BindParameters;
 
 /// Most keys one pin expands to; past this its table is a whole-table dependency.
 pub const MAX_KEYS_PER_PIN: usize = 64;
@@ -47,36 +46,81 @@ pub struct RowPin {
     pub columns: Vec<PinColumn>,
 }
 
-/// An execution's parameters read from its Bind arguments and its statement's declared types
-/// (as the session keeps them), before they are borrowed as [`Parameters`].
-pub struct ReadParameters<'a> {
-    bound: BindParameters<'a>,
+/// Where an execution's parameter values come from.
+#[derive(Debug, Clone, Copy)]
+pub enum ExecutionValues<'a> {
+    /// None (a simple query without literals, or none known).
+    Nothing,
+    /// An extended-protocol execution: its Bind arguments and its statement's declared types.
+    Bind {
+        /// The Bind's arguments ([`crate::wire::extended::Bind::arguments`]).
+        arguments: &'a [u8],
+        /// The Parse's parameter types ([`crate::wire::extended::Parse::param_types`]).
+        types: &'a [u8],
+    },
+    /// A simple query classified by its shape: its literals are its parameters.
+    Literals(&'a str),
+}
+
+/// An execution's parameter values, by parameter number, with their declared types.
+#[derive(Debug, Clone, Default)]
+pub struct ReadParameters {
+    /// Per parameter (number 1 first): its format (0 text, 1 binary) and value (None: NULL,
+    /// or a number with no value in this execution).
+    values: Vec<(i16, Option<Vec<u8>>)>,
+    /// Declared type per parameter (missing or 0: left to the server).
     declared: Vec<u32>,
 }
 
-impl<'a> ReadParameters<'a> {
-    /// Reads them; `None` when the Bind arguments do not parse.
-    pub fn read(arguments: &'a [u8], declared_types: &[u8]) -> Option<ReadParameters<'a>> {
-        Some(ReadParameters {
-            bound: crate::wire::extended::bind_parameters(arguments)?,
-            declared: crate::wire::extended::parameter_types(declared_types).unwrap_or_default(),
-        })
+impl ReadParameters {
+    /// Reads them; `None` when they cannot be read (an unreadable Bind, a text the lexer
+    /// cannot follow).
+    pub fn read(values: ExecutionValues<'_>) -> Option<ReadParameters> {
+        match values {
+            ExecutionValues::Nothing => None,
+            ExecutionValues::Bind { arguments, types } => {
+                let bound = crate::wire::extended::bind_parameters(arguments)?;
+                Some(ReadParameters {
+                    values: bound
+                        .values
+                        .into_iter()
+                        .map(|(format, value)| (format, value.map(<[u8]>::to_vec)))
+                        .collect(),
+                    declared: crate::wire::extended::parameter_types(types).unwrap_or_default(),
+                })
+            }
+            ExecutionValues::Literals(sql) => {
+                let shape = crate::sql::shape::of(sql)?;
+                let mut values: Vec<(i16, Option<Vec<u8>>)> =
+                    vec![(0, None); usize::from(shape.first_literal - 1)];
+                values.extend(
+                    shape
+                        .literals
+                        .iter()
+                        .map(|literal| (0, Some(literal.text().to_vec()))),
+                );
+                Some(ReadParameters {
+                    values,
+                    declared: Vec::new(),
+                })
+            }
+        }
     }
 
     /// The parameters as the pins use them.
     pub fn view(&self) -> Parameters<'_> {
         Parameters {
-            bound: &self.bound,
+            values: &self.values,
             declared: &self.declared,
         }
     }
 }
 
-/// What one execution's parameters are: the Bind's values and the Parse's declared types.
+/// What one execution's parameters are: values by number, and declared types.
 #[derive(Debug, Clone, Copy)]
 pub struct Parameters<'a> {
-    /// The Bind's values with their formats.
-    pub bound: &'a BindParameters<'a>,
+    /// Per parameter: format and value.
+    pub values: &'a [(i16, Option<Vec<u8>>)],
     /// The declared type of each parameter (missing or 0: left to the server).
     pub declared: &'a [u32],
 }
@@ -85,12 +129,12 @@ impl Parameters<'_> {
     /// The canonical form of parameter `n` (1-based) for a column of `pin_type`.
     pub fn canonical(&self, n: u16, pin_type: PinType) -> Option<Vec<u8>> {
         let index = usize::from(n).checked_sub(1)?;
-        let (format, value) = *self.bound.values.get(index)?;
+        let (format, value) = self.values.get(index)?;
         let declared = self.declared.get(index).copied().unwrap_or(0);
         if !pin_type.accepts_parameter_type(declared) {
             return None;
         }
-        let value = value?;
+        let value = value.as_deref()?;
         match format {
             0 => pin_type.from_text(value),
             1 => pin_type.from_binary(declared, value),
@@ -180,26 +224,21 @@ mod tests {
         let by_constant = rows[0].keys.clone();
 
         let parameter = pin(vec![PinValue::Parameter(1)], PinType::Integer);
-        let text = BindParameters {
-            values: vec![(0, Some(&b"007"[..]))],
-        };
+        let text = [(0, Some(b"007".to_vec()))];
         let (rows, _) = row_dependencies(
             std::slice::from_ref(&parameter),
             Some(Parameters {
-                bound: &text,
+                values: &text,
                 declared: &[0],
             }),
             true,
         );
         assert_eq!(rows[0].keys, by_constant);
-        let binary_value = 7i64.to_be_bytes();
-        let binary = BindParameters {
-            values: vec![(1, Some(&binary_value[..]))],
-        };
+        let binary = [(1, Some(7i64.to_be_bytes().to_vec()))];
         let (rows, _) = row_dependencies(
-            &[parameter],
+            std::slice::from_ref(&parameter),
             Some(Parameters {
-                bound: &binary,
+                values: &binary,
                 declared: &[crate::pins::canonical::oid::INT8],
             }),
             true,
@@ -208,22 +247,23 @@ mod tests {
             rows[0].keys, by_constant,
             "an int8 parameter for the same row"
         );
+        let literals = ReadParameters::read(ExecutionValues::Literals("SELECT 1 WHERE k = 7"))
+            .expect("literals");
+        let shape_pin = pin(vec![PinValue::Parameter(2)], PinType::Integer);
+        let (rows, _) = row_dependencies(&[shape_pin], Some(literals.view()), true);
+        assert_eq!(rows[0].keys, by_constant, "a literal of a shape");
     }
 
     #[test]
     fn what_cannot_be_made_exact_falls_back_to_the_whole_table() {
         let parameter = pin(vec![PinValue::Parameter(1)], PinType::Integer);
-        let null = BindParameters {
-            values: vec![(0, None)],
-        };
-        let numeric = BindParameters {
-            values: vec![(0, Some(&b"7"[..]))],
-        };
-        for (bound, declared) in [(&null, 0), (&numeric, 1700)] {
+        let null = [(0, None)];
+        let numeric = [(0, Some(b"7".to_vec()))];
+        for (values, declared) in [(&null[..], 0), (&numeric[..], 1700)] {
             let (rows, whole) = row_dependencies(
                 std::slice::from_ref(&parameter),
                 Some(Parameters {
-                    bound,
+                    values,
                     declared: &[declared],
                 }),
                 true,

@@ -189,7 +189,6 @@ fn keys_written(
 mod tests {
     use super::*;
     use crate::pins::registry::Identity;
-    use crate::wire::extended::BindParameters;
 
     fn users() -> TableId {
         TableId {
@@ -249,14 +248,12 @@ mod tests {
             set: vec!["name".into()],
             pins: vec![("id".into(), vec![Constant::Parameter(1)])],
         });
-        let bound = BindParameters {
-            values: vec![(0, Some(&b"42"[..]))],
-        };
+        let values = [(0, Some(b"42".to_vec()))];
         let bumps = bumps(
             &update,
             &registry,
             Some(Parameters {
-                bound: &bound,
+                values: &values,
                 declared: &[],
             }),
         );

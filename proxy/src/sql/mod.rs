@@ -8,11 +8,13 @@
 //! - [`names`]: identifiers folded as PostgreSQL folds them.
 //! - [`pins`]: the rows a read pins by equality on columns.
 //! - [`write`]: what a write changes: its table, pinned rows, set columns, inserted rows.
+//! - [`shape`]: a text with its literals replaced by parameters (a lexer pass, no parse).
 //! - [`text`]: `pgcached:` hints in comments, and the text with its literals removed.
 
 pub mod names;
 pub mod pins;
 pub mod read;
+pub mod shape;
 pub mod text;
 pub mod write;
 

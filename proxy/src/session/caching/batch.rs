@@ -16,8 +16,10 @@ use super::capture::Capture;
 use super::effects::{self, Found, KeyProtocol};
 use super::expect::{Expect, QueryPath};
 use super::simple::not_now_reason;
+use super::writes::OwnedValues;
 use super::{CachePath, Mode, Outputs, Step};
-use crate::classify::Class;
+use crate::classify::{Class, Protocol};
+use crate::pins::reads::ExecutionValues;
 use crate::session::conversation::Phase;
 use crate::stats::QueryKind as StatementKind;
 use crate::wire::backend::TransactionStatus;
@@ -184,7 +186,7 @@ impl CachePath {
     /// The statement class and key parts an Execute of `portal` runs.
     fn execution(&self, portal: &Bytes) -> Option<(Class, Bytes, Bytes, Bytes)> {
         let (statement, bound) = self.statements.execution(portal)?;
-        let class = self.classify(&statement.sql);
+        let class = self.classify(&statement.sql, Protocol::Extended);
         Some((
             class,
             statement.sql.clone(),
@@ -202,7 +204,11 @@ impl CachePath {
             self.backend.metrics.bypass("unknown_statement");
             return None;
         };
-        self.apply_effects(&class, &sql, Some((arguments.clone(), param_types.clone())));
+        self.apply_effects(
+            &class,
+            &sql,
+            OwnedValues::Bind(arguments.clone(), param_types.clone()),
+        );
         let Class::Cacheable(read) = &class else {
             self.backend.metrics.query(effects::statement_kind(&class));
             self.backend.metrics.bypass(class.bypass_reason());
@@ -228,7 +234,11 @@ impl CachePath {
             &arguments,
             described,
         );
-        match self.look_up(&key, read, false, Some((&arguments, &param_types))) {
+        let values = ExecutionValues::Bind {
+            arguments: &arguments,
+            types: &param_types,
+        };
+        match self.look_up(&key, read, false, values) {
             Found::Miss(guard) => Some(Capture::new(guard, self.backend.max_entry, described)),
             Found::Hit(_) => {
                 self.backend.metrics.bypass("batch_not_all_hits");

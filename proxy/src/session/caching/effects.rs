@@ -12,10 +12,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use pgcached_cache::{CacheKey, Dependencies, Entry, FillGuard, FillWait, Lookup};
 
-use super::writes::{PendingWrite, WriteScope};
+use super::writes::{OwnedValues, PendingWrite, WriteScope};
 use super::CachePath;
-use crate::classify::{CacheableRead, Class, WriteClass};
-use crate::pins::reads::{row_dependencies, ReadParameters};
+use crate::classify::{CacheableRead, Class, Protocol, WriteClass};
+use crate::pins::reads::{row_dependencies, ExecutionValues, ReadParameters};
 use crate::stats::QueryKind as StatementKind;
 
 /// What a counted lookup found.
@@ -63,22 +63,20 @@ pub(crate) fn statement_kind(class: &Class) -> StatementKind {
 }
 
 impl CachePath {
-    /// The class of a statement text.
-    pub(crate) fn classify(&self, sql: &Bytes) -> Class {
+    /// The class of a statement text that arrived by `protocol`.
+    pub(crate) fn classify(&self, sql: &Bytes, protocol: Protocol) -> Class {
         match std::str::from_utf8(sql) {
-            Ok(text) => self.backend.classify.classify(&self.database, text),
+            Ok(text) => self
+                .backend
+                .classify
+                .classify(&self.database, text, protocol),
             Err(_) => Class::Other,
         }
     }
 
-    /// Applies what a statement about to be relayed does to the session; `parameters` are its
-    /// Bind arguments and declared parameter types (extended protocol).
-    pub(crate) fn apply_effects(
-        &mut self,
-        class: &Class,
-        sql: &[u8],
-        parameters: Option<(Bytes, Bytes)>,
-    ) {
+    /// Applies what a statement about to be relayed does to the session; `values` are where
+    /// its parameters come from (its Bind, or its literals).
+    pub(crate) fn apply_effects(&mut self, class: &Class, sql: &[u8], values: OwnedValues) {
         if drops_prepared_statements(sql) {
             // DISCARD ALL / DEALLOCATE: the server forgets prepared statements; so do we, so
             // that a later Bind of one reaches the server and gets its error.
@@ -95,7 +93,7 @@ impl CachePath {
             Class::Write(WriteClass::Known(effect)) => {
                 self.add_writes(WriteScope::Writes(vec![PendingWrite {
                     effect: Arc::clone(effect),
-                    parameters,
+                    values,
                 }]))
             }
             Class::Classifying {
@@ -115,21 +113,20 @@ impl CachePath {
     }
 
     /// Looks up a read and counts what was found; a fill in flight elsewhere is waited for
-    /// only when `may_wait`. `parameters` are the execution's Bind arguments and declared
-    /// types, for the read's pinned parameters.
+    /// only when `may_wait`. `values` are the execution's parameters, for the read's pins.
     pub(crate) fn look_up(
         &self,
         key: &CacheKey,
         read: &CacheableRead,
         may_wait: bool,
-        parameters: Option<(&[u8], &[u8])>,
+        values: ExecutionValues<'_>,
     ) -> Found {
         let metrics = &self.backend.metrics;
         match self.backend.store.lookup(key, &self.database) {
             Lookup::Hit(entry) => Found::Hit(entry),
             Lookup::Miss(reservation) => {
                 metrics.miss();
-                let mut guard = self.record(reservation, read, parameters);
+                let mut guard = self.record(reservation, read, values);
                 if let Some(ttl) = read.ttl {
                     guard.set_ttl(ttl);
                 }
@@ -154,7 +151,7 @@ impl CachePath {
         &self,
         reservation: pgcached_cache::Reservation,
         read: &CacheableRead,
-        parameters: Option<(&[u8], &[u8])>,
+        values: ExecutionValues<'_>,
     ) -> FillGuard {
         if read.pins.is_empty() {
             return reservation.record(&Dependencies {
@@ -162,8 +159,7 @@ impl CachePath {
                 rows: &[],
             });
         }
-        let read_parameters =
-            parameters.and_then(|(arguments, types)| ReadParameters::read(arguments, types));
+        let read_parameters = ReadParameters::read(values);
         let (rows, fallback) = row_dependencies(
             &read.pins,
             read_parameters.as_ref().map(ReadParameters::view),

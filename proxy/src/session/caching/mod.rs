@@ -55,7 +55,7 @@ use super::conversation::Conversation;
 use super::fingerprint::Fingerprint;
 use super::outbox::Outbox;
 use crate::cache_metrics::CacheMetrics;
-use crate::classify::{Class, Classifier};
+use crate::classify::{Class, Classifier, Protocol};
 use crate::metrics::ProxyMetrics;
 use crate::stats::{ClientInfo, QueryKind as StatementKind};
 use crate::wire::frontend::{FrontendMessage, FrontendTag};
@@ -103,14 +103,14 @@ impl CacheShared {
 
 /// Statement classification as the cache path sees it.
 pub(crate) trait Classify: Send + Sync {
-    /// The class of `sql` in `database` (never waits; a statement being judged comes back as
-    /// [`Class::Classifying`]).
-    fn classify(&self, database: &Arc<str>, sql: &str) -> Class;
+    /// The class of `sql` in `database`, as it arrived by `protocol` (never waits; a statement
+    /// being judged comes back as [`Class::Classifying`]).
+    fn classify(&self, database: &Arc<str>, sql: &str, protocol: Protocol) -> Class;
 }
 
 impl Classify for Arc<Classifier> {
-    fn classify(&self, database: &Arc<str>, sql: &str) -> Class {
-        Classifier::classify(self, database, sql)
+    fn classify(&self, database: &Arc<str>, sql: &str, protocol: Protocol) -> Class {
+        Classifier::classify(self, database, sql, protocol)
     }
 }
 

@@ -8,8 +8,10 @@ use bytes::Bytes;
 use super::capture::Capture;
 use super::effects::{self, Found, KeyProtocol};
 use super::expect::{Expect, QueryPath};
+use super::writes::OwnedValues;
 use super::{CachePath, Outputs, Step};
-use crate::classify::Class;
+use crate::classify::{Class, Protocol};
+use crate::pins::reads::ExecutionValues;
 use crate::session::conversation::Phase;
 use crate::stats::QueryKind as StatementKind;
 use crate::wire::backend::TransactionStatus;
@@ -31,9 +33,9 @@ impl CachePath {
             self.relay_simple(frame.bytes, None, started, out);
             return Step::Done;
         };
-        let class = self.classify(sql);
+        let class = self.classify(sql, Protocol::Simple);
         if first {
-            self.apply_effects(&class, sql, None);
+            self.apply_effects(&class, sql, OwnedValues::Literals(sql.clone()));
         }
         let Class::Cacheable(read) = &class else {
             self.backend.metrics.query(effects::statement_kind(&class));
@@ -53,7 +55,8 @@ impl CachePath {
             self.backend.metrics.query(StatementKind::ReadCached);
         }
         let key = self.key(KeyProtocol::Simple, sql, &[], &[], false);
-        match self.look_up(&key, read, first, None) {
+        let text = std::str::from_utf8(sql).unwrap_or("");
+        match self.look_up(&key, read, first, ExecutionValues::Literals(text)) {
             Found::Hit(entry) => {
                 out.answer(entry.response.clone());
                 out.answer(Bytes::from_static(READY_IDLE));

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::CachePath;
-use crate::pins::reads::ReadParameters;
+use crate::pins::reads::{ExecutionValues, ReadParameters};
 use crate::pins::writes::{bumps, Bump, WriteEffect};
 use crate::stats::InvalidationSource;
 
@@ -25,8 +25,30 @@ const MAX_PENDING_WRITES: usize = 256;
 pub(crate) struct PendingWrite {
     /// What it changes.
     pub(crate) effect: Arc<WriteEffect>,
-    /// Its Bind arguments and its statement's declared parameter types (extended protocol).
-    pub(crate) parameters: Option<(Bytes, Bytes)>,
+    /// Where its parameter values come from.
+    pub(crate) values: OwnedValues,
+}
+
+/// An execution's parameter values, kept until its acknowledgement.
+#[derive(Debug, Clone)]
+pub(crate) enum OwnedValues {
+    /// The Bind's arguments and the statement's declared types.
+    Bind(Bytes, Bytes),
+    /// The simple query's text (its literals, for a statement classified by shape).
+    Literals(Bytes),
+}
+
+impl OwnedValues {
+    /// The values as the pins read them.
+    pub(crate) fn borrowed(&self) -> ExecutionValues<'_> {
+        match self {
+            OwnedValues::Bind(arguments, types) => ExecutionValues::Bind { arguments, types },
+            OwnedValues::Literals(sql) => match std::str::from_utf8(sql) {
+                Ok(text) => ExecutionValues::Literals(text),
+                Err(_) => ExecutionValues::Nothing,
+            },
+        }
+    }
 }
 
 /// What a request (or a transaction block) may have written.
@@ -74,10 +96,7 @@ impl CachePath {
                 let generations = self.backend.store.generations();
                 let metrics = &self.backend.metrics;
                 for write in writes {
-                    let parameters = write
-                        .parameters
-                        .as_ref()
-                        .and_then(|(arguments, types)| ReadParameters::read(arguments, types));
+                    let parameters = ReadParameters::read(write.values.borrowed());
                     let bumps = bumps(
                         &write.effect,
                         &self.backend.registry,
@@ -134,7 +153,7 @@ mod tests {
         let one = || {
             WriteScope::Writes(vec![PendingWrite {
                 effect: Arc::clone(&effect),
-                parameters: None,
+                values: OwnedValues::Literals(Bytes::new()),
             }])
         };
         match one().join(one()) {

@@ -89,7 +89,8 @@ impl Classes {
             ttl: None,
             label: Arc::from(sql),
         };
-        self.0.insert(sql.to_owned(), Class::Cacheable(Arc::new(read)));
+        self.0
+            .insert(sql.to_owned(), Class::Cacheable(Arc::new(read)));
         self
     }
 
@@ -101,7 +102,12 @@ impl Classes {
 }
 
 impl Classify for Classes {
-    fn classify(&self, _database: &Arc<str>, sql: &str) -> Class {
+    fn classify(
+        &self,
+        _database: &Arc<str>,
+        sql: &str,
+        _protocol: crate::classify::Protocol,
+    ) -> Class {
         self.0.get(sql).cloned().unwrap_or(Class::Other)
     }
 }

@@ -55,7 +55,11 @@ fn a_write_by_key_invalidates_its_row_and_the_whole_table_reads_only() {
     assert_eq!(session.sent(), b"Q");
     session.server_all(&[command_complete("UPDATE 1"), ready(b'I')]);
     session.answered();
-    for (sql, hit) in [(ROW_2, true), (ROW_1, false), ("SELECT count(*) FROM t", false)] {
+    for (sql, hit) in [
+        (ROW_2, true),
+        (ROW_1, false),
+        ("SELECT count(*) FROM t", false),
+    ] {
         session.client(&[query(sql)]);
         assert_eq!(session.sent().is_empty(), hit, "{sql}");
         if !hit {
