@@ -3,8 +3,10 @@
 //! The cluster is started from the machine's PostgreSQL binaries in a temporary directory, with
 //! a small `products` table in database `app`, and is removed when pgcached exits.
 
+use pgcached_local_cluster::users::{PGCACHED_PASSWORD, PGCACHED_USER};
+use pgcached_local_cluster::{ClusterOptions, LocalCluster, LocalClusterError};
+
 use crate::config::Config;
-use crate::local_cluster::{ClusterOptions, LocalCluster, LocalClusterError};
 use crate::upstream::url::{SslMode, UpstreamUrl};
 
 /// Rows loaded into the demo database.
@@ -16,13 +18,16 @@ GRANT ALL ON products TO PUBLIC;";
 
 /// Starts the demo cluster and points `config.upstream` at it.
 pub fn start_cluster(config: &mut Config) -> Result<LocalCluster, LocalClusterError> {
-    let cluster = LocalCluster::start(ClusterOptions::default())?;
+    let cluster = LocalCluster::start(ClusterOptions {
+        setup_sql: crate::auth::verifiers::install_sql(PGCACHED_USER),
+        ..ClusterOptions::default()
+    })?;
     cluster.psql("app", DEMO_SQL)?;
     config.upstream = UpstreamUrl {
         host: cluster.host().to_owned(),
         port: cluster.port(),
-        user: Some(crate::local_cluster::users::PGCACHED_USER.to_owned()),
-        password: Some(crate::local_cluster::users::PGCACHED_PASSWORD.to_owned()),
+        user: Some(PGCACHED_USER.to_owned()),
+        password: Some(PGCACHED_PASSWORD.to_owned()),
         database: Some("app".to_owned()),
         sslmode: SslMode::Disable,
         sslrootcert: None,

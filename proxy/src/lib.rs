@@ -18,8 +18,8 @@
 //! - [`metrics`]: metric names and handles, and the Prometheus exporter.
 //! - [`error`]: session errors sorted into kinds (metric label, SQLSTATE, log level).
 //! - [`shutdown`]: the draining/terminating signal shared by all sessions.
-//! - [`local_cluster`]: a throwaway PostgreSQL for `pgcached demo` and the tests.
-//! - [`demo`]: the `pgcached demo` subcommand.
+//! - [`demo`]: the `pgcached demo` subcommand (its throwaway PostgreSQL is the
+//!   `pgcached-local-cluster` crate).
 //! - [`sql`]: syntactic analysis of a statement (sqlparser): its kind and what a read uses.
 //! - [`catalog`]: what PostgreSQL's catalog says about relations and functions.
 //! - [`classify`]: the memoized verdict per statement text: cacheable (on which tables) or not.
@@ -37,7 +37,6 @@ pub mod classify;
 pub mod config;
 pub mod demo;
 pub mod error;
-pub mod local_cluster;
 pub mod metrics;
 pub mod net;
 pub mod pins;

@@ -6,9 +6,19 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use pgcached::local_cluster::{ClusterOptions, LocalCluster};
+use pgcached_local_cluster::users::PGCACHED_USER;
+use pgcached_local_cluster::{ClusterOptions, LocalCluster};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pgcached");
+
+/// A throwaway cluster with pgcached's SCRAM verifier function installed, as the tests crate's.
+fn cluster() -> LocalCluster {
+    LocalCluster::start(ClusterOptions {
+        setup_sql: pgcached::auth::verifiers::install_sql(PGCACHED_USER),
+        ..ClusterOptions::default()
+    })
+    .expect("cluster")
+}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -47,7 +57,7 @@ fn spawn_with_credentials(
     stderr: Stdio,
     rust_log: &str,
 ) -> Running {
-    use pgcached::local_cluster::users::{PGCACHED_PASSWORD, PGCACHED_USER};
+    use pgcached_local_cluster::users::{PGCACHED_PASSWORD, PGCACHED_USER};
     let child = Command::new(BIN)
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .args(["--metrics-listen", &format!("127.0.0.1:{}", free_port())])
@@ -165,7 +175,7 @@ fn demo_without_postgresql_binaries_fails_clearly() {
 
 #[test]
 fn env_beats_file_flag_beats_env_metrics_are_served_and_sigterm_stops_it() {
-    let cluster = LocalCluster::start(ClusterOptions::default()).expect("cluster");
+    let cluster = cluster();
     let (file_port, env_port, flag_port, metrics_port) =
         (free_port(), free_port(), free_port(), free_port());
     let dir = tempfile::tempdir().expect("dir");
@@ -261,7 +271,7 @@ fn env_beats_file_flag_beats_env_metrics_are_served_and_sigterm_stops_it() {
 
 #[test]
 fn a_killed_pgcached_leaves_no_replication_slot_behind() {
-    let cluster = LocalCluster::start(ClusterOptions::default()).expect("cluster");
+    let cluster = cluster();
     let port = free_port();
     let mut running =
         spawn_with_credentials(&cluster, port, &["--cache", "on"], Stdio::null(), "info");
@@ -300,8 +310,8 @@ fn a_killed_pgcached_leaves_no_replication_slot_behind() {
 
 #[test]
 fn json_logs_show_sessions_and_never_a_secret() {
-    use pgcached::local_cluster::users::{PGCACHED_PASSWORD, SCRAM_PASSWORD, SCRAM_USER};
-    let cluster = LocalCluster::start(ClusterOptions::default()).expect("cluster");
+    use pgcached_local_cluster::users::{PGCACHED_PASSWORD, SCRAM_PASSWORD, SCRAM_USER};
+    let cluster = cluster();
     let port = free_port();
     let mut running = spawn_with_credentials(
         &cluster,

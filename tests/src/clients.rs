@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use pgcached::local_cluster::LocalCluster;
+use pgcached_local_cluster::LocalCluster;
 
 /// Where a client connects: straight to PostgreSQL or through pgcached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

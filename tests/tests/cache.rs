@@ -9,7 +9,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use pgcached::local_cluster::{ClusterOptions, LocalCluster};
+use pgcached_local_cluster::{ClusterOptions, LocalCluster};
 use pgcached_tests::proxy::caching_config_for;
 use pgcached_tests::{connect, url, Endpoint, TestProxy};
 use tokio_postgres::{Client, SimpleQueryMessage};
@@ -29,7 +29,7 @@ fn cluster() -> &'static LocalCluster {
                 "shared_preload_libraries".to_owned(),
                 "'pg_stat_statements'".to_owned(),
             )],
-            ..ClusterOptions::default()
+            ..pgcached_tests::cluster::options()
         })
         .expect("cluster");
         cluster

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use pgcached::local_cluster::users;
+use pgcached_local_cluster::users;
 use pgcached_tests::proxy::{config_for, config_with};
 use pgcached_tests::raw::{self, frame, login, query, read_message, read_until_ready};
 use pgcached_tests::{connect, shared_cluster, url, Endpoint, TestProxy};

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pgcached::local_cluster::{ClusterOptions, LocalCluster};
+use pgcached_local_cluster::LocalCluster;
 use pgcached_tests::dashboard::{concrete, panel_queries, repo, PanelQuery};
 use pgcached_tests::proxy::caching_config_for;
 use pgcached_tests::{connect, url, Endpoint, TestProxy};
@@ -227,7 +227,7 @@ fn every_dashboard_panel_has_data_in_prometheus() {
         .block_on(async { pgcached::metrics::install_exporter(metrics_addr) })
         .expect("metrics exporter");
 
-    let cluster = LocalCluster::start(ClusterOptions::default()).expect("cluster");
+    let cluster = LocalCluster::start(pgcached_tests::cluster::options()).expect("cluster");
     cluster
         .psql(
             "app",

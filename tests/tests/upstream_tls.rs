@@ -1,7 +1,7 @@
 //! TLS from pgcached to PostgreSQL, as managed databases require: `sslmode` and `sslrootcert`
 //! in the upstream URL, checked against a cluster with a certificate from a test CA.
 
-use pgcached::local_cluster::{ClusterOptions, LocalCluster};
+use pgcached_local_cluster::LocalCluster;
 use pgcached_tests::certs::{self, tls_cluster};
 use pgcached_tests::proxy::config_with;
 use pgcached_tests::{connect, url, Endpoint, TestProxy};
@@ -83,7 +83,7 @@ async fn verification_failures_are_reported_to_the_client() {
 
 #[tokio::test]
 async fn require_fails_clearly_against_a_server_without_tls() {
-    let cluster = LocalCluster::start(ClusterOptions::default()).expect("cluster");
+    let cluster = LocalCluster::start(pgcached_tests::cluster::options()).expect("cluster");
     let upstream = format!("postgres://127.0.0.1:{}?sslmode=require", cluster.port());
     let proxy = TestProxy::with_config(config_with(&upstream, &[], ""));
     let error = connect(&url(Endpoint::proxy(proxy.port()), "postgres", None, "app"))
@@ -98,7 +98,7 @@ async fn require_fails_clearly_against_a_server_without_tls() {
 
 #[tokio::test]
 async fn the_cache_works_when_postgres_requires_tls() {
-    use pgcached::local_cluster::users::{PGCACHED_PASSWORD, PGCACHED_USER};
+    use pgcached_local_cluster::users::{PGCACHED_PASSWORD, PGCACHED_USER};
     let certs = certs::make(&["localhost", "127.0.0.1"]);
     let cluster = tls_cluster(&certs);
     // Only TLS connections are accepted from now on.
