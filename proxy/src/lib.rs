@@ -16,7 +16,8 @@
 //! - [`tls`]: rustls configs for both sides (one provider: ring).
 //! - [`net`]: a stream that is plain TCP or TLS.
 //! - [`metrics`]: metric names and handles, and the Prometheus exporter.
-//! - [`error`]: session errors sorted into kinds (metric label, SQLSTATE, log level).
+//! - [`error`]: errors told to clients, sorted into kinds (metric label, SQLSTATE, log level,
+//!   the client-safe text).
 //! - [`shutdown`]: the draining/terminating signal shared by all sessions.
 //! - [`demo`]: the `pgcached demo` subcommand (its throwaway PostgreSQL is the
 //!   `pgcached-local-cluster` crate).

@@ -11,6 +11,7 @@ use metrics::{counter, describe_counter, describe_gauge, Counter, Gauge};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 
 use crate::cache_metrics::QUERIES_TOTAL;
+use crate::error::ErrorKind;
 use crate::stats::{Counters, QueryKind};
 
 /// Gauge: client connections open now (startup phase included).
@@ -27,7 +28,7 @@ pub const UPSTREAM_CONNECTIONS_TOTAL: &str = "pgcached_upstream_connections_tota
 pub const UPSTREAM_ERRORS_TOTAL: &str = "pgcached_upstream_errors_total";
 /// Counter: queries relayed to PostgreSQL, by `protocol` (`simple` = Query, `extended` = Execute).
 pub const QUERIES_RELAYED_TOTAL: &str = "pgcached_queries_relayed_total";
-/// Counter: sessions that ended with an error, by `kind` (see `SessionError::kind`).
+/// Counter: sessions that ended with an error, by `kind` (see [`ErrorKind::label`]).
 pub const SESSION_ERRORS_TOTAL: &str = "pgcached_session_errors_total";
 /// Counter: cancel requests forwarded to PostgreSQL.
 pub const CANCEL_REQUESTS_TOTAL: &str = "pgcached_cancel_requests_total";
@@ -178,8 +179,8 @@ impl ProxyMetrics {
     }
 
     /// Counts a session that ended with an error of this kind.
-    pub fn session_error(&self, kind: &'static str) {
-        counter!(SESSION_ERRORS_TOTAL, "kind" => kind).increment(1);
+    pub fn session_error(&self, kind: ErrorKind) {
+        counter!(SESSION_ERRORS_TOTAL, "kind" => kind.label()).increment(1);
     }
 }
 

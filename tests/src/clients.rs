@@ -144,6 +144,19 @@ pub fn error_text(error: &tokio_postgres::Error) -> String {
         .unwrap_or_else(|| error.to_string())
 }
 
+/// Everything a client reads of an error: message, detail and hint, one per line (the
+/// driver's own text when the server sent no ErrorResponse).
+pub fn error_told(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => [Some(db.message()), db.detail(), db.hint()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join("\n"),
+        None => error.to_string(),
+    }
+}
+
 /// The first column of the first row of a simple query, as text; panics with the server's
 /// message on error and when there is no row.
 pub async fn first_value(client: &tokio_postgres::Client, sql: &str) -> String {
