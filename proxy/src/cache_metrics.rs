@@ -1,55 +1,24 @@
-//! Cache metric names and handles.
+//! Cache metric handles (the metrics themselves are in [`crate::metrics::registry`]).
 //!
-//! Names are fixed: dashboards and scripts depend on them. Handles for the hot path (hits,
+//! Handles for the hot path (hits,
 //! misses, the hit-latency histogram) are created once; bypass reasons are a small fixed set of
 //! `&'static str` labels, never SQL text or anything a client controls.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, Counter, Histogram};
+use metrics::{counter, Counter, Histogram};
 use pgcached_cache::{FillOutcome, ResultCache, TableId};
 
 use crate::classify::Classifier;
+use crate::metrics::registry::{
+    CACHE_BYPASS_TOTAL, CACHE_BYTES, CACHE_ENTRIES, CACHE_EVICTIONS_TOTAL, CACHE_FILLS_TOTAL,
+    CACHE_HITS_TOTAL, CACHE_HIT_BYTES_TOTAL, CACHE_MISSES_TOTAL, CLASSIFY_MEMO_ENTRIES,
+    DB_TIME_SAVED_MICROSECONDS_TOTAL, INVALIDATIONS_TOTAL, INVALIDATION_SCOPES_TOTAL,
+    QUERIES_TOTAL, QUERY_DURATION_SECONDS, STATEMENTS_PARSED_TOTAL,
+};
 use crate::session::caching::expect::QueryPath;
 use crate::stats::{Counters, InvalidationSource, QueryKind, TableActivity};
-
-/// Counter: reads answered from the cache.
-pub const CACHE_HITS_TOTAL: &str = "pgcached_cache_hits_total";
-/// Counter: cacheable reads not in the cache (relayed and captured).
-pub const CACHE_MISSES_TOTAL: &str = "pgcached_cache_misses_total";
-/// Counter: statements relayed without a cache lookup, by `reason`.
-pub const CACHE_BYPASS_TOTAL: &str = "pgcached_cache_bypass_total";
-/// Gauge: entries in the cache.
-pub const CACHE_ENTRIES: &str = "pgcached_cache_entries";
-/// Gauge: bytes held by the cache.
-pub const CACHE_BYTES: &str = "pgcached_cache_bytes";
-/// Counter: entries evicted to stay under `--cache-size`.
-pub const CACHE_EVICTIONS_TOTAL: &str = "pgcached_cache_evictions_total";
-/// Histogram: time from request to answer, by `path` = hit, miss, passthrough.
-pub const QUERY_DURATION_SECONDS: &str = "pgcached_query_duration_seconds";
-/// Counter: fills, by `outcome` = stored, stale, too_large.
-pub const CACHE_FILLS_TOTAL: &str = "pgcached_cache_fills_total";
-/// Counter: invalidations, by `source`.
-pub const INVALIDATIONS_TOTAL: &str = "pgcached_invalidations_total";
-/// Counter: bytes answered from the cache.
-pub const CACHE_HIT_BYTES_TOTAL: &str = "pgcached_cache_hit_bytes_total";
-/// Counter: client statements, by `kind` = read_cached, read_uncacheable, write, other.
-pub const QUERIES_TOTAL: &str = "pgcached_queries_total";
-/// Counter: estimated PostgreSQL time saved, in microseconds: each hit adds the time its entry
-/// took to compute when it was filled (the miss latency seen by pgcached).
-pub const DB_TIME_SAVED_MICROSECONDS_TOTAL: &str = "pgcached_db_time_saved_microseconds_total";
-/// Counter: counters bumped by invalidations, by `source` (proxy, replication) and `scope`
-/// (key, column_set, table_rows, table): how narrowly writes invalidate.
-pub const INVALIDATION_SCOPES_TOTAL: &str = "pgcached_invalidation_scopes_total";
-/// Gauge: statement texts whose classification is memoized.
-pub const CLASSIFY_MEMO_ENTRIES: &str = "pgcached_classify_memo_entries";
-
-/// Histogram buckets, 50 µs to 10 s.
-pub const DURATION_BUCKETS: [f64; 16] = [
-    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-    2.5, 10.0,
-];
 
 /// Cache metric handles, and the in-process totals the admin console reads.
 #[derive(Clone)]
@@ -70,46 +39,8 @@ pub struct CacheMetrics {
 }
 
 impl CacheMetrics {
-    /// Describes the metrics and creates the handles; totals go to `counters`.
+    /// Creates the handles; totals go to `counters`.
     pub fn new(counters: Arc<Counters>) -> CacheMetrics {
-        describe_counter!(CACHE_HITS_TOTAL, "Reads answered from the cache");
-        describe_counter!(CACHE_MISSES_TOTAL, "Cacheable reads not in the cache");
-        describe_counter!(
-            CACHE_BYPASS_TOTAL,
-            "Statements relayed without a cache lookup, by reason"
-        );
-        describe_gauge!(CACHE_ENTRIES, "Entries in the cache");
-        describe_gauge!(CACHE_BYTES, "Bytes held by the cache");
-        describe_counter!(
-            CACHE_EVICTIONS_TOTAL,
-            "Entries evicted to stay under --cache-size"
-        );
-        describe_histogram!(
-            QUERY_DURATION_SECONDS,
-            metrics::Unit::Seconds,
-            "Time from request to answer, by path"
-        );
-        describe_counter!(CACHE_FILLS_TOTAL, "Cache fills, by outcome");
-        describe_counter!(INVALIDATIONS_TOTAL, "Invalidations, by source");
-        describe_counter!(CACHE_HIT_BYTES_TOTAL, "Bytes answered from the cache");
-        describe_counter!(
-            INVALIDATION_SCOPES_TOTAL,
-            "Counters bumped by invalidations, by source and scope (key, column_set, table_rows, table)"
-        );
-        describe_counter!(QUERIES_TOTAL, "Client statements, by kind");
-        describe_counter!(
-            DB_TIME_SAVED_MICROSECONDS_TOTAL,
-            metrics::Unit::Microseconds,
-            "Estimated PostgreSQL time saved: the fill-time latency of each entry, per hit"
-        );
-        describe_gauge!(
-            CLASSIFY_MEMO_ENTRIES,
-            "Statement texts whose classification is memoized"
-        );
-        describe_counter!(
-            crate::stats::tables::TABLE_INVALIDATIONS_TOTAL,
-            "Invalidations of the busiest tables, by database and table"
-        );
         CacheMetrics {
             hits: counter!(CACHE_HITS_TOTAL),
             hit_bytes: counter!(CACHE_HIT_BYTES_TOTAL),
@@ -221,13 +152,16 @@ impl CacheMetrics {
     }
 }
 
-/// Publishes the cache's size gauges, eviction and expiry counts and the memo size every second.
+/// Publishes the cache's size gauges, eviction and expiry counts, the memo size and the parse
+/// count every second.
 pub fn spawn_gauges(cache: Arc<ResultCache>, classifier: Arc<Classifier>, metrics: CacheMetrics) {
     tokio::spawn(async move {
         let entries = metrics::gauge!(CACHE_ENTRIES);
         let bytes = metrics::gauge!(CACHE_BYTES);
         let memo = metrics::gauge!(CLASSIFY_MEMO_ENTRIES);
         let evictions = counter!(CACHE_EVICTIONS_TOTAL);
+        let parsed = counter!(STATEMENTS_PARSED_TOTAL);
+        let mut reported_parses = 0u64;
         let mut reported = 0u64;
         let mut reported_expired = 0u64;
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
@@ -236,6 +170,9 @@ pub fn spawn_gauges(cache: Arc<ResultCache>, classifier: Arc<Classifier>, metric
             entries.set(cache.len() as f64);
             bytes.set(cache.weight_bytes() as f64);
             memo.set(classifier.len() as f64);
+            let parses = classifier.parses();
+            parsed.increment(parses.saturating_sub(reported_parses));
+            reported_parses = parses;
             let now = cache.evictions();
             evictions.increment(now.saturating_sub(reported));
             reported = now;

@@ -1,11 +1,22 @@
 //! `pgcached demo`: a throwaway PostgreSQL with pgcached in front of it, for a first look.
 //!
 //! The cluster is started from the machine's PostgreSQL binaries in a temporary directory, with
-//! a small `products` table in database `app`, and is removed when pgcached exits.
+//! a small `products` table in database `app`, and is removed when pgcached exits. The banner
+//! names one role for everything: the cluster's superuser, trusted on loopback, which may also
+//! use the admin console (it is added to `--admin-users`), so the `SHOW STATS` and
+//! `EXPLAIN CACHE` lines it prints work as they are.
 
+use pgcached_local_cluster::users::{PGCACHED_PASSWORD, PGCACHED_USER, SUPERUSER};
+use pgcached_local_cluster::{ClusterOptions, LocalCluster, LocalClusterError};
+
+use crate::admin::CONSOLE_DATABASE;
 use crate::config::Config;
-use crate::local_cluster::{ClusterOptions, LocalCluster, LocalClusterError};
 use crate::upstream::url::{SslMode, UpstreamUrl};
+
+/// The database the demo's table is in.
+const DEMO_DATABASE: &str = "app";
+/// The role the banner connects as, to `app` and to the admin console.
+const DEMO_ROLE: &str = SUPERUSER;
 
 /// Rows loaded into the demo database.
 const DEMO_SQL: &str = "\
@@ -14,37 +25,51 @@ INSERT INTO products SELECT g, 'product ' || g, (g % 100) + 0.99 FROM generate_s
   ON CONFLICT DO NOTHING;
 GRANT ALL ON products TO PUBLIC;";
 
-/// Starts the demo cluster and points `config.upstream` at it.
+/// Starts the demo cluster, points `config.upstream` at it and opens the admin console to the
+/// banner's role.
 pub fn start_cluster(config: &mut Config) -> Result<LocalCluster, LocalClusterError> {
-    let cluster = LocalCluster::start(ClusterOptions::default())?;
-    cluster.psql("app", DEMO_SQL)?;
+    let cluster = LocalCluster::start(ClusterOptions {
+        setup_sql: crate::auth::verifiers::install_sql(PGCACHED_USER),
+        ..ClusterOptions::default()
+    })?;
+    cluster.psql(DEMO_DATABASE, DEMO_SQL)?;
     config.upstream = UpstreamUrl {
         host: cluster.host().to_owned(),
         port: cluster.port(),
-        user: Some(crate::local_cluster::users::PGCACHED_USER.to_owned()),
-        password: Some(crate::local_cluster::users::PGCACHED_PASSWORD.to_owned()),
-        database: Some("app".to_owned()),
+        user: Some(PGCACHED_USER.to_owned()),
+        password: Some(PGCACHED_PASSWORD.to_owned()),
+        database: Some(DEMO_DATABASE.to_owned()),
         sslmode: SslMode::Disable,
         sslrootcert: None,
     };
+    if !config.admin_users.iter().any(|user| user == DEMO_ROLE) {
+        config.admin_users.push(DEMO_ROLE.to_owned());
+    }
     Ok(cluster)
 }
 
 /// The lines printed once the demo is serving.
 pub fn banner(config: &Config, cluster: &LocalCluster) -> String {
+    let app = format!("postgres://{DEMO_ROLE}@{}/{DEMO_DATABASE}", config.listen);
+    let console = format!(
+        "postgres://{DEMO_ROLE}@{}/{CONSOLE_DATABASE}",
+        config.listen
+    );
     format!(
         "pgcached demo\n\
          \x20 PostgreSQL (throwaway)  {}:{}  data in {}\n\
          \x20 pgcached                {}\n\
          \x20 metrics                 http://{}/metrics\n\n\
-         Connect through pgcached:\n\
-         \x20 psql \"postgres://postgres@{}/app\" -c 'SELECT * FROM products LIMIT 5'\n\n\
+         Connect through pgcached (run it again: repeats are answered from the cache):\n\
+         \x20 psql \"{app}\" -c 'SELECT * FROM products WHERE id = 1'\n\n\
+         See what pgcached did, in its admin console (database {CONSOLE_DATABASE}):\n\
+         \x20 psql \"{console}\" -c 'SHOW STATS'\n\
+         \x20 psql \"{console}\" -c 'EXPLAIN CACHE SELECT * FROM products WHERE id = 1'\n\n\
          Press Ctrl-C to stop pgcached and remove the cluster.\n",
         cluster.host(),
         cluster.port(),
         cluster.data_dir().display(),
         config.listen,
         config.metrics_listen,
-        config.listen,
     )
 }

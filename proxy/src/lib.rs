@@ -15,15 +15,17 @@
 //! - [`upstream`]: the upstream URL and connections to PostgreSQL (TLS per `sslmode`, cancel).
 //! - [`tls`]: rustls configs for both sides (one provider: ring).
 //! - [`net`]: a stream that is plain TCP or TLS.
-//! - [`metrics`]: metric names and handles, and the Prometheus exporter.
-//! - [`error`]: session errors sorted into kinds (metric label, SQLSTATE, log level).
+//! - [`metrics`]: the metric registry (every metric: name, type, labels, help), handles, and
+//!   the Prometheus exporter.
+//! - [`error`]: errors told to clients, sorted into kinds (metric label, SQLSTATE, log level,
+//!   the client-safe text).
 //! - [`shutdown`]: the draining/terminating signal shared by all sessions.
-//! - [`local_cluster`]: a throwaway PostgreSQL for `pgcached demo` and the tests.
-//! - [`demo`]: the `pgcached demo` subcommand.
+//! - [`demo`]: the `pgcached demo` subcommand (its throwaway PostgreSQL is the
+//!   `pgcached-local-cluster` crate).
 //! - [`sql`]: syntactic analysis of a statement (sqlparser): its kind and what a read uses.
 //! - [`catalog`]: what PostgreSQL's catalog says about relations and functions.
 //! - [`classify`]: the memoized verdict per statement text: cacheable (on which tables) or not.
-//! - [`cache_metrics`]: cache metric names and handles.
+//! - [`cache_metrics`]: cache metric handles.
 //! - [`pins`]: row-level dependencies: canonical values, row keys, column sets in use.
 //! - [`replication`]: one logical-decoding stream per database, feeding the cache.
 //! - [`stats`]: in-process totals, per-table invalidations and open sessions, for the admin
@@ -37,7 +39,6 @@ pub mod classify;
 pub mod config;
 pub mod demo;
 pub mod error;
-pub mod local_cluster;
 pub mod metrics;
 pub mod net;
 pub mod pins;

@@ -1,14 +1,24 @@
 //! The built `pgcached` binary: help text, configuration precedence, metrics endpoint,
-//! signals, and `pgcached demo` without PostgreSQL binaries.
+//! signals, `pgcached demo` as a new user runs it (and without PostgreSQL binaries).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use pgcached::local_cluster::{ClusterOptions, LocalCluster};
+use pgcached_local_cluster::users::PGCACHED_USER;
+use pgcached_local_cluster::{ClusterOptions, LocalCluster};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pgcached");
+
+/// A throwaway cluster with pgcached's SCRAM verifier function installed, as the tests crate's.
+fn cluster() -> LocalCluster {
+    LocalCluster::start(ClusterOptions {
+        setup_sql: pgcached::auth::verifiers::install_sql(PGCACHED_USER),
+        ..ClusterOptions::default()
+    })
+    .expect("cluster")
+}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -47,7 +57,7 @@ fn spawn_with_credentials(
     stderr: Stdio,
     rust_log: &str,
 ) -> Running {
-    use pgcached::local_cluster::users::{PGCACHED_PASSWORD, PGCACHED_USER};
+    use pgcached_local_cluster::users::{PGCACHED_PASSWORD, PGCACHED_USER};
     let child = Command::new(BIN)
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .args(["--metrics-listen", &format!("127.0.0.1:{}", free_port())])
@@ -163,9 +173,144 @@ fn demo_without_postgresql_binaries_fails_clearly() {
     assert!(stderr.contains("PGCACHED_PG_BINDIR"), "{stderr}");
 }
 
+/// The `psql "URL" -c 'SQL'` lines of the demo's banner, as (URL, SQL).
+fn banner_commands(banner: &str) -> Vec<(String, String)> {
+    banner
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("psql \""))
+        .filter_map(|rest| {
+            let (url, rest) = rest.split_once('"')?;
+            let sql = rest.trim().strip_prefix("-c '")?.strip_suffix('\'')?;
+            Some((url.to_owned(), sql.to_owned()))
+        })
+        .collect()
+}
+
+/// Runs one banner command with the machine's psql (unaligned, tuples only), as a new user
+/// would paste it; returns stdout, or stderr on failure.
+fn run_banner_command(url: &str, sql: &str) -> Result<String, String> {
+    let bindir = pgcached_local_cluster::find_bindir().expect("PostgreSQL binaries");
+    let output = Command::new(bindir.join("psql"))
+        .args(["-X", "-w", "-A", "-t"])
+        .arg(url)
+        .args(["-c", sql])
+        .output()
+        .expect("run psql");
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+}
+
+/// The value of `stat` in `SHOW STATS` output (`stat|value` lines).
+fn stat(stats: &str, name: &str) -> f64 {
+    stats
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix('|'))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in SHOW STATS:\n{stats}"))
+}
+
+#[test]
+fn the_demo_banner_commands_work_as_printed() {
+    let (port, metrics_port) = (free_port(), free_port());
+    let child = Command::new(BIN)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
+        .arg("demo")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the demo");
+    let mut running = Running(child);
+    let stdout = running.0.stdout.take().expect("stdout");
+    let (lines, banner_lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut banner = String::new();
+    while !banner.contains("Press Ctrl-C") {
+        match banner_lines.recv_timeout(Duration::from_secs(90)) {
+            Ok(line) => {
+                banner.push_str(&line);
+                banner.push('\n');
+            }
+            Err(e) => panic!("no banner from the demo ({e}):\n{banner}"),
+        }
+    }
+    let commands = banner_commands(&banner);
+    let app = commands
+        .iter()
+        .find(|(url, _)| url.ends_with("/app"))
+        .unwrap_or_else(|| panic!("no command for database app:\n{banner}"));
+    let console = |what: &str| {
+        commands
+            .iter()
+            .find(|(url, sql)| url.ends_with("/pgcached") && sql.starts_with(what))
+            .unwrap_or_else(|| panic!("no {what} command for the admin console:\n{banner}"))
+    };
+    let (stats_url, show_stats) = console("SHOW STATS");
+    let (explain_url, explain) = console("EXPLAIN CACHE");
+
+    // The table is there, and repeating the read is answered from the cache (the first runs
+    // are relayed while the catalog is asked and the change stream starts).
+    let mut stats = String::new();
+    for _ in 0..100 {
+        let rows = run_banner_command(&app.0, &app.1).expect("the banner's read");
+        assert!(rows.starts_with("1|product 1|"), "{rows}");
+        stats = run_banner_command(stats_url, show_stats).expect("the banner's SHOW STATS");
+        if stat(&stats, "cache_hits") >= 1.0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(stat(&stats, "cache_hits") >= 1.0, "never a hit:\n{stats}");
+    let verdict = run_banner_command(explain_url, explain).expect("the banner's EXPLAIN CACHE");
+    assert!(
+        verdict.starts_with("yes|cacheable|"),
+        "{explain}: {verdict}"
+    );
+
+    // Ctrl-C (SIGINT) stops pgcached, which removes the cluster.
+    let data_dir = banner
+        .lines()
+        .find_map(|line| {
+            line.split_once("data in ")
+                .map(|(_, dir)| dir.trim().to_owned())
+        })
+        .unwrap_or_else(|| panic!("no data directory in the banner:\n{banner}"));
+    assert!(std::path::Path::new(&data_dir).is_dir(), "{data_dir}");
+    // SAFETY: plain kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(running.0.id() as i32, libc::SIGINT);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = running.0.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the demo ignored Ctrl-C");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    assert!(
+        !std::path::Path::new(&data_dir).exists(),
+        "the demo left {data_dir} behind"
+    );
+}
+
 #[test]
 fn env_beats_file_flag_beats_env_metrics_are_served_and_sigterm_stops_it() {
-    let cluster = LocalCluster::start(ClusterOptions::default()).expect("cluster");
+    let cluster = cluster();
     let (file_port, env_port, flag_port, metrics_port) =
         (free_port(), free_port(), free_port(), free_port());
     let dir = tempfile::tempdir().expect("dir");
@@ -261,7 +406,7 @@ fn env_beats_file_flag_beats_env_metrics_are_served_and_sigterm_stops_it() {
 
 #[test]
 fn a_killed_pgcached_leaves_no_replication_slot_behind() {
-    let cluster = LocalCluster::start(ClusterOptions::default()).expect("cluster");
+    let cluster = cluster();
     let port = free_port();
     let mut running =
         spawn_with_credentials(&cluster, port, &["--cache", "on"], Stdio::null(), "info");
@@ -300,8 +445,8 @@ fn a_killed_pgcached_leaves_no_replication_slot_behind() {
 
 #[test]
 fn json_logs_show_sessions_and_never_a_secret() {
-    use pgcached::local_cluster::users::{PGCACHED_PASSWORD, SCRAM_PASSWORD, SCRAM_USER};
-    let cluster = LocalCluster::start(ClusterOptions::default()).expect("cluster");
+    use pgcached_local_cluster::users::{PGCACHED_PASSWORD, SCRAM_PASSWORD, SCRAM_USER};
+    let cluster = cluster();
     let port = free_port();
     let mut running = spawn_with_credentials(
         &cluster,

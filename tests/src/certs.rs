@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use pgcached::local_cluster::{ClusterOptions, LocalCluster, SslFiles};
+use pgcached_local_cluster::{ClusterOptions, LocalCluster, SslFiles};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
 
 /// PEM files of a test CA and one server certificate signed by it, in a temp dir.
@@ -76,7 +76,7 @@ pub fn tls_cluster(certs: &TestCerts) -> LocalCluster {
             cert_pem: certs.server_cert.clone(),
             key_pem: certs.server_key.clone(),
         }),
-        ..ClusterOptions::default()
+        ..crate::cluster::options()
     })
     .expect("start a TLS cluster")
 }

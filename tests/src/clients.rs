@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use pgcached::local_cluster::LocalCluster;
+use pgcached_local_cluster::LocalCluster;
 
 /// Where a client connects: straight to PostgreSQL or through pgcached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,6 +142,19 @@ pub fn error_text(error: &tokio_postgres::Error) -> String {
         .as_db_error()
         .map(|db| db.message().to_owned())
         .unwrap_or_else(|| error.to_string())
+}
+
+/// Everything a client reads of an error: message, detail and hint, one per line (the
+/// driver's own text when the server sent no ErrorResponse).
+pub fn error_told(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => [Some(db.message()), db.detail(), db.hint()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join("\n"),
+        None => error.to_string(),
+    }
 }
 
 /// The first column of the first row of a simple query, as text; panics with the server's

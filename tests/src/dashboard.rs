@@ -1,8 +1,10 @@
 //! The Grafana dashboard's queries, read from `grafana/dashboards/pgcached.json`, for the tests
-//! that check them against pgcached's source and against a real Prometheus.
+//! that check them against pgcached's metric registry and against a real Prometheus.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+
+use pgcached::metrics::registry::{self, Metric, MetricType};
 
 /// One query of one panel.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +54,18 @@ pub fn metric_names(expr: &str) -> BTreeSet<String> {
         rest = &tail[end..];
     }
     names
+}
+
+/// The registry entry of a series name as PromQL sees it: a metric's own name, or for a
+/// histogram its `_bucket`, `_sum` or `_count` series.
+pub fn registered(series: &str) -> Option<&'static Metric> {
+    registry::find(series).or_else(|| {
+        ["_bucket", "_sum", "_count"]
+            .iter()
+            .filter_map(|suffix| series.strip_suffix(suffix))
+            .filter_map(registry::find)
+            .find(|metric| matches!(metric.kind, MetricType::Histogram(_)))
+    })
 }
 
 /// The expression with Grafana's variables replaced (the interval ones by `rate_interval`, the

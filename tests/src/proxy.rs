@@ -9,9 +9,9 @@ use std::thread::JoinHandle;
 
 use clap::Parser;
 use pgcached::config::{Cli, Config, FileConfig};
-use pgcached::local_cluster::LocalCluster;
 use pgcached::Server;
 use pgcached_cache::ResultCache;
+use pgcached_local_cluster::LocalCluster;
 use tokio::sync::oneshot;
 
 /// A running pgcached; dropping it shuts it down and waits for it.
@@ -37,7 +37,7 @@ pub fn config_for(cluster: &LocalCluster, extra: &[&str]) -> Config {
 /// A config with caching on, in front of `cluster`, with pgcached's own credentials (its
 /// catalog connection needs them); `extra` are more flags.
 pub fn caching_config_for(cluster: &LocalCluster, extra: &[&str]) -> Config {
-    use pgcached::local_cluster::users::{PGCACHED_PASSWORD, PGCACHED_USER};
+    use pgcached_local_cluster::users::{PGCACHED_PASSWORD, PGCACHED_USER};
     let upstream = format!(
         "postgres://{PGCACHED_USER}:{PGCACHED_PASSWORD}@{}:{}?sslmode=disable",
         cluster.host(),

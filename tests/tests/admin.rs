@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use pgcached::local_cluster::users::{MD5_PASSWORD, MD5_USER, SCRAM_PASSWORD, SCRAM_USER};
-use pgcached::local_cluster::{ClusterOptions, LocalCluster};
+use pgcached_local_cluster::users::{MD5_PASSWORD, MD5_USER, SCRAM_PASSWORD, SCRAM_USER};
+use pgcached_local_cluster::LocalCluster;
 use pgcached_tests::clients::{
     error_text, expect_success, first_value, psql_aligned, run_with_timeout,
 };
@@ -23,7 +23,7 @@ static CLUSTER: OnceLock<LocalCluster> = OnceLock::new();
 
 fn cluster() -> &'static LocalCluster {
     CLUSTER.get_or_init(|| {
-        let cluster = LocalCluster::start(ClusterOptions::default()).expect("cluster");
+        let cluster = LocalCluster::start(pgcached_tests::cluster::options()).expect("cluster");
         cluster
             .psql(
                 "app",
@@ -188,7 +188,7 @@ async fn psql_shows_the_console_with_its_normal_output() {
     assert!(output.contains(" rows)"), "{output}");
     assert!(output.contains("admin_users"), "{output}");
     assert!(
-        !output.contains(pgcached::local_cluster::users::PGCACHED_PASSWORD),
+        !output.contains(pgcached_local_cluster::users::PGCACHED_PASSWORD),
         "SHOW CONFIG printed the upstream password:\n{output}"
     );
     // A mistake is an error, and psql says what to do.

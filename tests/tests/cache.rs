@@ -9,7 +9,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use pgcached::local_cluster::{ClusterOptions, LocalCluster};
+use pgcached_local_cluster::{ClusterOptions, LocalCluster};
 use pgcached_tests::proxy::caching_config_for;
 use pgcached_tests::{connect, url, Endpoint, TestProxy};
 use tokio_postgres::{Client, SimpleQueryMessage};
@@ -29,7 +29,7 @@ fn cluster() -> &'static LocalCluster {
                 "shared_preload_libraries".to_owned(),
                 "'pg_stat_statements'".to_owned(),
             )],
-            ..ClusterOptions::default()
+            ..pgcached_tests::cluster::options()
         })
         .expect("cluster");
         cluster
@@ -589,5 +589,78 @@ async fn malformed_extended_messages_get_the_servers_answer_through_the_cache_pa
     assert_eq!(
         column(&client, "SELECT 'still serving'").await,
         vec![Some("still serving".to_owned())]
+    );
+}
+
+/// `statements_parsed` from the console's `SHOW STATS`.
+async fn statements_parsed(console: &Client) -> f64 {
+    pgcached_tests::console::rows(console, "SHOW STATS")
+        .await
+        .into_iter()
+        .find(|row| row["stat"].as_deref() == Some("statements_parsed"))
+        .and_then(|row| row["value"].clone())
+        .expect("SHOW STATS has statements_parsed")
+        .parse()
+        .expect("a number")
+}
+
+#[tokio::test]
+async fn inlined_literals_are_parsed_once_per_shape_and_still_cached_per_value() {
+    let _serial = SERIAL.lock().await;
+    let proxy = TestProxy::with_config(caching_config_for(
+        cluster(),
+        &pgcached_tests::console::CONSOLE_FLAGS,
+    ));
+    let console = pgcached_tests::console::console(proxy.port()).await;
+    let client = through(&proxy, "postgres", None).await;
+    // pg_stat_statements ignores comments: a text of another test's shape would take over
+    // its entry there, so this one reads lower(name).
+    let by_id = |id: u32| format!("SELECT lower(name) FROM items WHERE id = {id} /* inlined */");
+    let by_name = |id: u32| format!("SELECT id FROM items WHERE name = 'item {id}' /* inlined */");
+    // The first texts of each shape are parsed while the catalog judges them.
+    warm(&proxy, &client, &by_id(1)).await;
+    warm(&proxy, &client, &by_name(1)).await;
+    let parsed = statements_parsed(&console).await;
+
+    // A hot set of inlined keys, most of them absent from the table: each text is new.
+    const KEYS: u32 = 20_000;
+    for id in 2..KEYS {
+        let expected = (id <= 100).then(|| format!("item {id}"));
+        assert_eq!(
+            column(&client, &by_id(id)).await,
+            expected.into_iter().map(Some).collect::<Vec<_>>(),
+            "{}",
+            by_id(id)
+        );
+        if id % 10 == 0 {
+            let expected = (id <= 100).then(|| id.to_string());
+            assert_eq!(
+                column(&client, &by_name(id)).await,
+                expected.into_iter().map(Some).collect::<Vec<_>>(),
+                "{}",
+                by_name(id)
+            );
+        }
+    }
+    assert_eq!(
+        statements_parsed(&console).await,
+        parsed,
+        "texts that differ only in their literals were parsed again"
+    );
+
+    // Each value is still its own entry: the second pass over the table's keys is all hits,
+    // with each key's own row.
+    let cache = proxy.cache.as_ref().expect("cache on");
+    let hits = cache.hits();
+    for id in 2..=100 {
+        assert_eq!(
+            column(&client, &by_id(id)).await,
+            vec![Some(format!("item {id}"))]
+        );
+    }
+    assert_eq!(
+        cache.hits() - hits,
+        99,
+        "the second pass was answered from the cache"
     );
 }

@@ -1,7 +1,7 @@
 //! psql and pgbench through pgcached, compared with the same runs straight to PostgreSQL,
 //! and TLS between clients and pgcached.
 
-use pgcached::local_cluster::LocalCluster;
+use pgcached_local_cluster::LocalCluster;
 use pgcached_tests::certs;
 use pgcached_tests::clients::{expect_success, pgbench, psql, run_with_timeout};
 use pgcached_tests::proxy::{caching_config_for, config_for};
@@ -236,8 +236,7 @@ fn without_a_certificate_tls_is_declined_and_prefer_falls_back() {
 #[test]
 fn pgbench_hot_set_through_the_cache_runs_without_errors() {
     // Its own cluster: pgbench -i on the shared one would race the other pgbench test.
-    let cluster =
-        &LocalCluster::start(pgcached::local_cluster::ClusterOptions::default()).expect("cluster");
+    let cluster = &LocalCluster::start(pgcached_tests::cluster::options()).expect("cluster");
     let init = run_with_timeout(
         pgbench(cluster)
             .args([
@@ -288,8 +287,7 @@ fn pgbench_hot_set_through_the_cache_runs_without_errors() {
 
 #[test]
 fn tpcb_through_the_cache_keeps_its_invariant_while_others_read() {
-    let cluster =
-        LocalCluster::start(pgcached::local_cluster::ClusterOptions::default()).expect("cluster");
+    let cluster = LocalCluster::start(pgcached_tests::cluster::options()).expect("cluster");
     let init = run_with_timeout(
         pgbench(&cluster)
             .args([

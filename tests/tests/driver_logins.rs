@@ -6,7 +6,7 @@
 
 use std::process::Command;
 
-use pgcached::local_cluster::users::{
+use pgcached_local_cluster::users::{
     MD5_PASSWORD, MD5_USER, PGCACHED_PASSWORD, PGCACHED_USER, SCRAM_PASSWORD, SCRAM_USER,
 };
 use pgcached_tests::certs;

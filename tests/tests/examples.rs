@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 
-use pgcached::local_cluster::{ClusterOptions, LocalCluster};
+use pgcached_local_cluster::LocalCluster;
 use pgcached_tests::clients::{expect_success, python, run_with_timeout, tests_dir};
 use pgcached_tests::proxy::caching_config_for;
 use pgcached_tests::{url, Endpoint, TestProxy};
@@ -43,7 +43,7 @@ fn stack() -> &'static (LocalCluster, TestProxy) {
     static STACK: OnceLock<(LocalCluster, TestProxy)> = OnceLock::new();
     STACK.get_or_init(|| {
         metrics_url();
-        let cluster = LocalCluster::start(ClusterOptions::default()).expect("cluster");
+        let cluster = LocalCluster::start(pgcached_tests::cluster::options()).expect("cluster");
         let proxy = TestProxy::with_config(caching_config_for(&cluster, &[]));
         (cluster, proxy)
     })

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use pgcached::local_cluster::users;
+use pgcached_local_cluster::users;
 use pgcached_tests::proxy::{config_for, config_with};
 use pgcached_tests::raw::{self, frame, login, query, read_message, read_until_ready};
 use pgcached_tests::{connect, shared_cluster, url, Endpoint, TestProxy};
@@ -154,22 +154,39 @@ async fn a_client_that_vanishes_mid_query_releases_its_server_connection() {
 }
 
 #[tokio::test]
-async fn an_unreachable_server_is_reported_as_connection_failure() {
+async fn an_unreachable_server_is_reported_as_connection_failure_without_its_address() {
     let closed_port = {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.local_addr().expect("addr").port()
     };
+    let address = format!("127.0.0.1:{closed_port}");
     let proxy = TestProxy::with_config(config_with(
-        &format!("postgres://127.0.0.1:{closed_port}?sslmode=disable"),
-        &[],
+        &format!("postgres://{address}?sslmode=disable"),
+        &["--admin-users", "postgres"],
         "",
     ));
-    let error = connect(&url(Endpoint::proxy(proxy.port()), "postgres", None, "app"))
+    // A session, and the admin console (whose login needs PostgreSQL too).
+    for database in ["app", "pgcached"] {
+        let error = connect(&url(
+            Endpoint::proxy(proxy.port()),
+            "postgres",
+            None,
+            database,
+        ))
         .await
         .expect_err("no server behind the proxy");
-    assert_eq!(error.code().map(|c| c.code()), Some("08006"), "{error}");
-    let text = pgcached_tests::clients::error_text(&error);
-    assert!(text.contains("could not connect to PostgreSQL"), "{text}");
+        assert_eq!(error.code().map(|c| c.code()), Some("08006"), "{error}");
+        let told = pgcached_tests::clients::error_told(&error);
+        assert!(told.contains("could not reach PostgreSQL"), "{told}");
+        assert!(
+            !told.contains(&address) && !told.contains(&closed_port.to_string()),
+            "a client that has not logged in learns where PostgreSQL is: {told}"
+        );
+        assert!(
+            !told.contains("refused"),
+            "the I/O error reaches the client: {told}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use pgcached::local_cluster::{ClusterOptions, LocalCluster};
+use pgcached_local_cluster::LocalCluster;
 use pgcached_tests::clients::{error_text, first_value};
 use pgcached_tests::proxy::caching_config_for;
 use pgcached_tests::{connect, url, Endpoint, TestProxy};
@@ -18,7 +18,7 @@ static CLUSTER: OnceLock<LocalCluster> = OnceLock::new();
 
 fn cluster() -> &'static LocalCluster {
     CLUSTER.get_or_init(|| {
-        let cluster = LocalCluster::start(ClusterOptions::default()).expect("cluster");
+        let cluster = LocalCluster::start(pgcached_tests::cluster::options()).expect("cluster");
         cluster
             .psql(
                 "app",

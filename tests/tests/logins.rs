@@ -8,11 +8,11 @@
 
 use std::process::Output;
 
-use pgcached::local_cluster::users::{
+use pgcached_local_cluster::users::{
     MD5_PASSWORD, MD5_USER, PGCACHED_PASSWORD, PGCACHED_USER, SCRAM_PASSWORD, SCRAM_USER,
     TRUST_USER,
 };
-use pgcached::local_cluster::LocalCluster;
+use pgcached_local_cluster::LocalCluster;
 use pgcached_tests::certs::{self, tls_cluster, TestCerts};
 use pgcached_tests::clients::run_with_timeout;
 use pgcached_tests::proxy::config_with;
@@ -254,8 +254,14 @@ fn without_the_auth_query_tls_clients_are_told_what_to_do() {
 fn readme_shows_the_verifier_function_the_tests_install() {
     let readme = std::fs::read_to_string(pgcached_tests::clients::tests_dir().join("../README.md"))
         .expect("README.md");
+    let installed = pgcached_tests::cluster::options().setup_sql;
+    assert_eq!(
+        installed,
+        pgcached::auth::verifiers::install_sql(PGCACHED_USER),
+        "the test clusters do not install pgcached's verifier function"
+    );
     assert!(
-        readme.contains(&pgcached::auth::verifiers::install_sql(PGCACHED_USER)),
+        readme.contains(&installed),
         "README's one-time SQL differs from what pgcached's tests install"
     );
 }

@@ -1,83 +1,111 @@
-//! `docs/METRICS.md` stays true: every metric name pgcached defines is documented there, and
-//! every name documented there is one pgcached defines.
+//! `docs/METRICS.md` stays true: every metric in pgcached's registry is documented there with
+//! its type and label names, and every metric documented there is in the registry.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
+use pgcached::metrics::registry::{self, Metric};
 use pgcached_tests::dashboard::repo;
 
-/// Metric names defined as string constants in pgcached's source.
-fn defined() -> BTreeSet<String> {
-    let mut names = BTreeSet::new();
-    let mut stack = vec![repo().join("proxy/src")];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).expect("read source dir") {
-            let path = entry.expect("entry").path();
-            if path.is_dir() {
-                // The throwaway cluster's role names and passwords are not metrics.
-                if !path.ends_with("local_cluster") {
-                    stack.push(path);
-                }
-                continue;
-            }
-            if path.extension().is_none_or(|e| e != "rs") {
-                continue;
-            }
-            let text = std::fs::read_to_string(&path).expect("read source");
-            // `pub const NAME: &str = "pgcached_...";`, possibly wrapped over lines.
-            for definition in text.split("pub const ").skip(1) {
-                let definition = definition.split(';').next().unwrap_or_default();
-                if !definition.contains(": &str") {
-                    continue;
-                }
-                if let Some(name) = definition.split('"').nth(1) {
-                    if name.starts_with("pgcached_") {
-                        names.insert(name.to_owned());
-                    }
-                }
-            }
-        }
-    }
-    names
+/// One row of a metrics table of docs/METRICS.md.
+#[derive(Debug)]
+struct Documented {
+    /// The type column (`counter`, `gauge`, `histogram, buckets ...`).
+    kind: String,
+    /// The labels column.
+    labels: String,
 }
 
-/// Metric names in the first column of the tables of docs/METRICS.md.
-fn documented() -> BTreeSet<String> {
+/// The rows of the tables of docs/METRICS.md, by metric name.
+fn documented() -> BTreeMap<String, Documented> {
     let text = std::fs::read_to_string(repo().join("docs/METRICS.md")).expect("docs/METRICS.md");
     text.lines()
-        .filter_map(|line| line.strip_prefix("| `pgcached_"))
-        .filter_map(|rest| rest.split('`').next())
-        .map(|name| format!("pgcached_{name}"))
+        .filter(|line| line.starts_with("| `pgcached_"))
+        .map(|line| {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            // "", name, type, labels, meaning, ""
+            assert!(cells.len() >= 5, "not a metrics row: {line}");
+            let name = cells[1].trim_matches('`').to_owned();
+            let row = Documented {
+                kind: cells[2].to_owned(),
+                labels: cells[3].to_owned(),
+            };
+            (name, row)
+        })
         .collect()
 }
 
+/// Whether the labels column names exactly `metric`'s labels: `` `a`, `b` `` first (then, after
+/// a space, their values or an explanation), or nothing when there are none.
+fn labels_match(metric: &Metric, column: &str) -> bool {
+    if metric.labels.is_empty() {
+        return column.is_empty();
+    }
+    let names = metric
+        .labels
+        .iter()
+        .map(|label| format!("`{label}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    column == names || column.starts_with(&format!("{names} "))
+}
+
 #[test]
-fn every_metric_is_documented_and_every_documented_metric_exists() {
-    let defined = defined();
+fn every_metric_is_documented_with_its_type_and_labels() {
     let documented = documented();
-    assert!(defined.len() >= 20, "{defined:?}");
-    let undocumented: Vec<&String> = defined.difference(&documented).collect();
-    let unknown: Vec<&String> = documented.difference(&defined).collect();
-    assert!(
-        undocumented.is_empty(),
-        "not in docs/METRICS.md: {undocumented:?}"
-    );
-    assert!(
-        unknown.is_empty(),
-        "documented but not defined: {unknown:?}"
-    );
+    assert!(registry::ALL.len() >= 20, "{}", registry::ALL.len());
+    for metric in registry::ALL {
+        let row = documented
+            .get(metric.name)
+            .unwrap_or_else(|| panic!("{} is not in docs/METRICS.md", metric.name));
+        let kind = row.kind.split([',', ' ']).next().unwrap_or_default();
+        assert_eq!(
+            kind,
+            metric.kind.name(),
+            "{}: docs/METRICS.md says {:?}",
+            metric.name,
+            row.kind
+        );
+        assert!(
+            labels_match(metric, &row.labels),
+            "{}: labels are {:?}, docs/METRICS.md says {:?}",
+            metric.name,
+            metric.labels,
+            row.labels
+        );
+    }
+    for name in documented.keys() {
+        assert!(
+            registry::find(name).is_some(),
+            "docs/METRICS.md documents {name}, which is not in pgcached's metric registry"
+        );
+    }
 }
 
 #[test]
 fn every_replication_problem_label_is_documented() {
-    let text = std::fs::read_to_string(repo().join("docs/METRICS.md")).expect("docs/METRICS.md");
-    let line = text
-        .lines()
-        .find(|line| line.starts_with("| `pgcached_replication_problem`"))
+    let documented = documented();
+    let row = documented
+        .get(registry::REPLICATION_PROBLEM.name)
         .expect("pgcached_replication_problem documented");
     for label in pgcached_invalidation::Problem::LABELS {
         assert!(
-            line.contains(label),
+            row.labels.contains(label),
             "problem label {label} not in docs/METRICS.md"
+        );
+    }
+}
+
+#[test]
+fn every_session_error_kind_is_documented() {
+    let documented = documented();
+    let row = documented
+        .get(registry::SESSION_ERRORS_TOTAL.name)
+        .expect("pgcached_session_errors_total documented");
+    for kind in pgcached::error::ErrorKind::ALL {
+        assert!(
+            row.labels.contains(kind.label()),
+            "session error kind {} not in docs/METRICS.md",
+            kind.label()
         );
     }
 }

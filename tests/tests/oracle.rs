@@ -15,7 +15,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use pgcached::local_cluster::{ClusterOptions, LocalCluster};
+use pgcached_local_cluster::LocalCluster;
 use pgcached_tests::proxy::caching_config_for;
 use pgcached_tests::{connect, url, Endpoint, TestProxy};
 use tokio_postgres::Client;
@@ -177,7 +177,7 @@ async fn reader(client: Client, log: Arc<Log>, seed: u64, deadline: Instant) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_reads_and_writes_keep_the_invariants() {
-    let cluster = LocalCluster::start(ClusterOptions::default()).expect("cluster");
+    let cluster = LocalCluster::start(pgcached_tests::cluster::options()).expect("cluster");
     let admin = connect(&url(Endpoint::direct(&cluster), "postgres", None, "app"))
         .await
         .expect("admin");

@@ -3,16 +3,16 @@
 //! channel binding, over TLS too), a working replication connection afterwards, and failures
 //! sorted into problems that say what to fix (wrong password, wrong CA).
 
-use pgcached::local_cluster::users::{
-    MD5_PASSWORD, MD5_USER, PGCACHED_PASSWORD, PGCACHED_USER, SCRAM_PASSWORD, SCRAM_USER,
-    TRUST_USER,
-};
-use pgcached::local_cluster::{ClusterOptions, LocalCluster, SslFiles};
 use pgcached::replication::sources::connect_error;
 use pgcached::upstream::own_login::{login, Login, LoginError};
 use pgcached::upstream::{Connector, UpstreamError, UpstreamUrl};
 use pgcached_invalidation::session::Session;
 use pgcached_invalidation::{ConnectError, Problem};
+use pgcached_local_cluster::users::{
+    MD5_PASSWORD, MD5_USER, PGCACHED_PASSWORD, PGCACHED_USER, SCRAM_PASSWORD, SCRAM_USER,
+    TRUST_USER,
+};
+use pgcached_local_cluster::{ClusterOptions, LocalCluster, SslFiles};
 use pgcached_tests::certs;
 
 const PASSWORD_USER: &str = "cleartext_user";
@@ -24,7 +24,7 @@ fn tls_cluster(certs: &certs::TestCerts) -> LocalCluster {
             cert_pem: certs.server_cert.clone(),
             key_pem: certs.server_key.clone(),
         }),
-        ..ClusterOptions::default()
+        ..pgcached_tests::cluster::options()
     })
     .expect("start a TLS cluster");
     // One role with the plain `password` method, ahead of the catch-all lines.
@@ -184,7 +184,7 @@ async fn failures_say_what_to_fix() {
     }
 
     // sslmode=require against a server without TLS.
-    let no_tls = LocalCluster::start(ClusterOptions::default()).expect("cluster");
+    let no_tls = LocalCluster::start(pgcached_tests::cluster::options()).expect("cluster");
     let error = login(
         &connector("127.0.0.1", no_tls.port(), "sslmode=require"),
         as_user(PGCACHED_USER, Some(PGCACHED_PASSWORD), true),

@@ -1,7 +1,8 @@
 //! The Grafana dashboard against a real Prometheus: pgcached under load is scraped with the
 //! project's own scrape configuration, and every query of every dashboard panel must return
 //! data through Prometheus's HTTP API. A panel that plots a metric pgcached does not export (or
-//! exports under other labels) fails here.
+//! exports under other labels) fails here. What pgcached exports is also checked against its
+//! metric registry: every family is in it, with its type, help text and label names.
 //!
 //! Needs Prometheus (Debian's `prometheus` package; `scripts/test` installs it). With
 //! `PGCACHED_RENDER_DASHBOARD=<png>` set, the dashboard is also drawn from the collected data
@@ -15,8 +16,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pgcached::local_cluster::{ClusterOptions, LocalCluster};
-use pgcached_tests::dashboard::{concrete, panel_queries, repo, PanelQuery};
+use pgcached::metrics::registry::MetricType;
+use pgcached_local_cluster::LocalCluster;
+use pgcached_tests::dashboard::{concrete, panel_queries, registered, repo, PanelQuery};
 use pgcached_tests::proxy::caching_config_for;
 use pgcached_tests::{connect, url, Endpoint, TestProxy};
 
@@ -170,6 +172,84 @@ fn check_rules(port: u16) -> Vec<String> {
 
 /// Statements that make every panel move: hits, misses, uncacheable reads, writes through
 /// pgcached and straight to PostgreSQL, errors, a bad startup packet.
+/// The label names of one exposition line's series (`name{a="x",b="y"} value`).
+fn label_names(line: &str) -> Vec<String> {
+    let Some((_, rest)) = line.split_once('{') else {
+        return Vec::new();
+    };
+    let mut names = Vec::new();
+    let mut chars = rest.chars();
+    loop {
+        let name: String = chars.by_ref().take_while(|c| *c != '=').collect();
+        let name = name.trim_start_matches(',').trim().to_owned();
+        if name.is_empty() || name.starts_with('}') {
+            return names;
+        }
+        names.push(name);
+        // The quoted value, with backslash escapes.
+        if chars.next() != Some('"') {
+            return names;
+        }
+        let mut escaped = false;
+        for c in chars.by_ref() {
+            match (escaped, c) {
+                (false, '\\') => escaped = true,
+                (false, '"') => break,
+                _ => escaped = false,
+            }
+        }
+    }
+}
+
+/// How pgcached's exposition differs from its metric registry: families not in it, of another
+/// type or without help text, series with other label names.
+fn registry_problems(exposition: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut described = std::collections::BTreeSet::new();
+    for line in exposition.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            described.extend(rest.split(' ').next().map(str::to_owned));
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, ""));
+            match pgcached::metrics::registry::find(name) {
+                None => problems.push(format!("{name} is exported but not in the registry")),
+                Some(metric) if metric.kind.name() != kind => problems.push(format!(
+                    "{name} is exported as a {kind}, the registry says {}",
+                    metric.kind.name()
+                )),
+                Some(_) => {}
+            }
+        } else if line.starts_with("pgcached_") {
+            let series = line.split(['{', ' ']).next().unwrap_or_default().to_owned();
+            let Some(metric) = registered(&series) else {
+                problems.push(format!("{series} is exported but not in the registry"));
+                continue;
+            };
+            let mut names = label_names(line);
+            if matches!(metric.kind, MetricType::Histogram(_)) && series.ends_with("_bucket") {
+                names.retain(|name| name != "le");
+            }
+            names.sort();
+            let mut expected: Vec<String> = metric.labels.iter().map(|l| (*l).to_owned()).collect();
+            expected.sort();
+            if names != expected {
+                problems.push(format!(
+                    "{line}: labels {names:?}, the registry says {expected:?}"
+                ));
+            }
+        }
+    }
+    for line in exposition.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let name = rest.split(' ').next().unwrap_or_default();
+            if !described.contains(name) {
+                problems.push(format!("{name} is exported without help text"));
+            }
+        }
+    }
+    problems
+}
+
 async fn load(proxy_port: u16, cluster_port: u16, stop: Arc<AtomicBool>) {
     let through = connect(&url(Endpoint::proxy(proxy_port), "postgres", None, "app"))
         .await
@@ -227,7 +307,7 @@ fn every_dashboard_panel_has_data_in_prometheus() {
         .block_on(async { pgcached::metrics::install_exporter(metrics_addr) })
         .expect("metrics exporter");
 
-    let cluster = LocalCluster::start(ClusterOptions::default()).expect("cluster");
+    let cluster = LocalCluster::start(pgcached_tests::cluster::options()).expect("cluster");
     cluster
         .psql(
             "app",
@@ -301,10 +381,22 @@ fn every_dashboard_panel_has_data_in_prometheus() {
             assert!(status.success(), "render.py failed");
         }
     }
+    let exposition = http_get(metrics_addr.port(), "/metrics").expect("pgcached's /metrics");
+    let families = exposition.matches("# TYPE pgcached_").count();
+    let registry_problems = registry_problems(&exposition);
     let rule_problems = check_rules(prometheus_port);
     stop.store(true, Ordering::Relaxed);
     let _ = runtime.block_on(load_task);
     assert!(rule_problems.is_empty(), "alert rules: {rule_problems:?}");
+    assert!(
+        families >= 20,
+        "{families} metric families exported:\n{exposition}"
+    );
+    assert!(
+        registry_problems.is_empty(),
+        "pgcached's metrics and its registry differ:\n{}",
+        registry_problems.join("\n")
+    );
     assert!(
         failures.is_empty(),
         "dashboard panels without data after {DEADLINE:?}:\n{}",

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use pgcached::local_cluster::users;
+use pgcached_local_cluster::users;
 use pgcached_tests::{connect, shared_cluster, url, Endpoint, TestProxy};
 use tokio_postgres::{AsyncMessage, NoTls, SimpleQueryMessage};
 

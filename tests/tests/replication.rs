@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use pgcached::local_cluster::{ClusterOptions, LocalCluster};
+use pgcached_local_cluster::{ClusterOptions, LocalCluster};
 use pgcached_tests::proxy::caching_config_for;
 use pgcached_tests::{connect, url, Endpoint, TestProxy};
 use tokio_postgres::{Client, SimpleQueryMessage};
@@ -61,7 +61,7 @@ async fn warm(client: &Client, sql: &str) {
 
 #[tokio::test]
 async fn external_writes_are_visible_through_pgcached_within_a_second() {
-    let cluster = LocalCluster::start(ClusterOptions::default()).expect("cluster");
+    let cluster = LocalCluster::start(pgcached_tests::cluster::options()).expect("cluster");
     let admin = setup(&cluster).await;
     let proxy = TestProxy::with_config(caching_config_for(&cluster, &[]));
     let reader = connect(&url(Endpoint::proxy(proxy.port()), "postgres", None, "app"))
@@ -108,7 +108,7 @@ async fn external_writes_are_visible_through_pgcached_within_a_second() {
 
 #[tokio::test]
 async fn a_lost_stream_is_reestablished_and_nothing_stale_is_served_meanwhile() {
-    let cluster = LocalCluster::start(ClusterOptions::default()).expect("cluster");
+    let cluster = LocalCluster::start(pgcached_tests::cluster::options()).expect("cluster");
     let admin = setup(&cluster).await;
     let proxy = TestProxy::with_config(caching_config_for(&cluster, &[]));
     let reader = connect(&url(Endpoint::proxy(proxy.port()), "postgres", None, "app"))
@@ -157,7 +157,7 @@ async fn a_lost_stream_is_reestablished_and_nothing_stale_is_served_meanwhile() 
 async fn without_logical_replication_pgcached_still_invalidates_its_own_writes() {
     let cluster = LocalCluster::start(ClusterOptions {
         wal_level: "replica".to_owned(),
-        ..ClusterOptions::default()
+        ..pgcached_tests::cluster::options()
     })
     .expect("cluster");
     setup(&cluster).await;
@@ -222,7 +222,7 @@ async fn wait_for_error(client: &Client, sql: &str, code: &str, limit: Duration)
 
 #[tokio::test]
 async fn external_revoke_and_rename_stop_cached_results_within_two_seconds() {
-    let cluster = LocalCluster::start(ClusterOptions::default()).expect("cluster");
+    let cluster = LocalCluster::start(pgcached_tests::cluster::options()).expect("cluster");
     let admin = setup(&cluster).await;
     admin
         .batch_execute(
@@ -271,7 +271,7 @@ async fn external_revoke_and_rename_stop_cached_results_within_two_seconds() {
 
 #[tokio::test]
 async fn partitions_and_views_are_invalidated_by_changes_to_their_tables() {
-    let cluster = LocalCluster::start(ClusterOptions::default()).expect("cluster");
+    let cluster = LocalCluster::start(pgcached_tests::cluster::options()).expect("cluster");
     let admin = setup(&cluster).await;
     admin
         .batch_execute(
@@ -330,7 +330,7 @@ async fn partitions_and_views_are_invalidated_by_changes_to_their_tables() {
 
 #[tokio::test]
 async fn reads_of_an_inheritance_parent_see_writes_to_its_children() {
-    let cluster = LocalCluster::start(ClusterOptions::default()).expect("cluster");
+    let cluster = LocalCluster::start(pgcached_tests::cluster::options()).expect("cluster");
     let admin = setup(&cluster).await;
     admin
         .batch_execute(

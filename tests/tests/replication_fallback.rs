@@ -7,10 +7,10 @@
 
 use std::time::{Duration, Instant};
 
-use pgcached::local_cluster::users::PGCACHED_USER;
-use pgcached::local_cluster::{ClusterOptions, LocalCluster};
 use pgcached::upstream::own_login::{login, Login};
 use pgcached::upstream::{Connector, UpstreamUrl};
+use pgcached_local_cluster::users::PGCACHED_USER;
+use pgcached_local_cluster::{ClusterOptions, LocalCluster};
 use pgcached_tests::console::{self, CONSOLE_FLAGS};
 use pgcached_tests::external::{until_cached, value, wait_for};
 use pgcached_tests::proxy::{caching_config_for, config_with};
@@ -51,7 +51,7 @@ const LIMIT: Duration = Duration::from_secs(10);
 async fn without_logical_decoding_cached_results_live_at_most_the_bound() {
     let cluster = LocalCluster::start(ClusterOptions {
         wal_level: "replica".to_owned(),
-        ..ClusterOptions::default()
+        ..pgcached_tests::cluster::options()
     })
     .expect("cluster");
     let admin = direct(&cluster).await;
@@ -175,7 +175,7 @@ async fn hold_wal_sender(cluster: &LocalCluster) -> pgcached::net::Stream {
 async fn exhausted_wal_senders_are_named_and_the_stream_starts_once_one_is_free() {
     let cluster = LocalCluster::start(ClusterOptions {
         extra_settings: vec![("max_wal_senders".to_owned(), "1".to_owned())],
-        ..ClusterOptions::default()
+        ..pgcached_tests::cluster::options()
     })
     .expect("cluster");
     let admin = direct(&cluster).await;
@@ -219,7 +219,7 @@ async fn exhausted_wal_senders_are_named_and_the_stream_starts_once_one_is_free(
 async fn exhausted_replication_slots_are_named() {
     let cluster = LocalCluster::start(ClusterOptions {
         extra_settings: vec![("max_replication_slots".to_owned(), "1".to_owned())],
-        ..ClusterOptions::default()
+        ..pgcached_tests::cluster::options()
     })
     .expect("cluster");
     let admin = direct(&cluster).await;
@@ -254,7 +254,7 @@ async fn exhausted_replication_slots_are_named() {
 
 #[tokio::test]
 async fn a_role_without_replication_is_named() {
-    let cluster = LocalCluster::start(ClusterOptions::default()).expect("cluster");
+    let cluster = LocalCluster::start(pgcached_tests::cluster::options()).expect("cluster");
     let admin = direct(&cluster).await;
     admin
         .batch_execute(&format!("ALTER ROLE {PGCACHED_USER} NOREPLICATION"))

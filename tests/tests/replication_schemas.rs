@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use pgcached::local_cluster::{ClusterOptions, LocalCluster};
+use pgcached_local_cluster::LocalCluster;
 use pgcached_tests::console::{self, CONSOLE_FLAGS};
 use pgcached_tests::external::{until_cached, value, wait_for};
 use pgcached_tests::proxy::caching_config_for;
@@ -54,7 +54,7 @@ async fn wait_for_catalog_invalidations(console: &Client, count: u64) {
 
 #[tokio::test]
 async fn tables_without_a_primary_key_keep_working_and_are_followed() {
-    let cluster = LocalCluster::start(ClusterOptions::default()).expect("cluster");
+    let cluster = LocalCluster::start(pgcached_tests::cluster::options()).expect("cluster");
     let admin = direct(&cluster).await;
     admin
         .batch_execute(
@@ -225,7 +225,7 @@ async fn tables_without_a_primary_key_keep_working_and_are_followed() {
 
 #[tokio::test]
 async fn with_a_publication_only_the_tables_it_carries_are_cached() {
-    let cluster = LocalCluster::start(ClusterOptions::default()).expect("cluster");
+    let cluster = LocalCluster::start(pgcached_tests::cluster::options()).expect("cluster");
     let admin = direct(&cluster).await;
     admin
         .batch_execute(

@@ -7,9 +7,9 @@
 
 use std::time::{Duration, Instant};
 
-use pgcached::local_cluster::users::{PGCACHED_PASSWORD, PGCACHED_USER};
-use pgcached::local_cluster::{ClusterOptions, LocalCluster, SslFiles};
 use pgcached_cache::{ResultCache, TableId};
+use pgcached_local_cluster::users::{PGCACHED_PASSWORD, PGCACHED_USER};
+use pgcached_local_cluster::{ClusterOptions, LocalCluster, SslFiles};
 use pgcached_tests::console::{self, CONSOLE_FLAGS};
 use pgcached_tests::external::{percentiles, until_cached, value, wait_for};
 use pgcached_tests::proxy::config_with;
@@ -65,7 +65,7 @@ async fn the_stream_runs_over_tls_as_fast_as_without() {
             cert_pem: certs.server_cert.clone(),
             key_pem: certs.server_key.clone(),
         }),
-        ..ClusterOptions::default()
+        ..pgcached_tests::cluster::options()
     })
     .expect("TLS cluster");
     let admin = connect(&url(Endpoint::direct(&cluster), "postgres", None, "app"))

@@ -5,8 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use pgcached::local_cluster::{ClusterOptions, LocalCluster};
 use pgcached_cache::ResultCache;
+use pgcached_local_cluster::LocalCluster;
 use pgcached_tests::clients::first_value;
 use pgcached_tests::proxy::caching_config_for;
 use pgcached_tests::{connect, url, Endpoint, TestProxy};
@@ -40,7 +40,7 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
-    let cluster = LocalCluster::start(ClusterOptions::default()).expect("cluster");
+    let cluster = LocalCluster::start(pgcached_tests::cluster::options()).expect("cluster");
     let direct = connect(&url(Endpoint::direct(&cluster), "postgres", None, "app"))
         .await
         .expect("direct");
@@ -349,7 +349,7 @@ async fn cascades_triggers_and_truncate_invalidate_what_they_reach() {
 
 #[tokio::test]
 async fn explain_cache_shows_what_reads_depend_on_and_what_writes_reach() {
-    let cluster = LocalCluster::start(ClusterOptions::default()).expect("cluster");
+    let cluster = LocalCluster::start(pgcached_tests::cluster::options()).expect("cluster");
     let direct = connect(&url(Endpoint::direct(&cluster), "postgres", None, "app"))
         .await
         .expect("direct");

@@ -1,7 +1,7 @@
 //! TLS from pgcached to PostgreSQL, as managed databases require: `sslmode` and `sslrootcert`
 //! in the upstream URL, checked against a cluster with a certificate from a test CA.
 
-use pgcached::local_cluster::{ClusterOptions, LocalCluster};
+use pgcached_local_cluster::LocalCluster;
 use pgcached_tests::certs::{self, tls_cluster};
 use pgcached_tests::proxy::config_with;
 use pgcached_tests::{connect, url, Endpoint, TestProxy};
@@ -62,12 +62,12 @@ async fn verification_failures_are_reported_to_the_client() {
     for (upstream, expected) in [
         (
             format!("postgres://localhost:{port}?sslmode=verify-full&sslrootcert={other}"),
-            "TLS handshake",
+            "TLS handshake with PostgreSQL failed",
         ),
         (
             // The certificate names only localhost.
             format!("postgres://127.0.0.1:{port}?sslmode=verify-full&sslrootcert={ca}"),
-            "TLS handshake",
+            "TLS handshake with PostgreSQL failed",
         ),
     ] {
         let proxy = TestProxy::with_config(config_with(&upstream, &[], ""));
@@ -76,29 +76,35 @@ async fn verification_failures_are_reported_to_the_client() {
             .err()
             .unwrap_or_else(|| panic!("{upstream} should fail"));
         assert_eq!(error.code().map(|c| c.code()), Some("08006"), "{error}");
-        let text = pgcached_tests::clients::error_text(&error);
-        assert!(text.contains(expected), "{upstream}: {text}");
+        let told = pgcached_tests::clients::error_told(&error);
+        assert!(told.contains(expected), "{upstream}: {told}");
+        // Where PostgreSQL is, and the certificate's details, stay in pgcached's log.
+        for secret in ["localhost", "127.0.0.1", &port.to_string(), "certificate"] {
+            assert!(!told.contains(secret), "{upstream}: {secret} in {told}");
+        }
     }
 }
 
 #[tokio::test]
 async fn require_fails_clearly_against_a_server_without_tls() {
-    let cluster = LocalCluster::start(ClusterOptions::default()).expect("cluster");
+    let cluster = LocalCluster::start(pgcached_tests::cluster::options()).expect("cluster");
     let upstream = format!("postgres://127.0.0.1:{}?sslmode=require", cluster.port());
     let proxy = TestProxy::with_config(config_with(&upstream, &[], ""));
     let error = connect(&url(Endpoint::proxy(proxy.port()), "postgres", None, "app"))
         .await
         .expect_err("require without server TLS fails");
     assert_eq!(error.code().map(|c| c.code()), Some("08006"));
+    let told = pgcached_tests::clients::error_told(&error);
+    assert!(told.contains("does not support TLS"), "{told}");
     assert!(
-        pgcached_tests::clients::error_text(&error).contains("does not support TLS"),
-        "{error:?}"
+        !told.contains(&cluster.port().to_string()) && !told.contains("127.0.0.1"),
+        "{told}"
     );
 }
 
 #[tokio::test]
 async fn the_cache_works_when_postgres_requires_tls() {
-    use pgcached::local_cluster::users::{PGCACHED_PASSWORD, PGCACHED_USER};
+    use pgcached_local_cluster::users::{PGCACHED_PASSWORD, PGCACHED_USER};
     let certs = certs::make(&["localhost", "127.0.0.1"]);
     let cluster = tls_cluster(&certs);
     // Only TLS connections are accepted from now on.

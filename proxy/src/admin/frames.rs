@@ -182,14 +182,10 @@ fn put_message(out: &mut BytesMut, tag: u8, body: &[u8]) {
     out.put_slice(body);
 }
 
-/// An ErrorResponse with this SQLSTATE.
+/// An ErrorResponse with this SQLSTATE: a console command that failed, told to an admitted
+/// role. A console session that ends is told through [`crate::error::fatal_response`].
 pub fn error(code: &str, message: &str) -> Bytes {
     error_response::encode(Severity::Error, code, message)
-}
-
-/// A FATAL ErrorResponse with this SQLSTATE.
-pub fn fatal(code: &str, message: &str) -> Bytes {
-    error_response::encode(Severity::Fatal, code, message)
 }
 
 /// A NoticeResponse (severity NOTICE).

@@ -9,6 +9,7 @@
 //! Layout:
 //! - [`command`]: the command language.
 //! - [`auth`]: the authentication relay.
+//! - [`error`]: why a console session ends early, and what its client is told.
 //! - [`frames`]: reading client frames, encoding results.
 //! - [`extended`]: Parse, Bind, Describe, Execute, Close and Sync.
 //! - [`show`], [`explain`], [`invalidate`]: the answers.
@@ -19,6 +20,7 @@
 pub mod auth;
 pub mod command;
 pub mod dependencies;
+pub mod error;
 pub mod explain;
 pub mod extended;
 pub mod frames;
@@ -29,25 +31,23 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use tokio::io::AsyncWriteExt;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::config::Config;
+use crate::error::{fatal_response, ClientFacing, LogLevel};
 use crate::net::Stream;
 use crate::session::SessionContext;
 use crate::shutdown::{Phase, PhaseReceiver};
 use crate::stats::clients::NewClient;
-use crate::upstream::UpstreamError;
 use crate::wire::error_response::sqlstate;
 use crate::wire::fixed;
 use crate::wire::startup::StartupMessage;
 use command::Command;
+pub use error::AdminError;
 use frames::{read_frame, FrameError, ResultSet, MAX_CLIENT_FRAME};
 
 /// The database name that reaches the console instead of PostgreSQL.
 pub const CONSOLE_DATABASE: &str = "pgcached";
-
-/// SQLSTATE invalid_authorization_specification.
-const INVALID_AUTHORIZATION: &str = "28000";
 
 /// What the console knows from the configuration.
 #[derive(Debug, Clone)]
@@ -74,44 +74,6 @@ impl Console {
     }
 }
 
-/// Why a console session ended early.
-#[derive(Debug, thiserror::Error)]
-pub enum AdminError {
-    /// The client's socket failed or closed.
-    #[error("client connection lost: {0}")]
-    Client(#[from] std::io::Error),
-    /// The client broke the protocol.
-    #[error("protocol violation: {0}")]
-    ClientProtocol(String),
-    /// PostgreSQL could not be reached for authentication.
-    #[error(transparent)]
-    UpstreamConnect(#[from] UpstreamError),
-    /// The PostgreSQL connection failed during authentication.
-    #[error("connection to PostgreSQL lost during authentication: {0}")]
-    Upstream(std::io::Error),
-    /// PostgreSQL broke the protocol.
-    #[error("malformed message from PostgreSQL: {0}")]
-    UpstreamProtocol(String),
-    /// PostgreSQL refused the credentials (its error was relayed).
-    #[error("authentication failed")]
-    AuthenticationFailed,
-    /// The login did not finish in time.
-    #[error("authentication did not finish in time")]
-    Timeout,
-    /// The login phase failed (connection lost, malformed messages).
-    #[error(transparent)]
-    Login(crate::auth::LoginError),
-}
-
-impl From<FrameError> for AdminError {
-    fn from(error: FrameError) -> AdminError {
-        match error {
-            FrameError::Io(e) => AdminError::Client(e),
-            other => AdminError::ClientProtocol(other.to_string()),
-        }
-    }
-}
-
 impl Console {
     /// The database of pgcached's own connections: the one in `--upstream`, else `postgres`.
     pub fn own_database(config: &Config) -> String {
@@ -134,34 +96,38 @@ pub async fn run(
     let console = &context.console;
     let user = startup.user().to_owned();
     if console.admin_users.is_empty() {
-        refuse(
-            &mut client,
-            INVALID_AUTHORIZATION,
-            "the admin console is off: start pgcached with --admin-users <role>",
-        )
-        .await;
-        debug!(%peer, user, "admin console refused: console off");
+        let error = AdminError::ConsoleOff;
+        refuse(&mut client, &error).await;
+        report(context, peer, &user, &error);
         return;
     }
     let login = auth::authenticate(&mut client, &startup, context, &console.database);
     let login = tokio::time::timeout(crate::auth::LOGIN_TIMEOUT, login)
         .await
         .unwrap_or(Err(AdminError::Timeout));
-    if let Err(e) = login {
-        match &e {
-            AdminError::UpstreamConnect(_) => {
-                refuse(&mut client, sqlstate::CONNECTION_FAILURE, &e.to_string()).await
-            }
-            AdminError::AuthenticationFailed => {}
-            _ => refuse(&mut client, sqlstate::PROTOCOL_VIOLATION, &e.to_string()).await,
+    match login {
+        Ok(()) => {}
+        Err(AdminError::AuthenticationFailed) => {
+            // PostgreSQL's own error has reached the client.
+            info!(%peer, user, "admin console login refused by PostgreSQL");
+            return;
         }
-        info!(%peer, user, "admin console login failed: {e}");
-        return;
+        Err(error) => {
+            let client_gone = matches!(
+                error,
+                AdminError::Client(_) | AdminError::Login(crate::auth::LoginError::ClientIo(_))
+            );
+            if !client_gone {
+                refuse(&mut client, &error).await;
+            }
+            report(context, peer, &user, &error);
+            return;
+        }
     }
     if !console.admin_users.contains(&user) {
-        let message = format!("role \"{user}\" may not use the admin console (see --admin-users)");
-        refuse(&mut client, INVALID_AUTHORIZATION, &message).await;
-        info!(%peer, user, "admin console refused: not in --admin-users");
+        let error = AdminError::NotAdmitted(user.clone());
+        refuse(&mut client, &error).await;
+        report(context, peer, &user, &error);
         return;
     }
     info!(%peer, user, "admin console session start");
@@ -177,14 +143,30 @@ pub async fn run(
     let _ = client.shutdown().await;
     match result {
         Ok(()) => debug!(%peer, user, "admin console session end"),
-        Err(e) => debug!(%peer, user, "admin console session ended: {e}"),
+        Err(error) => report(context, peer, &user, &error),
     }
 }
 
-async fn refuse(client: &mut Stream, code: &str, message: &str) {
-    let _ = client.write_all(&frames::fatal(code, message)).await;
+/// Tells the client why its console session ends (FATAL, the kind's SQLSTATE and client-safe
+/// text) and closes.
+async fn refuse(client: &mut Stream, error: &AdminError) {
+    let _ = client.write_all(&fatal_response(error)).await;
     let _ = client.flush().await;
     let _ = client.shutdown().await;
+}
+
+/// Counts the error and logs it in full (the upstream's address and the cause included).
+fn report(context: &SessionContext, peer: SocketAddr, user: &str, error: &AdminError) {
+    let kind = error.kind();
+    context.metrics.session_error(kind);
+    let label = kind.label();
+    match kind.log_level() {
+        LogLevel::Debug => {
+            debug!(%peer, user, kind = label, "admin console session ended: {error}")
+        }
+        LogLevel::Info => info!(%peer, user, kind = label, "admin console session ended: {error}"),
+        LogLevel::Warn => warn!(%peer, user, kind = label, "admin console session ended: {error}"),
+    }
 }
 
 /// Reads commands until the client leaves or pgcached shuts down.
@@ -202,15 +184,17 @@ async fn serve_commands(
             frame = read_frame(client, MAX_CLIENT_FRAME) => match frame {
                 Ok(frame) => frame,
                 Err(FrameError::Length(length)) => {
-                    let message = format!("message of {length} bytes is too long for the admin console");
-                    refuse(client, sqlstate::PROTOCOL_VIOLATION, &message).await;
-                    return Err(AdminError::ClientProtocol(message));
+                    let error = AdminError::ClientProtocol(format!(
+                        "message of {length} bytes is too long for the admin console"
+                    ));
+                    refuse(client, &error).await;
+                    return Err(error);
                 }
                 Err(e) => return Err(e.into()),
             },
             () = stops(phase) => {
-                refuse(client, sqlstate::ADMIN_SHUTDOWN, "pgcached is shutting down").await;
-                return Ok(());
+                refuse(client, &AdminError::Shutdown).await;
+                return Err(AdminError::Shutdown);
             }
         };
         let mut out = bytes::BytesMut::new();
@@ -256,12 +240,12 @@ async fn serve_commands(
                 out.extend_from_slice(fixed::READY_IDLE);
             }
             other => {
-                let message = format!(
+                let error = AdminError::ClientProtocol(format!(
                     "unexpected message type {:?} on the admin console",
                     other as char
-                );
-                refuse(client, sqlstate::PROTOCOL_VIOLATION, &message).await;
-                return Err(AdminError::ClientProtocol(message));
+                ));
+                refuse(client, &error).await;
+                return Err(error);
             }
         }
         if !out.is_empty() {

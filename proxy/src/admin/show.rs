@@ -100,6 +100,7 @@ fn stats(context: &SessionContext) -> ResultSet {
         row("cache_bytes", shared.cache.weight_bytes() as f64);
         row("cache_evictions", shared.cache.evictions() as f64);
         row("classify_memo_entries", shared.classifier.len() as f64);
+        row("statements_parsed", shared.classifier.parses() as f64);
     }
     for source in InvalidationSource::ALL {
         row(

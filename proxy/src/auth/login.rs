@@ -20,6 +20,7 @@
 //! Reads are exact, one message at a time, so no byte past AuthenticationOk is consumed: the
 //! relay takes over the same streams.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,10 +28,10 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::scram::{self, ChannelBindingFlag, ClientFirst, Verifier};
 use super::verifiers::{Fetched, Verifiers};
+use crate::error::{fatal_response, ClientFacing, ErrorKind};
 use crate::net::read::{read_frame, Frame, FrameError};
 use crate::net::Stream;
 use crate::wire::authentication as auth;
-use crate::wire::error_response::{self, sqlstate, Severity};
 
 /// Largest message of the login phase.
 const MAX_LOGIN_FRAME: usize = 1024 * 1024;
@@ -67,6 +68,31 @@ pub enum LoginError {
     /// The login did not finish within [`LOGIN_TIMEOUT`].
     #[error("login did not finish within {0:?}")]
     Timeout(Duration),
+}
+
+impl ClientFacing for LoginError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            LoginError::Refused | LoginError::ClientFrame(_) => ErrorKind::ClientProtocol,
+            LoginError::ClientIo(_) => ErrorKind::ClientLost,
+            LoginError::UpstreamIo(_) => ErrorKind::UpstreamLost,
+            LoginError::UpstreamProtocol(_) => ErrorKind::UpstreamProtocol,
+            LoginError::Timeout(_) => ErrorKind::LoginTimeout,
+        }
+    }
+
+    fn client_message(&self) -> Cow<'static, str> {
+        match self {
+            // What the client itself sent.
+            LoginError::ClientFrame(e) => {
+                Cow::Owned(format!("invalid message from the client during login: {e}"))
+            }
+            LoginError::UpstreamIo(_) => {
+                Cow::Borrowed("connection to PostgreSQL lost during login")
+            }
+            _ => Cow::Borrowed(self.kind().client_text()),
+        }
+    }
 }
 
 /// Sends the StartupMessage upstream and carries the exchange through to AuthenticationOk,
@@ -158,15 +184,7 @@ impl Sides<'_> {
 
     /// Tells the client why its login fails (as PostgreSQL would say it) and ends the login.
     async fn refuse(&mut self, refusal: Refusal) -> Result<(), LoginError> {
-        let (message, detail, hint) = refusal.text();
-        let frame = error_response::encode_with(
-            Severity::Fatal,
-            sqlstate::PROTOCOL_VIOLATION,
-            message,
-            detail,
-            hint,
-        );
-        self.send_client(&frame).await?;
+        self.send_client(&fatal_response(&refusal)).await?;
         Err(LoginError::Refused)
     }
 }
@@ -193,6 +211,25 @@ enum Refusal {
     BindingCheckFailed,
     /// A mechanism that was not offered.
     UnknownMechanism,
+}
+
+/// Refusals are the client's own doing: SQLSTATE 08P01, as PostgreSQL says them.
+impl ClientFacing for Refusal {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::ClientProtocol
+    }
+
+    fn client_message(&self) -> Cow<'static, str> {
+        Cow::Borrowed(self.text().0)
+    }
+
+    fn client_detail(&self) -> Option<&'static str> {
+        self.text().1
+    }
+
+    fn client_hint(&self) -> Option<&'static str> {
+        self.text().2
+    }
 }
 
 impl Refusal {

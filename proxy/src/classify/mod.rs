@@ -232,7 +232,9 @@ pub struct Classifier {
 
 /// A statement waiting for the catalog's verdict.
 enum Pending {
-    Read(ReadDeps),
+    /// A read, with the scan of the text a client sent (its hints, and the label its entries
+    /// show: literals as `?`, not as a shape's placeholders).
+    Read(ReadDeps, text::Scanned),
     Write(WriteInfo),
 }
 
@@ -328,21 +330,22 @@ impl Classifier {
                 if let Some(class) = self.shapes.get(&MemoKeyRef(database, &shape.text)) {
                     return class;
                 }
-                if let Some(class) = self.classify_text(database, &shape.text, Memo::Shapes) {
+                if let Some(class) = self.classify_text(database, &shape.text, sql, Memo::Shapes) {
                     return class;
                 }
             }
         }
-        self.classify_text(database, sql, Memo::Texts)
+        self.classify_text(database, sql, sql, Memo::Texts)
             .unwrap_or(Class::Other)
     }
 
-    /// Classifies one text (a statement or a shape) into `memo`; `None` for a shape that does
-    /// not parse (its text is then classified as written).
+    /// Classifies one text (a statement or the shape of `written`) into `memo`; `None` for a
+    /// shape that does not parse (its text is then classified as written).
     fn classify_text(
         self: &Arc<Self>,
         database: &Arc<str>,
         sql: &str,
+        written: &str,
         memo: Memo,
     ) -> Option<Class> {
         let key = MemoKey(Arc::clone(database), Arc::from(sql));
@@ -359,7 +362,7 @@ impl Classifier {
             StatementKind::Unparsable if memo == Memo::Shapes => return None,
             StatementKind::Read(deps) => {
                 let calls_functions = deps.functions.iter().any(|f| !is_well_known(f));
-                self.resolve_in_background(key, memo, Pending::Read(deps));
+                self.resolve_in_background(key, memo, Pending::Read(deps, text::scan(written)));
                 return Some(Class::Classifying { calls_functions });
             }
             StatementKind::Write(info) if info.shape.is_some() => {
@@ -466,16 +469,13 @@ impl Classifier {
             let _permit = permit;
             let class =
                 match pending {
-                    Pending::Read(deps) => {
-                        let scanned = text::scan(&key.1);
-                        classifier
-                            .judge(&key.0, &deps, &scanned.hints, &scanned.normalized)
-                            .await
-                            .unwrap_or_else(|e| {
-                                catalog::report(&e);
-                                Class::Uncacheable("catalog_unavailable")
-                            })
-                    }
+                    Pending::Read(deps, scanned) => classifier
+                        .judge(&key.0, &deps, &scanned.hints, &scanned.normalized)
+                        .await
+                        .unwrap_or_else(|e| {
+                            catalog::report(&e);
+                            Class::Uncacheable("catalog_unavailable")
+                        }),
                     Pending::Write(info) => classifier
                         .judge_write(&key.0, &info)
                         .await

@@ -149,6 +149,6 @@ pub struct Cli {
 /// Subcommands; without one, pgcached serves.
 #[derive(Debug, Clone, Subcommand)]
 pub enum Command {
-    /// Start a throwaway local PostgreSQL, serve pgcached in front of it, print how to connect
+    /// Start a throwaway local PostgreSQL, serve pgcached in front of it (admin console open to role postgres), print how to connect
     Demo,
 }

@@ -21,7 +21,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use metrics::{describe_counter, describe_gauge};
 use parking_lot::Mutex;
 use pgcached_cache::ResultCache;
 use pgcached_invalidation::{
@@ -35,18 +34,6 @@ use crate::config::ReplicationMode;
 use crate::upstream::{Connector, UpstreamUrl};
 use sink::{CacheSink, StreamState};
 use sources::{CatalogNames, OwnLogin};
-
-/// Gauge: 1 while the database's replication stream runs, else 0.
-pub const REPLICATION_CONNECTED: &str = "pgcached_replication_connected";
-/// Gauge: commit time to invalidation of the last transaction seen, per database.
-pub const REPLICATION_LAG_SECONDS: &str = "pgcached_replication_lag_seconds";
-/// Counter: replication streams re-established after a loss.
-pub const REPLICATION_RECONNECTS_TOTAL: &str = "pgcached_replication_reconnects_total";
-/// Gauge: 1 while `problem` keeps the database's stream from working, 0 once it is solved.
-pub const REPLICATION_PROBLEM: &str = "pgcached_replication_problem";
-/// Gauge: 1 while the database has no change feed and its cached results are served for at
-/// most `--cache-ttl-unreplicated`, else 0.
-pub const REPLICATION_FALLBACK: &str = "pgcached_replication_fallback";
 
 /// How pgcached follows writes made elsewhere.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,27 +68,6 @@ impl Replication {
         registry: Arc<crate::pins::PinRegistry>,
         metrics: CacheMetrics,
     ) -> Replication {
-        describe_gauge!(
-            REPLICATION_CONNECTED,
-            "1 while the database's replication stream runs"
-        );
-        describe_gauge!(
-            REPLICATION_LAG_SECONDS,
-            metrics::Unit::Seconds,
-            "Commit time to invalidation of the last transaction seen"
-        );
-        describe_counter!(
-            REPLICATION_RECONNECTS_TOTAL,
-            "Replication streams re-established"
-        );
-        describe_gauge!(
-            REPLICATION_PROBLEM,
-            "1 while this problem keeps the database's replication stream from working"
-        );
-        describe_gauge!(
-            REPLICATION_FALLBACK,
-            "1 while the database has no change feed and its cached results live at most --cache-ttl-unreplicated"
-        );
         let upstream = connector.url().clone();
         let decoding = match settings.publication {
             Some(publication) => Decoding::Pgoutput { publication },

@@ -20,12 +20,12 @@ use pgcached_cache::{Feed, ResultCache, TableId};
 use pgcached_invalidation::{Commit, InvalidationSink, Problem};
 use tracing::{info, warn};
 
-use super::{
+use crate::cache_metrics::CacheMetrics;
+use crate::config::ReplicationMode;
+use crate::metrics::registry::{
     REPLICATION_CONNECTED, REPLICATION_FALLBACK, REPLICATION_LAG_SECONDS, REPLICATION_PROBLEM,
     REPLICATION_RECONNECTS_TOTAL,
 };
-use crate::cache_metrics::CacheMetrics;
-use crate::config::ReplicationMode;
 use crate::pins::changes;
 use crate::pins::writes::Bump;
 use crate::pins::PinRegistry;

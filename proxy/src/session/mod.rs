@@ -33,12 +33,11 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use crate::auth::LoginError;
-use crate::error::{LogLevel, SessionError};
+use crate::error::{fatal_response, ClientFacing, LogLevel, SessionError};
 use crate::metrics::{ConnectionOutcome, ProxyMetrics};
 use crate::net::Stream;
 use crate::shutdown::{Phase, PhaseReceiver};
 use crate::upstream::{forward_cancel, Connector};
-use crate::wire::error_response::{self, Severity};
 use startup::Opening;
 
 /// How long writing a refusal to a client may take.
@@ -224,9 +223,10 @@ pub async fn run(
     }
 }
 
-/// Tells the client why it is refused (FATAL with the error's SQLSTATE) and closes.
+/// Tells the client why it is refused (FATAL with the kind's SQLSTATE and client-safe text)
+/// and closes.
 async fn refuse(mut stream: Stream, error: &SessionError) {
-    let message = error_response::encode(Severity::Fatal, error.sqlstate(), &error.to_string());
+    let message = fatal_response(error);
     let _ = tokio::time::timeout(REFUSAL_TIMEOUT, async {
         let _ = stream.write_all(&message).await;
         let _ = stream.flush().await;
@@ -235,11 +235,14 @@ async fn refuse(mut stream: Stream, error: &SessionError) {
     .await;
 }
 
+/// Counts the error and logs it in full (the upstream's address and the cause included).
 fn report(context: &SessionContext, peer: SocketAddr, error: &SessionError) {
-    context.metrics.session_error(error.kind());
-    match error.log_level() {
-        LogLevel::Debug => debug!(%peer, kind = error.kind(), "session ended: {error}"),
-        LogLevel::Info => info!(%peer, kind = error.kind(), "session ended: {error}"),
-        LogLevel::Warn => warn!(%peer, kind = error.kind(), "session ended: {error}"),
+    let kind = error.kind();
+    context.metrics.session_error(kind);
+    let label = kind.label();
+    match kind.log_level() {
+        LogLevel::Debug => debug!(%peer, kind = label, "session ended: {error}"),
+        LogLevel::Info => info!(%peer, kind = label, "session ended: {error}"),
+        LogLevel::Warn => warn!(%peer, kind = label, "session ended: {error}"),
     }
 }

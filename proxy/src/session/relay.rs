@@ -22,10 +22,9 @@ use super::caching::server::ServerAction;
 use super::inbound::Inbound;
 use super::machine::{Outboxes, SessionMachine};
 use super::outbox::Outbox;
-use crate::error::SessionError;
+use crate::error::{fatal_response, SessionError};
 use crate::net::Stream;
 use crate::shutdown::{Phase, PhaseReceiver};
-use crate::wire::error_response::{self, sqlstate, Severity};
 use crate::wire::frontend::FrontendTag;
 
 /// A direction stops reading while the queue it feeds holds more than this many bytes.
@@ -225,15 +224,7 @@ async fn sleep_until(until: Option<tokio::time::Instant>) {
 /// Queues a FATAL ErrorResponse for the client, if the client stream is at a frame boundary.
 fn say_fatal(to_client: &mut Outbox, from_upstream: &Inbound, error: &SessionError) {
     if from_upstream.position.at_boundary() {
-        let code = match error {
-            SessionError::Shutdown => sqlstate::ADMIN_SHUTDOWN,
-            other => other.sqlstate(),
-        };
-        to_client.push(error_response::encode(
-            Severity::Fatal,
-            code,
-            &error.to_string(),
-        ));
+        to_client.push(fatal_response(error));
     }
 }
 

@@ -16,9 +16,8 @@ use parking_lot::Mutex;
 use pgcached_cache::TableId;
 
 use crate::catalog::Catalog;
+use crate::metrics::registry::TABLE_INVALIDATIONS_TOTAL;
 
-/// Counter name: invalidations of the busiest tables, by `database` and `table`.
-pub const TABLE_INVALIDATIONS_TOTAL: &str = "pgcached_table_invalidations_total";
 /// Tables exported per refresh, busiest first.
 pub const TOP_TABLES: usize = 10;
 /// Distinct (database, table) label pairs ever exported by one process.

@@ -59,6 +59,28 @@ pub enum UpstreamError {
     ServerName(String),
 }
 
+impl UpstreamError {
+    /// What a client may be told: what failed, never where PostgreSQL is or the I/O error
+    /// (those are in `Display`, for pgcached's log).
+    pub fn client_text(&self) -> &'static str {
+        match self {
+            UpstreamError::Connect { .. } => "pgcached could not reach PostgreSQL",
+            UpstreamError::Timeout { .. } => "pgcached timed out connecting to PostgreSQL",
+            UpstreamError::TlsRefused { .. } => {
+                "PostgreSQL does not support TLS, but pgcached's sslmode requires it"
+            }
+            UpstreamError::Handshake { .. } => "TLS handshake with PostgreSQL failed",
+            UpstreamError::Io { .. } => "pgcached lost PostgreSQL during TLS negotiation",
+            UpstreamError::BadSslAnswer { .. } => {
+                "PostgreSQL answered pgcached's SSL request with an unexpected byte"
+            }
+            UpstreamError::ServerName(_) => {
+                "pgcached's upstream host is not a valid TLS server name"
+            }
+        }
+    }
+}
+
 /// Opens upstream connections according to the upstream URL.
 #[derive(Clone)]
 pub struct Connector {

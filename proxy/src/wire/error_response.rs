@@ -18,6 +18,8 @@ pub mod sqlstate {
     pub const ADMIN_SHUTDOWN: &str = "57P01";
     /// `--max-client-conn` reached.
     pub const TOO_MANY_CONNECTIONS: &str = "53300";
+    /// A role the admin console does not admit.
+    pub const INVALID_AUTHORIZATION: &str = "28000";
     /// The client asked for something pgcached cannot do.
     pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
     /// An admin console command pgcached does not understand.

@@ -275,7 +275,7 @@ fn a_killed_owner_leaks_nothing() {
     let exe = std::env::current_exe().expect("test binary");
     let mut child = Command::new(exe)
         .args([
-            "local_cluster::tests::owner_process",
+            "tests::owner_process",
             "--exact",
             "--ignored",
             "--nocapture",
@@ -311,4 +311,24 @@ fn a_killed_owner_leaks_nothing() {
         "{} outlived its owner",
         dir.display()
     );
+}
+
+#[test]
+fn the_callers_setup_sql_runs_in_every_database() {
+    let cluster = LocalCluster::start(ClusterOptions {
+        setup_sql: "CREATE FUNCTION public.installed_by_caller() RETURNS int LANGUAGE sql \
+                    AS 'SELECT 7';"
+            .to_owned(),
+        ..ClusterOptions::default()
+    })
+    .expect("start");
+    for database in ["postgres", users::APP_DATABASE] {
+        assert_eq!(
+            cluster
+                .psql(database, "SELECT public.installed_by_caller()")
+                .expect("psql"),
+            "7\n",
+            "{database}"
+        );
+    }
 }

@@ -1,38 +1,34 @@
-//! Metric names and the handles pgcached updates.
+//! The metrics pgcached exports: the registry, the session handles, the exporter.
 //!
-//! Every metric name is a documented constant here, so dashboards and alerts have one place to
-//! look. Handles are created once, when the server starts (after the exporter is installed), and
-//! shared with the sessions: updating a metric is then an atomic add, with no name lookup.
+//! Every metric is an entry of [`registry`] (name, type, labels, help), so dashboards, alerts
+//! and docs have one list to check against. Handles are created once, when the server starts
+//! (after the exporter is installed), and shared with the sessions: updating a metric is then an
+//! atomic add, with no name lookup.
+//!
+//! Layout:
+//! - [`registry`]: every metric's name, type, label names and help.
+//! - this file: the handles of the listener and sessions ([`ProxyMetrics`]), and the exporter.
+//!
+//! The cache's handles are in [`crate::cache_metrics`].
+
+pub mod registry;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use metrics::{counter, describe_counter, describe_gauge, Counter, Gauge};
+use metrics::{counter, Counter, Gauge};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 
-use crate::cache_metrics::QUERIES_TOTAL;
+use crate::error::ErrorKind;
 use crate::stats::{Counters, QueryKind};
+use registry::{
+    MetricType, CANCEL_REQUESTS_TOTAL, CLIENT_CONNECTIONS, CLIENT_CONNECTIONS_TOTAL,
+    QUERIES_RELAYED_TOTAL, QUERIES_TOTAL, SESSION_ERRORS_TOTAL, UPSTREAM_CONNECTIONS,
+    UPSTREAM_CONNECTIONS_TOTAL, UPSTREAM_ERRORS_TOTAL,
+};
 
-/// Gauge: client connections open now (startup phase included).
-pub const CLIENT_CONNECTIONS: &str = "pgcached_client_connections";
-/// Counter: client connections accepted, by `outcome` (see [`ConnectionOutcome`]).
-pub const CLIENT_CONNECTIONS_TOTAL: &str = "pgcached_client_connections_total";
-/// Gauge: connections open to PostgreSQL for client sessions.
-pub const UPSTREAM_CONNECTIONS: &str = "pgcached_upstream_connections";
-/// Counter: connections to PostgreSQL attempted for client sessions, by `outcome` = opened,
-/// failed.
-pub const UPSTREAM_CONNECTIONS_TOTAL: &str = "pgcached_upstream_connections_total";
-/// Counter: ErrorResponses PostgreSQL sent to clients, by SQLSTATE `class` (two characters,
-/// e.g. `22` data exception, `23` integrity constraint violation, `42` syntax or access rule).
-pub const UPSTREAM_ERRORS_TOTAL: &str = "pgcached_upstream_errors_total";
-/// Counter: queries relayed to PostgreSQL, by `protocol` (`simple` = Query, `extended` = Execute).
-pub const QUERIES_RELAYED_TOTAL: &str = "pgcached_queries_relayed_total";
-/// Counter: sessions that ended with an error, by `kind` (see `SessionError::kind`).
-pub const SESSION_ERRORS_TOTAL: &str = "pgcached_session_errors_total";
-/// Counter: cancel requests forwarded to PostgreSQL.
-pub const CANCEL_REQUESTS_TOTAL: &str = "pgcached_cancel_requests_total";
-
-/// How a client connection ended up, the `outcome` label of [`CLIENT_CONNECTIONS_TOTAL`].
+/// How a client connection ended up, the `outcome` label of
+/// [`registry::CLIENT_CONNECTIONS_TOTAL`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnectionOutcome {
     /// Reached PostgreSQL and was relayed.
@@ -105,29 +101,8 @@ pub struct ProxyMetrics {
 }
 
 impl ProxyMetrics {
-    /// Registers descriptions and creates the handles with the current recorder; totals go to
-    /// `counters`.
+    /// Creates the handles with the current recorder; totals go to `counters`.
     pub fn new(counters: Arc<Counters>) -> ProxyMetrics {
-        describe_gauge!(CLIENT_CONNECTIONS, "Client connections open now");
-        describe_counter!(
-            CLIENT_CONNECTIONS_TOTAL,
-            "Client connections accepted, by outcome"
-        );
-        describe_gauge!(UPSTREAM_CONNECTIONS, "Connections open to PostgreSQL");
-        describe_counter!(
-            QUERIES_RELAYED_TOTAL,
-            "Queries relayed to PostgreSQL, by protocol"
-        );
-        describe_counter!(SESSION_ERRORS_TOTAL, "Sessions ended by an error, by kind");
-        describe_counter!(CANCEL_REQUESTS_TOTAL, "Cancel requests forwarded");
-        describe_counter!(
-            UPSTREAM_CONNECTIONS_TOTAL,
-            "Connections to PostgreSQL attempted for client sessions, by outcome"
-        );
-        describe_counter!(
-            UPSTREAM_ERRORS_TOTAL,
-            "Errors PostgreSQL sent to clients, by SQLSTATE class"
-        );
         ProxyMetrics {
             upstream_opened: counter!(UPSTREAM_CONNECTIONS_TOTAL, "outcome" => "opened"),
             upstream_failed: counter!(UPSTREAM_CONNECTIONS_TOTAL, "outcome" => "failed"),
@@ -178,8 +153,8 @@ impl ProxyMetrics {
     }
 
     /// Counts a session that ended with an error of this kind.
-    pub fn session_error(&self, kind: &'static str) {
-        counter!(SESSION_ERRORS_TOTAL, "kind" => kind).increment(1);
+    pub fn session_error(&self, kind: ErrorKind) {
+        counter!(SESSION_ERRORS_TOTAL, "kind" => kind.label()).increment(1);
     }
 }
 
@@ -191,28 +166,23 @@ pub struct MetricsError {
     reason: String,
 }
 
-/// Installs the global Prometheus recorder and its HTTP listener on `address`.
+/// Installs the global Prometheus recorder and its HTTP listener on `address`, with every
+/// metric of the [`registry`] described (help, unit) and every histogram's buckets set.
 ///
 /// Must run inside a tokio runtime. Call once per process, before [`ProxyMetrics::new`].
 pub fn install_exporter(address: SocketAddr) -> Result<(), MetricsError> {
+    let failed = |reason: String| MetricsError { address, reason };
     // Bind first so that a taken port is a clear error, not a background task's log line.
-    std::net::TcpListener::bind(address).map_err(|e| MetricsError {
-        address,
-        reason: e.to_string(),
-    })?;
-    PrometheusBuilder::new()
-        .with_http_listener(address)
-        .set_buckets_for_metric(
-            Matcher::Full(crate::cache_metrics::QUERY_DURATION_SECONDS.to_owned()),
-            &crate::cache_metrics::DURATION_BUCKETS,
-        )
-        .map_err(|e| MetricsError {
-            address,
-            reason: e.to_string(),
-        })?
-        .install()
-        .map_err(|e| MetricsError {
-            address,
-            reason: e.to_string(),
-        })
+    std::net::TcpListener::bind(address).map_err(|e| failed(e.to_string()))?;
+    let mut builder = PrometheusBuilder::new().with_http_listener(address);
+    for metric in registry::ALL {
+        if let MetricType::Histogram(buckets) = metric.kind {
+            builder = builder
+                .set_buckets_for_metric(Matcher::Full(metric.name.to_owned()), buckets)
+                .map_err(|e| failed(e.to_string()))?;
+        }
+    }
+    builder.install().map_err(|e| failed(e.to_string()))?;
+    registry::describe_all();
+    Ok(())
 }

@@ -14,6 +14,10 @@ pub struct ClusterOptions {
     /// built-in settings (so they override them); string values need their own single quotes,
     /// e.g. `("log_statement".into(), "'all'".into())`.
     pub extra_settings: Vec<(String, String)>,
+    /// SQL run as the superuser in each database of the cluster (`postgres` and `app`) once
+    /// the roles exist: what the caller's own software needs installed, e.g. pgcached's SCRAM
+    /// verifier function. Empty by default.
+    pub setup_sql: String,
 }
 
 impl Default for ClusterOptions {
@@ -22,6 +26,7 @@ impl Default for ClusterOptions {
             wal_level: "logical".to_owned(),
             ssl: None,
             extra_settings: Vec::new(),
+            setup_sql: String::new(),
         }
     }
 }

@@ -47,10 +47,9 @@ pub fn hba_conf() -> String {
     text
 }
 
-/// SQL, run as the superuser in `postgres`, creating the roles and the app database, and
-/// pgcached's SCRAM verifier function (its auth query reads it in `postgres`).
+/// SQL, run as the superuser in `postgres`, creating the roles and the app database.
 pub fn setup_sql() -> String {
-    let mut sql = format!(
+    format!(
         "SET password_encryption = 'md5';\n\
          CREATE ROLE {MD5_USER} LOGIN PASSWORD '{MD5_PASSWORD}';\n\
          SET password_encryption = 'scram-sha-256';\n\
@@ -59,17 +58,9 @@ pub fn setup_sql() -> String {
          CREATE ROLE {PGCACHED_USER} LOGIN REPLICATION PASSWORD '{PGCACHED_PASSWORD}';\n\
          CREATE DATABASE {APP_DATABASE} OWNER {SUPERUSER};\n\
          GRANT CONNECT, TEMPORARY ON DATABASE {APP_DATABASE} TO PUBLIC;\n"
-    );
-    sql.push_str(&crate::auth::verifiers::install_sql(PGCACHED_USER));
-    sql
+    )
 }
 
 /// SQL run inside the app database once it exists: since PostgreSQL 15 only the owner may
-/// create objects in `public`; the test roles may too. pgcached's verifier function is
-/// installed here too, for a pgcached whose `--upstream` names this database; its stream needs
-/// nothing (test_decoding on a temporary slot).
-pub fn app_sql() -> String {
-    let mut sql = String::from("GRANT ALL ON SCHEMA public TO PUBLIC;\n");
-    sql.push_str(&crate::auth::verifiers::install_sql(PGCACHED_USER));
-    sql
-}
+/// create objects in `public`; the test roles may too.
+pub const APP_SQL: &str = "GRANT ALL ON SCHEMA public TO PUBLIC;\n";

@@ -1,6 +1,9 @@
 //! A throwaway PostgreSQL cluster started from the machine's installed server binaries.
 //!
-//! Used by `pgcached demo` and by the integration tests. A cluster lives in its own temporary
+//! Used by `pgcached demo` and by the integration tests; a crate of its own so that the
+//! `pgcached` library carries none of it, and knows nothing of pgcached: what pgcached needs
+//! installed in the cluster (its SCRAM verifier function) the caller passes in
+//! [`ClusterOptions::setup_sql`]. A cluster lives in its own temporary
 //! directory (`pgcached-cluster-*`: data directory, Unix socket, `postgres.log`), listens on a
 //! free port of 127.0.0.1 with `wal_level = logical`, has one role per authentication method
 //! ([`users`]) and a database `app`, and is removed when dropped. The API is blocking (std
@@ -21,6 +24,14 @@
 //! The postmaster is a direct child (`postgres -D`, no pg_ctl) in its own process group, so
 //! Ctrl-C on a terminal running `pgcached demo` reaches only pgcached, which then stops the
 //! cluster in order.
+//!
+//! Layout:
+//! - [`bindir`]: finding initdb, postgres and psql.
+//! - [`users`]: the roles, the `app` database and pg_hba.conf.
+//! - [`os_user`]: who runs the server (`nobody` when this process is root).
+//! - [`watchdog`]: the process that cleans up after an owner that died.
+//! - `options`, `conf`, `initdb`, `postmaster`, `psql`, `workdir`, `error`: the steps of a
+//!   start and what can go wrong in them.
 
 pub mod bindir;
 mod conf;
@@ -109,7 +120,12 @@ impl LocalCluster {
         cluster.user.own(&cluster.root)?;
         cluster.launch()?;
         cluster.psql("postgres", &users::setup_sql())?;
-        cluster.psql(users::APP_DATABASE, &users::app_sql())?;
+        cluster.psql(users::APP_DATABASE, users::APP_SQL)?;
+        if !options.setup_sql.is_empty() {
+            for database in ["postgres", users::APP_DATABASE] {
+                cluster.psql(database, &options.setup_sql)?;
+            }
+        }
         tracing::debug!(
             port = cluster.port,
             dir = %cluster.root.display(),
