@@ -381,6 +381,8 @@ def throughput(env, cfg, results, runner):
     for workload, spec in WORKLOADS.items():
         targets = [t for t in spec["targets"] if t in env.available]
         modes = cfg["modes"][workload]
+        if not modes:
+            continue
         log(f"workload {workload}: {', '.join(targets)}; modes {', '.join(modes)}; "
             f"clients {cfg['clients']}")
         if workload in ("hot", "mixed"):
@@ -469,6 +471,10 @@ LATENCY_CASES = [
 
 def latency(env, cfg, results, runner):
     cases = [c for c in LATENCY_CASES if c[1] in env.available]
+    for mode in ("simple", "prepared"):  # every hot key cached in both modes
+        for t in ("on", "pgpool"):
+            if t in env.available:
+                pgbench(env, "hot", t, 8, mode, 2)
     log(f"1-client hit latency: {len(cases)} cases, {cfg['lat_rounds']} × {cfg['lat_seconds']} s")
     samples = {c[0]: [] for c in cases}
     rtt = {c[0]: [] for c in cases}
@@ -543,26 +549,32 @@ def perf_works():
 
 
 def perf_run(env, workload, target, clients, mode, seconds):
+    """One pgbench run with perf stat counting, per query, the CPU time, syscalls and context
+    switches of three groups: pgbench (it runs under perf stat), the proxy (or canned server)
+    and PostgreSQL (perf stat -p on the live processes; processes they fork during the run,
+    such as new backends, inherit the counters and add to them when they exit). The kernel's
+    softirq time (mostly loopback TCP, charged to no process) comes from /proc/stat."""
     d = env.work / "perf"
     d.mkdir(exist_ok=True)
     tag = f"{workload}-{target}"
+    table = process_table()
+    groups = {"proxy": env.proxy_pids(target),
+              "postgres": sorted(p for p in descendants(table, [env.pids["on"]])
+                                 if table[p][1] == "postgres")}
     procs = []
-    system = subprocess.Popen(["perf", "stat", "-a", "-x,", "-e", "context-switches,raw_syscalls:sys_enter",
-                               "-o", str(d / f"{tag}.all")], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    procs.append(system)
-    pids = env.proxy_pids(target)
-    if pids:
-        procs.append(subprocess.Popen(["perf", "stat", "-x,", "-e", PERF_EVENTS, "-p",
-                                       ",".join(map(str, pids)), "-o", str(d / f"{tag}.proxy")],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    for name, pids in groups.items():
+        if pids:
+            procs.append(subprocess.Popen(
+                ["perf", "stat", "-x,", "-e", PERF_EVENTS, "-p", ",".join(map(str, pids)),
+                 "-o", str(d / f"{tag}.{name}")], stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL))
     time.sleep(0.5)
-    m0, i0, s0, pg0 = *machine_ticks(), env.postgres_ticks()
+    _b0, i0, _s0 = machine_ticks()
     args = ["perf", "stat", "-x,", "-e", PERF_EVENTS, "-o", str(d / f"{tag}.client"), "--"]
     args += pgbench_args(env, workload, env.ports[target], clients, mode, seconds)
     out, err = run(args, seconds + 60)
-    time.sleep(0.3)  # let the backends exit and be reaped
-    m1, i1, s1, pg1 = *machine_ticks(), env.postgres_ticks()
+    time.sleep(0.3)  # let the backends exit
+    _b1, i1, _s1 = machine_ticks()
     for p in procs:
         p.send_signal(signal.SIGINT)
     for p in procs:
@@ -577,26 +589,25 @@ def perf_run(env, workload, target, clients, mode, seconds):
     n = r["txns"]
     if not n:
         return None
-    allc = parse_perf(d / f"{tag}.all")
-    client = parse_perf(d / f"{tag}.client")
-    proxy = parse_perf(d / f"{tag}.proxy") if pids else {}
+    counts = {name: parse_perf(d / f"{tag}.{name}") if (name == "client" or groups.get(name))
+              else None for name in ("client", "proxy", "postgres")}
     sc = "raw_syscalls:sys_enter"
-    res = {
-        "target": target, "workload": workload, "clients": clients, "mode": mode,
-        "tps": r["tps"], "txns": n,
-        "machine_cpu_us": (m1 - m0 + i1 - i0) * TICK_US / n,
-        "irq_us": (i1 - i0) * TICK_US / n,
-        "steal_us": (s1 - s0) * TICK_US / n,
-        "client_cpu_us": client.get("task-clock", 0) * 1e3 / n,
-        "proxy_cpu_us": proxy.get("task-clock", 0) * 1e3 / n if pids else None,
-        "postgres_cpu_us": (pg1 - pg0) * TICK_US / n,
-        "syscalls": allc.get(sc, 0) / n,
-        "client_syscalls": client.get(sc, 0) / n,
-        "proxy_syscalls": proxy.get(sc, 0) / n if pids else None,
-        "cs": allc.get("context-switches", 0) / n,
-        "proxy_cs": proxy.get("context-switches", 0) / n if pids else None,
-    }
-    res["rest_syscalls"] = res["syscalls"] - res["client_syscalls"] - (res["proxy_syscalls"] or 0)
+
+    def per_query(name, event, scale=1.0):
+        c = counts[name]
+        return None if c is None else c.get(event, 0) * scale / n
+
+    res = {"target": target, "workload": workload, "clients": clients, "mode": mode,
+           "tps": r["tps"], "txns": n, "irq_us": (i1 - i0) * TICK_US / n}
+    for name, key in (("client", "client"), ("proxy", "proxy"), ("postgres", "postgres")):
+        res[f"{key}_cpu_us"] = per_query(name, "task-clock", 1e3)
+        res[f"{key}_syscalls"] = per_query(name, sc)
+        res[f"{key}_cs"] = per_query(name, "context-switches")
+    res["cpu_us"] = sum(res[k] or 0 for k in ("client_cpu_us", "proxy_cpu_us", "postgres_cpu_us",
+                                              "irq_us"))
+    res["syscalls"] = sum(res[k] or 0 for k in ("client_syscalls", "proxy_syscalls",
+                                                "postgres_syscalls"))
+    res["cs"] = sum(res[k] or 0 for k in ("client_cs", "proxy_cs", "postgres_cs"))
     return res
 
 
@@ -759,29 +770,30 @@ def render_markdown(results):
     lines += ["### Where the time goes: CPU and syscalls per query (perf stat)", ""]
     if perf:
         lines += [
-            "8 clients, simple mode, one run per target under `perf stat` (software events: "
-            f"{results.get('perf_note', '')}). Per query: CPU time of the whole machine "
-            "(`/proc/stat`; its softirq part, mostly loopback TCP, is charged to no process), of pgbench, of the proxy's processes (`perf stat -p`; for the canned-reply "
-            "server, that server) and of all "
-            "PostgreSQL processes (`/proc/<pid>/stat`, exited backends included); system calls "
-            "(`raw_syscalls:sys_enter`) of the whole machine (`perf stat -a`), of pgbench and of "
-            "the proxy, and context switches of the whole machine. Counting syscalls slows every "
-            "path a little: the tps column is from these runs, not the tables above.",
+            "8 clients, simple mode, one run per target under `perf stat` (software events; "
+            f"{results.get('perf_note', '')}). Per query, for each group of processes: CPU time "
+            "(`task-clock`), system calls (`raw_syscalls:sys_enter`) and context switches. "
+            "Groups: pgbench (run under `perf stat`), the proxy (`perf stat -p` on its "
+            "processes; for the canned-reply server, that server) and PostgreSQL (`perf stat -p` "
+            "on the cluster's processes; backends started during the run inherit the counters). "
+            "softirq is the machine's softirq time (`/proc/stat`; mostly loopback TCP, which the "
+            "kernel charges to no process; other processes' softirq counts too). Counting "
+            "syscalls slows every path a little: the tps column is from these runs, not the "
+            "tables above.",
             "",
             "![CPU per query](compare-cost.png)", "",
-            "| workload | target | tps | machine CPU µs/q | pgbench µs/q | proxy µs/q | PostgreSQL µs/q "
-            "| softirq µs/q | syscalls/q | pgbench | proxy | rest | ctx switches/q | others' CPU % |",
+            "| workload | target | tps | CPU µs/q: pgbench | proxy | PostgreSQL | softirq | sum "
+            "| syscalls/q: pgbench | proxy | PostgreSQL | sum | ctx switches/q | others' CPU % |",
             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in perf:
             opt = lambda v: "–" if v is None else f"{v:.1f}"
             lines.append(
                 f"| {r['workload']} | {TARGETS[r['target']][0]} | {r['tps']:,.0f} | "
-                f"{r['machine_cpu_us']:.1f} | {r['client_cpu_us']:.1f} | {opt(r['proxy_cpu_us'])} | "
-                f"{r['postgres_cpu_us']:.1f} | {r['irq_us']:.1f} | {r['syscalls']:.1f} | "
-                f"{r['client_syscalls']:.1f} | "
-                f"{opt(r['proxy_syscalls'])} | {r['rest_syscalls']:.1f} | {r['cs']:.1f} | "
-                f"{r.get('foreign_pct', 0):.0f} |")
+                f"{opt(r['client_cpu_us'])} | {opt(r['proxy_cpu_us'])} | {opt(r['postgres_cpu_us'])} | "
+                f"{r['irq_us']:.1f} | **{r['cpu_us']:.1f}** | {opt(r['client_syscalls'])} | "
+                f"{opt(r['proxy_syscalls'])} | {opt(r['postgres_syscalls'])} | **{r['syscalls']:.1f}** | "
+                f"{r['cs']:.1f} | {r.get('foreign_pct', 0):.0f} |")
     else:
         lines.append(f"perf stat did not work here: {results.get('perf_note', '')}")
     lines += ["", END]
@@ -958,6 +970,9 @@ def main():
     ap.add_argument("--rounds", type=int)
     ap.add_argument("--no-docs", action="store_true")
     ap.add_argument("--render", metavar="JSON")
+    ap.add_argument("--only", metavar="PARTS",
+                    help="comma-separated subset of hot,miss,mixed,latency,perf; prints the "
+                    "Markdown instead of writing docs and results")
     a = ap.parse_args()
 
     if a.render:
@@ -1004,12 +1019,22 @@ def main():
         subprocess.run(["redis-cli", "-p", str(env.ports["redis"]), "set", "key:000000000042", "xxx"],
                        capture_output=True, timeout=30)
     runner = Runner(env, cfg["noise_budget_s"])
+    only = set(a.only.split(",")) if a.only else None
+    if only:
+        for w in list(WORKLOADS):
+            if w not in only:
+                cfg["modes"][w] = []
     throughput(env, cfg, results, runner)
-    latency(env, cfg, results, runner)
-    perf_section(env, cfg, results, runner)
+    if not only or "latency" in only:
+        latency(env, cfg, results, runner)
+    if not only or "perf" in only:
+        perf_section(env, cfg, results, runner)
     results["noise"] = {"waited_s": runner.waited, "reruns": runner.reruns,
                         "budget_left_s": round(runner.budget)}
     results["meta"]["minutes"] = round((time.time() - started) / 60, 1)
+    if only:
+        print(render_markdown(results))
+        return
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=1) + "\n")
     log(f"results in {RESULTS.relative_to(ROOT)} ({results['meta']['minutes']} min)")

@@ -94,7 +94,7 @@ stop_all() {
   local pid
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   [[ -f "$WORK/run/pgbouncer.pid" ]] && kill "$(cat "$WORK/run/pgbouncer.pid")" 2>/dev/null || true
-  [[ -f "$WORK/run/pgpool.pid" ]] && kill -INT "$(cat "$WORK/run/pgpool.pid")" 2>/dev/null || true
+  [[ -f "$WORK/run/pgpool.pid" ]] && kill -INT "$(tr -d '\0' <"$WORK/run/pgpool.pid")" 2>/dev/null || true
   for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
   sleep 0.5
 }
