@@ -871,9 +871,9 @@ def charts(results):
         handles, labels = axes[0][0].get_legend_handles_labels()
         fig.suptitle(spec["title"], fontsize=12, fontweight="bold", y=0.98)
         fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 4), frameon=False,
-                   bbox_to_anchor=(0.5, 0.93), fontsize=9)
+                   bbox_to_anchor=(0.5, 0.945), fontsize=9)
         fig.text(0.99, 0.01, stamp, ha="right", fontsize=7, color="#777777")
-        fig.tight_layout(rect=(0, 0.03, 1, 0.80))
+        fig.tight_layout(rect=(0, 0.03, 1, 0.86))
         fig.savefig(ROOT / "docs" / f"compare-{workload}.png", dpi=110)
         plt.close(fig)
 
