@@ -11,8 +11,10 @@
 # latency p50/p99 and perf stat counts per query are run by bench/compare.py, which writes the
 # tables into docs/BENCHMARKS.md (between markers) and the charts into docs/*.png.
 #
-# Usage: bench/compare.sh [--quick] [--seconds N] [--rounds N] [--no-docs]
+# Usage: bench/compare.sh [--quick] [--seconds N] [--rounds N] [--no-docs] [--only PARTS]
+#   --only hot,miss,mixed,latency,perf runs a part and prints its tables (docs untouched)
 #   COMPARE_HOLD=FILE bench/compare.sh: start everything, write the ports to FILE, wait for SIGTERM
+#   python3 bench/compare.py --render bench/results/compare.json: redraw charts and tables from a run
 #   (full run ≈ 20 min; --quick ≈ 5 min: 2-second runs, no extended mode, 1 and 8 clients)
 # Missing PgBouncer, pgpool-II, Redis and gcc are installed with apt-get (as root, or with sudo);
 # without apt-get those targets are skipped, with a message. matplotlib comes from pip
@@ -22,7 +24,7 @@ cd "$(dirname "$0")/.."
 ARGS=("$@")
 for arg in "$@"; do
   case "$arg" in
-    -h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
   esac
 done
 
