@@ -9,6 +9,7 @@ start_demo() {
   cargo build --release --quiet
   WORK="$(mktemp -d)"
   chmod 755 "$WORK"
+  : >"$WORK/demo.log"
   target/release/pgcached demo "$@" --listen "127.0.0.1:${PROXY_PORT}" \
     --metrics-listen "127.0.0.1:${METRICS_PORT}" >"$WORK/demo.log" 2>&1 &
   DEMO_PID=$!
