@@ -89,6 +89,11 @@ fn kind_of(statement: &Statement) -> StatementKind {
         | Statement::Reset { .. }
         | Statement::Discard { .. }
         | Statement::Load { .. } => StatementKind::SessionState,
+        // `COMMIT AND CHAIN` makes the block's writes visible to everyone while its
+        // ReadyForQuery still says "in a block" (a new one began): the writes must take effect
+        // in the cache at its acknowledgement, so it counts as a write whose reach (the block's)
+        // is not told here.
+        Statement::Commit { chain: true, .. } => StatementKind::Write(write::WriteInfo::default()),
         Statement::StartTransaction { .. }
         | Statement::Commit { .. }
         | Statement::Rollback { .. }

@@ -99,6 +99,13 @@ fn other_statements_are_sorted() {
         ("SET SESSION AUTHORIZATION bob", StatementKind::SessionState),
         ("BEGIN", StatementKind::TransactionControl),
         ("COMMIT", StatementKind::TransactionControl),
+        ("COMMIT AND NO CHAIN", StatementKind::TransactionControl),
+        ("ROLLBACK AND CHAIN", StatementKind::TransactionControl),
+        (
+            "COMMIT AND CHAIN",
+            StatementKind::Write(WriteInfo::default()),
+        ),
+        ("END AND CHAIN", StatementKind::Write(WriteInfo::default())),
         ("ROLLBACK", StatementKind::TransactionControl),
         ("SAVEPOINT a", StatementKind::TransactionControl),
         (
