@@ -9,15 +9,17 @@
 //! Writers go through pgcached and straight to PostgreSQL: updates, inserts, deletes, key
 //! changes (`UPDATE ... SET id = ...`), changes of pinned non-key columns, cascades, in
 //! autocommit (simple protocol with literals and prepared statements), explicit transactions that
-//! commit or roll back, savepoints, `COMMIT AND CHAIN`, and pipelined batches (several
-//! statements in flight on one connection). Every write gives the rows it touches a new version
+//! commit or roll back, savepoints, `COMMIT AND CHAIN`, pipelined batches (several
+//! statements in flight on one connection), and several writes in one request (a multi-statement
+//! Query, or extended-protocol executions before one Sync), which commit together or, when the
+//! request ends with a failing statement, not at all. Every write gives the rows it touches a new version
 //! from one sequence, so any two committed states of a row differ. Writes to one group are
 //! serialized by a lock held until the new state has been read back straight from PostgreSQL,
 //! which gives each group an exact history of committed states ([`pgcached_tests::history`]).
 //!
 //! Readers read through pgcached, in the simple protocol with inlined literals and with prepared
 //! statements, sometimes pipelined: by primary key, by the unique email, by team, by the
-//! composite key, with `IN (...)`, by a join on the pinned column, by a non-key column of a table
+//! composite key (also with `IN (...)` on one of its columns), with `IN (...)`, by a join on the pinned column, by a non-key column of a table
 //! without a key and of one with identity FULL, and unpinned (a range, a count). Each writer also
 //! reads, through pgcached, what its statements name just before they commit (so that the old
 //! answers are cached) and what they changed just after the acknowledgement.
@@ -34,6 +36,7 @@
 //! Each is bounded ([`Setup::run_for`]); the seed is printed and can be set with
 //! `PGCACHED_ORACLE_SEED` to repeat a run's choices (the interleaving still varies).
 
+mod batch;
 mod model;
 mod random;
 mod reads;
@@ -191,6 +194,7 @@ async fn oracle(setup: Setup) {
         let writer = Writer {
             run: Arc::clone(&run),
             conn: Conn::new(through(&proxy).await),
+            raw: batch::RawConn::login(proxy.port()),
             direct: direct(&cluster).await,
             observer: through(&proxy).await,
             external: false,
@@ -202,6 +206,7 @@ async fn oracle(setup: Setup) {
         let external = Writer {
             run: Arc::clone(&run),
             conn: Conn::new(direct(&cluster).await),
+            raw: batch::RawConn::login(cluster.port()),
             direct: direct(&cluster).await,
             observer: through(&proxy).await,
             external: true,

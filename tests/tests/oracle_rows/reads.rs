@@ -25,6 +25,7 @@ pub(crate) enum Kind {
     PeopleRange,
     PetsCount,
     PairByKey,
+    PairsIn,
     LooseByK,
     WideByTag,
     WideById,
@@ -33,7 +34,7 @@ pub(crate) enum Kind {
 }
 
 impl Kind {
-    pub(crate) const ALL: [Kind; 14] = [
+    pub(crate) const ALL: [Kind; 15] = [
         Kind::PersonById,
         Kind::PersonByEmail,
         Kind::PeopleIn,
@@ -43,6 +44,7 @@ impl Kind {
         Kind::PeopleRange,
         Kind::PetsCount,
         Kind::PairByKey,
+        Kind::PairsIn,
         Kind::LooseByK,
         Kind::WideByTag,
         Kind::WideById,
@@ -60,7 +62,7 @@ impl Kind {
             | Kind::PetsByOwner
             | Kind::PeopleRange
             | Kind::PetsCount => Group::People,
-            Kind::PairByKey => Group::Pairs,
+            Kind::PairByKey | Kind::PairsIn => Group::Pairs,
             Kind::LooseByK => Group::Loose,
             Kind::WideByTag | Kind::WideById => Group::Wide,
             Kind::TotalById | Kind::EventById => Group::Events,
@@ -80,6 +82,7 @@ impl Kind {
             Kind::PeopleRange => "SELECT id, v FROM people WHERE id BETWEEN $1 AND $2",
             Kind::PetsCount => "SELECT count(*), max(v) FROM pets",
             Kind::PairByKey => "SELECT v FROM pairs WHERE a = $1 AND b = $2",
+            Kind::PairsIn => "SELECT a, v FROM pairs WHERE a IN ($1, $2) AND b = $3",
             Kind::LooseByK => "SELECT v FROM loose WHERE k = $1",
             Kind::WideByTag => "SELECT id, v FROM wide WHERE tag = $1",
             Kind::WideById => "SELECT tag, v FROM wide WHERE id = $1",
@@ -103,6 +106,11 @@ impl Kind {
             Kind::PetsCount => vec![],
             Kind::PairByKey => vec![
                 int(random.hot(1, 10)),
+                text(format!("k{}", random.below(3))),
+            ],
+            Kind::PairsIn => vec![
+                int(random.hot(1, 10)),
+                int(random.hot(2, 10)),
                 text(format!("k{}", random.below(3))),
             ],
             Kind::LooseByK => vec![int(random.hot(0, 7))],
@@ -196,6 +204,11 @@ pub(crate) fn answer(query: &Query, state: &State) -> Vec<Row> {
             .iter()
             .filter(|r| p[0].matches(&r[0]) && p[1].matches(&r[1]))
             .map(|r| pick_columns(r, &[2]))
+            .collect(),
+        Kind::PairsIn => state["pairs"]
+            .iter()
+            .filter(|r| (p[0].matches(&r[0]) || p[1].matches(&r[0])) && p[2].matches(&r[1]))
+            .map(|r| pick_columns(r, &[0, 2]))
             .collect(),
         Kind::LooseByK => rows_where(state, "loose", 0, &p[0])
             .map(|r| pick_columns(r, &[1]))

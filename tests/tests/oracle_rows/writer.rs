@@ -9,6 +9,7 @@ use pgcached_tests::clients::error_text;
 use pgcached_tests::history::{Source, State, Step};
 use tokio_postgres::{Client, Statement};
 
+use crate::batch::{RawConn, DIVISION_BY_ZERO, FAILING};
 use crate::model::{read_back, sql_params, Group, Param};
 use crate::random::Random;
 use crate::reads::{answer, observe, probes, wait_visible, Query};
@@ -75,6 +76,10 @@ pub(crate) enum Mode {
     Savepoint,
     Chain,
     Pipeline,
+    /// Several writes in one simple Query message (one implicit transaction).
+    Batch,
+    /// Several extended-protocol executions before one Sync (one implicit transaction).
+    ExtendedBatch,
 }
 
 impl Mode {
@@ -86,6 +91,8 @@ impl Mode {
             Mode::Savepoint => "savepoint",
             Mode::Chain => "commit and chain",
             Mode::Pipeline => "pipeline",
+            Mode::Batch => "multi-statement query",
+            Mode::ExtendedBatch => "executions before one sync",
         }
     }
 }
@@ -93,6 +100,8 @@ impl Mode {
 pub(crate) struct Writer {
     pub(crate) run: Arc<Run>,
     pub(crate) conn: Conn,
+    /// To where `conn` goes, frame by frame (for [`Mode::ExtendedBatch`]).
+    pub(crate) raw: RawConn,
     /// Straight to PostgreSQL: reads committed states back.
     pub(crate) direct: Client,
     /// Through pgcached: reads what a write will change before it commits (so that the old
@@ -183,6 +192,8 @@ impl Writer {
                 Mode::Autocommit,
                 Mode::Commit,
                 Mode::Rollback,
+                Mode::Batch,
+                Mode::ExtendedBatch,
             ]
         } else {
             &[
@@ -202,6 +213,10 @@ impl Writer {
                 Mode::Pipeline,
                 Mode::Pipeline,
                 Mode::Chain,
+                Mode::Batch,
+                Mode::Batch,
+                Mode::ExtendedBatch,
+                Mode::ExtendedBatch,
             ]
         };
         while Instant::now() < self.run.deadline {
@@ -304,8 +319,64 @@ impl Writer {
                 self.committed(group, &mut current, started, acked, what)
                     .await;
             }
+            Mode::Batch | Mode::ExtendedBatch => self.batch(group, mode, first, current).await,
             Mode::Pipeline => unreachable!("pipelines span groups"),
         }
+    }
+
+    /// Two or three writes to `group` in one request, one time in four ending with a statement
+    /// that fails (so that none of them commits).
+    pub(crate) async fn batch(
+        &mut self,
+        group: Group,
+        mode: Mode,
+        first: Write,
+        mut current: tokio::sync::MutexGuard<'_, Arc<State>>,
+    ) {
+        let mut writes = vec![first];
+        for _ in 0..1 + self.random.below(2) {
+            writes.push(write_for(group, &current, &mut self.random, true));
+        }
+        let fail = self.random.chance(4);
+        let named: Vec<Param> = writes.iter().flat_map(|w| w.params.clone()).collect();
+        let read = self.read_before(group, &named).await;
+        let mut what: Vec<String> = writes.iter().map(Write::text).collect();
+        let started = Instant::now();
+        let error = match mode {
+            Mode::Batch => {
+                if fail {
+                    what.push(FAILING.to_owned());
+                }
+                let sql = what.join("; ");
+                match self.conn.client.batch_execute(&sql).await {
+                    Ok(()) => None,
+                    Err(e) => Some(
+                        e.code()
+                            .map(|c| c.code().to_owned())
+                            .unwrap_or_else(|| panic!("{sql}: {}", error_text(&e))),
+                    ),
+                }
+            }
+            _ => self.raw.extended(&writes, fail).await,
+        };
+        let acked = Instant::now();
+        let what = format!("{}: {}", mode.label(), what.join("; "));
+        if fail {
+            assert_eq!(error.as_deref(), Some(DIVISION_BY_ZERO), "{what}");
+            for query in &read {
+                observe(
+                    &self.run,
+                    &self.observer,
+                    query,
+                    "simple, after a failed batch",
+                )
+                .await;
+            }
+            return;
+        }
+        assert_eq!(error, None, "{what}");
+        self.committed(group, &mut current, started, acked, what)
+            .await;
     }
 
     /// A pause inside a transaction block, so that readers read in between.

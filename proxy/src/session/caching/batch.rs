@@ -5,6 +5,13 @@
 //! so later misses can use them; an unnamed statement answered locally is re-sent to the server
 //! (and its ParseComplete swallowed) before a later Bind needs it. A Flush, or any message that
 //! is not part of a batch, releases a held batch at once.
+//!
+//! The registry of statements and portals is updated as frames arrive, but held frames are
+//! looked at (relayed, or answered) only at Sync, against the registry as it is then. So a frame
+//! that redefines a name a held frame used (the unnamed statement parsed again, a portal bound
+//! again, a statement closed and parsed again: common in pipelines) first releases the frames
+//! held before it; otherwise an earlier Execute would be classified, keyed, captured, answered
+//! or re-prepared as the later statement or with the later arguments.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -56,6 +63,34 @@ pub(crate) struct Held {
     started: Instant,
 }
 
+impl Held {
+    /// True when `message` redefines a statement or portal that a held frame names (see the
+    /// module docs).
+    fn redefined_by(&self, message: &Frontend) -> bool {
+        let names_statement = |name: &Bytes| {
+            self.frames.iter().any(|f| match &f.message {
+                Frontend::Parse(parse) => parse.name == *name,
+                Frontend::Bind(bind) => bind.statement == *name,
+                Frontend::Describe(target) => target.kind == b'S' && target.name == *name,
+                _ => false,
+            })
+        };
+        let names_portal = |name: &Bytes| {
+            self.frames.iter().any(|f| match &f.message {
+                Frontend::Bind(bind) => bind.portal == *name,
+                _ => false,
+            })
+        };
+        match message {
+            Frontend::Parse(parse) => names_statement(&parse.name),
+            Frontend::Bind(bind) => names_portal(&bind.portal),
+            Frontend::Close(target) if target.kind == b'S' => names_statement(&target.name),
+            Frontend::Close(target) => names_portal(&target.name),
+            _ => false,
+        }
+    }
+}
+
 impl Batch {
     /// True while frames are held.
     pub(crate) fn is_holding(&self) -> bool {
@@ -91,6 +126,11 @@ impl CachePath {
                     path: QueryPath::Passthrough,
                 }
             };
+        }
+        if let Batch::Holding(held) = &self.batch {
+            if held.redefined_by(&frame.message) {
+                self.release_held(out);
+            }
         }
         let must_relay = match &frame.message {
             Frontend::Parse(_) if self.statements.is_full() => {

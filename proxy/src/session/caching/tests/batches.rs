@@ -101,10 +101,26 @@ fn a_batch_with_a_miss_is_relayed_whole_and_only_the_miss_is_captured() {
     assert_eq!(session.answered().len(), 10, "every answer relayed");
     assert_eq!(shared.store.len(), 2, "the miss was filled");
     assert_eq!((shared.hits(), shared.misses()), (0, 2));
-    // Both are hits now, in one batch.
+    // Both are hits now: one batch of Executes of one portal is answered locally, each with
+    // its own rows.
+    let mut frames = vec![parse("", READ)];
+    for key in ["1", "2"] {
+        frames.push(bind(&format!("p{key}"), "", key));
+        frames.push(describe(b'P', &format!("p{key}")));
+        frames.push(execute(&format!("p{key}"), 0));
+    }
+    frames.push(sync());
     session.client(&frames);
     assert!(session.sent().is_empty());
-    assert_eq!(session.answered(), b"12TDC2TDCZ");
+    let answer = session.answered_frames();
+    assert_eq!(
+        answer.iter().map(|f| f[0]).collect::<Vec<_>>(),
+        b"12TDC2TDCZ"
+    );
+    assert_eq!(
+        (&answer[3], &answer[7]),
+        (&data_row("one"), &data_row("two"))
+    );
 }
 
 #[test]
@@ -254,4 +270,128 @@ fn a_described_portal_without_rows_replays_its_no_data() {
     session.client(&frames);
     assert!(session.sent().is_empty());
     assert_eq!(session.answered(), b"12nCZ");
+}
+
+const OTHER_READ: &str = "SELECT w FROM u WHERE k = $1";
+
+/// What a batch of one Execute of `sql` with `key` answers, locally.
+fn answered_value(shared: &Shared, sql: &str, key: &str) -> Bytes {
+    let mut session = shared.session();
+    session.client(&[
+        parse("", sql),
+        bind("", "", key),
+        describe(b'P', ""),
+        execute("", 0),
+        sync(),
+    ]);
+    assert!(session.sent().is_empty(), "{sql} ({key}) is cached");
+    session.answered_frames()[3].clone()
+}
+
+#[test]
+fn the_unnamed_statement_parsed_again_in_a_batch_keeps_each_execute_its_own_statement() {
+    let shared = Shared::new(Classes::default().read(READ, 7).read(OTHER_READ, 8));
+    let frames = [
+        parse("", READ),
+        bind("", "", "1"),
+        describe(b'P', ""),
+        execute("", 0),
+        parse("", OTHER_READ),
+        bind("", "", "1"),
+        describe(b'P', ""),
+        execute("", 0),
+        sync(),
+    ];
+    let mut session = shared.session();
+    session.client(&frames);
+    let sent = session.sent_frames();
+    assert_eq!(
+        sent.iter().map(|f| f[0]).collect::<Vec<_>>(),
+        b"PBDEPBDES",
+        "relayed in order, no statement re-prepared in between"
+    );
+    assert_eq!(
+        (&sent[0], &sent[4]),
+        (&parse("", READ), &parse("", OTHER_READ))
+    );
+    session.server_all(&[
+        parse_complete(),
+        bind_complete(),
+        row_description(),
+        data_row("of t"),
+        command_complete("SELECT 1"),
+        parse_complete(),
+        bind_complete(),
+        row_description(),
+        data_row("of u"),
+        command_complete("SELECT 1"),
+        ready(b'I'),
+    ]);
+    assert_eq!(session.answered(), b"12TDC12TDCZ");
+    assert_eq!(shared.store.len(), 2);
+    assert_eq!(answered_value(&shared, READ, "1"), data_row("of t"));
+    assert_eq!(answered_value(&shared, OTHER_READ, "1"), data_row("of u"));
+    // Both cached: the batch is still relayed from the second Parse on, never answered with
+    // one statement's rows for the other.
+    session.client(&frames);
+    assert_eq!(session.answered(), b"");
+    assert_eq!(session.sent(), b"PBDEPBDES");
+}
+
+#[test]
+fn a_portal_bound_again_in_a_batch_keeps_each_execute_its_own_values() {
+    let shared = Shared::new(Classes::default().read(READ, 7));
+    filled(&shared, "1", "one");
+    filled(&shared, "2", "two");
+    let mut session = shared.session();
+    session.client(&[
+        parse("", READ),
+        bind("", "", "1"),
+        describe(b'P', ""),
+        execute("", 0),
+        bind("", "", "2"),
+        describe(b'P', ""),
+        execute("", 0),
+        sync(),
+    ]);
+    assert_eq!(
+        session.sent(),
+        b"PBDEBDES",
+        "released at the second Bind, not answered as two executions of its values"
+    );
+}
+
+#[test]
+fn a_statement_closed_and_parsed_again_in_a_batch_is_relayed_in_order() {
+    let shared = Shared::new(Classes::default().read(READ, 7).read(OTHER_READ, 8));
+    let mut session = shared.session();
+    session.client(&[
+        parse("s1", READ),
+        bind("", "s1", "1"),
+        describe(b'P', ""),
+        execute("", 0),
+        close(b'S', "s1"),
+        parse("s1", OTHER_READ),
+        bind("", "s1", "1"),
+        describe(b'P', ""),
+        execute("", 0),
+        sync(),
+    ]);
+    assert_eq!(session.sent(), b"PBDECPBDES");
+    session.server_all(&[
+        parse_complete(),
+        bind_complete(),
+        row_description(),
+        data_row("of t"),
+        command_complete("SELECT 1"),
+        close_complete(),
+        parse_complete(),
+        bind_complete(),
+        row_description(),
+        data_row("of u"),
+        command_complete("SELECT 1"),
+        ready(b'I'),
+    ]);
+    assert_eq!(answered_value(&shared, READ, "1"), data_row("of t"));
+    assert_eq!(answered_value(&shared, OTHER_READ, "1"), data_row("of u"));
 }
