@@ -24,6 +24,6 @@ pub use generations::{
 };
 pub use key::{CacheKey, CacheKeyBuilder};
 pub use store::{
-    BypassReason, CacheConfig, Dependencies, Entry, FillGuard, FillOutcome, Lookup, Reservation,
+    CacheConfig, Dependencies, Entry, FeedRefusal, FillGuard, FillOutcome, Lookup, Reservation,
     ResultCache, RowDependency,
 };

@@ -14,6 +14,7 @@ use pgcached_cache::{CacheKey, Dependencies, Entry, FillGuard, FillWait, Lookup}
 
 use super::writes::{OwnedValues, PendingWrite, WriteScope};
 use super::CachePath;
+use crate::bypass::BypassReason;
 use crate::classify::{CacheableRead, Class, Protocol, WriteClass};
 use crate::pins::reads::{row_dependencies, ExecutionValues, ReadParameters};
 use crate::stats::QueryKind as StatementKind;
@@ -136,11 +137,11 @@ impl CachePath {
             }
             Lookup::Wait(wait) if may_wait => Found::Wait(wait),
             Lookup::Wait(_) => {
-                metrics.bypass("fill_in_flight");
+                metrics.bypass(BypassReason::FillInFlight);
                 Found::Relay
             }
             Lookup::Bypass(reason) => {
-                metrics.bypass(reason.0);
+                metrics.bypass(reason.into());
                 Found::Relay
             }
         }
