@@ -23,6 +23,7 @@ pub mod external;
 pub mod history;
 pub mod proxy;
 pub mod raw;
+pub mod statements;
 
 pub use clients::{connect, url, Endpoint};
 pub use cluster::shared_cluster;

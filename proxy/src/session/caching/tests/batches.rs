@@ -101,15 +101,8 @@ fn a_batch_with_a_miss_is_relayed_whole_and_only_the_miss_is_captured() {
     assert_eq!(session.answered().len(), 10, "every answer relayed");
     assert_eq!(shared.store.len(), 2, "the miss was filled");
     assert_eq!((shared.hits(), shared.misses()), (0, 2));
-    // Both are hits now: one batch of Executes of one portal is answered locally, each with
-    // its own rows.
-    let mut frames = vec![parse("", READ)];
-    for key in ["1", "2"] {
-        frames.push(bind(&format!("p{key}"), "", key));
-        frames.push(describe(b'P', &format!("p{key}")));
-        frames.push(execute(&format!("p{key}"), 0));
-    }
-    frames.push(sync());
+    // Both are hits now, in one batch: each Execute of the portal bound twice is answered
+    // with its own values' rows.
     session.client(&frames);
     assert!(session.sent().is_empty());
     let answer = session.answered_frames();
@@ -272,6 +265,63 @@ fn a_described_portal_without_rows_replays_its_no_data() {
     assert_eq!(session.answered(), b"12nCZ");
 }
 
+#[test]
+fn a_batch_preparing_the_unnamed_statement_twice_answers_each_execute_with_its_own() {
+    const A: &str = "SELECT a FROM t WHERE k = $1";
+    const B: &str = "SELECT b FROM t WHERE k = $1";
+    let shared = Shared::new(Classes::default().read(A, 7).read(B, 7));
+    let batch = vec![
+        parse("", A),
+        bind("", "", "1"),
+        execute("", 0),
+        parse("", B),
+        bind("", "", "1"),
+        execute("", 0),
+        sync(),
+    ];
+    let mut session = shared.session();
+    session.client(&batch);
+    assert_eq!(
+        session.sent(),
+        b"PBEPBES",
+        "relayed as sent: no statement re-prepared out of order"
+    );
+    session.server_all(&[
+        parse_complete(),
+        bind_complete(),
+        data_row("a"),
+        command_complete("SELECT 1"),
+        parse_complete(),
+        bind_complete(),
+        data_row("b"),
+        command_complete("SELECT 1"),
+        ready(b'I'),
+    ]);
+    assert_eq!(shared.store.len(), 2);
+    let mut other = shared.session();
+    other.client(&batch);
+    assert!(other.sent().is_empty());
+    let answer = other.answered_frames();
+    let rows: Vec<&Bytes> = answer.iter().filter(|f| f[0] == b'D').collect();
+    assert_eq!(rows, vec![&data_row("a"), &data_row("b")]);
+}
+
+#[test]
+fn an_execute_of_a_portal_the_batch_did_not_bind_goes_to_postgresql() {
+    let shared = Shared::new(Classes::default().read(READ, 7));
+    filled(&shared, "1", "one");
+    let mut session = shared.session();
+    session.client(&batch("1"));
+    assert!(session.sent().is_empty());
+    session.answered();
+    session.client(&[execute("", 0), sync()]);
+    assert_eq!(
+        session.sent(),
+        b"ES",
+        "only PostgreSQL knows that portal now"
+    );
+}
+
 const OTHER_READ: &str = "SELECT w FROM u WHERE k = $1";
 
 /// What a batch of one Execute of `sql` with `key` answers, locally.
@@ -331,11 +381,18 @@ fn the_unnamed_statement_parsed_again_in_a_batch_keeps_each_execute_its_own_stat
     assert_eq!(shared.store.len(), 2);
     assert_eq!(answered_value(&shared, READ, "1"), data_row("of t"));
     assert_eq!(answered_value(&shared, OTHER_READ, "1"), data_row("of u"));
-    // Both cached: the batch is still relayed from the second Parse on, never answered with
-    // one statement's rows for the other.
+    // Both cached: answered locally, each Execute with its own statement's rows.
     session.client(&frames);
-    assert_eq!(session.answered(), b"");
-    assert_eq!(session.sent(), b"PBDEPBDES");
+    assert!(session.sent().is_empty());
+    let answer = session.answered_frames();
+    assert_eq!(
+        answer.iter().map(|f| f[0]).collect::<Vec<_>>(),
+        b"12TDC12TDCZ"
+    );
+    assert_eq!(
+        (&answer[3], &answer[8]),
+        (&data_row("of t"), &data_row("of u"))
+    );
 }
 
 #[test]
@@ -354,10 +411,16 @@ fn a_portal_bound_again_in_a_batch_keeps_each_execute_its_own_values() {
         execute("", 0),
         sync(),
     ]);
+    assert!(session.sent().is_empty(), "every Execute hits");
+    let answer = session.answered_frames();
     assert_eq!(
-        session.sent(),
-        b"PBDEBDES",
-        "released at the second Bind, not answered as two executions of its values"
+        answer.iter().map(|f| f[0]).collect::<Vec<_>>(),
+        b"12TDC2TDCZ"
+    );
+    assert_eq!(
+        (&answer[3], &answer[7]),
+        (&data_row("one"), &data_row("two")),
+        "each Execute answered with the values it was bound to"
     );
 }
 
