@@ -34,6 +34,8 @@
 
 pub(crate) mod admin;
 pub mod auth;
+#[doc(hidden)]
+pub mod bench_api;
 pub(crate) mod bypass;
 pub(crate) mod cache_metrics;
 pub(crate) mod catalog;
