@@ -31,3 +31,26 @@ bench_cleanup() {
 }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+
+# pgcached's cache hits and misses so far, from its metrics: "hits misses".
+cache_counts() {
+  curl -s "http://127.0.0.1:${METRICS_PORT}/metrics" | awk '
+    $1 == "pgcached_cache_hits_total" { h = $2 }
+    $1 == "pgcached_cache_misses_total" { m = $2 }
+    END { printf "%d %d\n", h, m }'
+}
+
+# Hits / (hits + misses) between two cache_counts outputs ("h0 m0" "h1 m1").
+hit_ratio() {
+  awk -v a="$1" -v b="$2" 'BEGIN {
+    split(a, x, " "); split(b, y, " "); h = y[1] - x[1]; m = y[2] - x[2];
+    if (h + m == 0) print "–"; else printf "%.3f", h / (h + m) }'
+}
+
+# The machine's 1-minute load average (the machine is shared: note it with each result).
+load1() { cut -d' ' -f1 /proc/loadavg; }
+
+# pgcached's invalidations by source and scope so far (what the writes of a run invalidated).
+invalidation_scopes() {
+  curl -s "http://127.0.0.1:${METRICS_PORT}/metrics" | grep -E '^pgcached_invalidation(s|_scopes)_total' || true
+}

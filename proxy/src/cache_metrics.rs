@@ -147,7 +147,7 @@ impl CacheMetrics {
         );
     }
 
-    /// One table's results were invalidated (from replication or the admin console).
+    /// One table's results were invalidated (by a relayed write, the stream or the console).
     pub fn table_invalidated(&self, table: &TableId) {
         self.tables.invalidated(table);
     }

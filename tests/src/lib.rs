@@ -9,6 +9,8 @@
 //! - [`certs`]: a test CA with server certificates for TLS tests.
 //! - [`console`]: the admin console from tests (`SHOW REPLICATION`, `EXPLAIN CACHE`).
 //! - [`external`]: reads through pgcached while writing straight to PostgreSQL.
+//! - [`history`]: committed states of an oracle's tables, and the check that reads saw a
+//!   permitted one.
 //! - [`raw`]: a raw wire client for malformed and hand-made messages.
 //! - [`dashboard`]: the Grafana dashboard's queries, for the dashboard tests.
 
@@ -18,6 +20,7 @@ pub mod cluster;
 pub mod console;
 pub mod dashboard;
 pub mod external;
+pub mod history;
 pub mod proxy;
 pub mod raw;
 pub mod statements;

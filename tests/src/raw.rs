@@ -107,12 +107,21 @@ pub fn login(port: u16, user: &str) -> (TcpStream, Vec<Message>) {
 
 /// Connects as a trust user to `database` and reads up to the first ReadyForQuery.
 pub fn login_to(port: u16, user: &str, database: &str) -> (TcpStream, Vec<Message>) {
+    login_to_with(port, user, database, &[])
+}
+
+/// Like [`login_to`], with more startup parameters (`client_encoding`, ...).
+pub fn login_to_with(
+    port: u16,
+    user: &str,
+    database: &str,
+    params: &[(&str, &str)],
+) -> (TcpStream, Vec<Message>) {
     let mut stream = connect(port, Duration::from_secs(10));
+    let mut all = vec![("user", user), ("database", database)];
+    all.extend_from_slice(params);
     stream
-        .write_all(&startup_packet(
-            196_608,
-            &[("user", user), ("database", database)],
-        ))
+        .write_all(&startup_packet(196_608, &all))
         .expect("startup");
     let messages = read_until_ready(&mut stream);
     (stream, messages)

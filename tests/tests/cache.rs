@@ -351,6 +351,50 @@ async fn writes_through_pgcached_are_seen_by_the_next_read() {
     assert_eq!(column(&writer, read).await, vec![Some("three".to_owned())]);
 }
 
+/// `COMMIT AND CHAIN` commits and opens a new block at once: its ReadyForQuery says "in a
+/// block", yet the writes before it are visible to everyone. Without a stream (only pgcached's
+/// own invalidation), a read cached while they were uncommitted must not outlive the commit.
+#[tokio::test]
+async fn commit_and_chain_invalidates_what_the_block_wrote() {
+    let _serial = SERIAL.lock().await;
+    let admin = admin().await;
+    admin
+        .batch_execute(
+            "DROP TABLE IF EXISTS chained; CREATE TABLE chained (k int PRIMARY KEY, v text);
+             INSERT INTO chained VALUES (1, 'one'); GRANT ALL ON chained TO PUBLIC;",
+        )
+        .await
+        .expect("setup");
+    let proxy = TestProxy::with_config(caching_config_for(cluster(), &["--replication", "off"]));
+    let reader = through(&proxy, "postgres", None).await;
+    let writer = through(&proxy, "postgres", None).await;
+    let read = "SELECT v FROM chained WHERE k = 1";
+    warm(&proxy, &reader, read).await;
+    for (step, (value, commit)) in [
+        ("two", "COMMIT AND CHAIN"),
+        ("three", "COMMIT AND NO CHAIN"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        if step == 0 {
+            writer.batch_execute("BEGIN").await.expect("begin");
+        }
+        writer
+            .batch_execute(&format!("UPDATE chained SET v = '{value}' WHERE k = 1"))
+            .await
+            .expect("update");
+        // Cached again while the update is not committed: the old value, rightly.
+        warm(&proxy, &reader, read).await;
+        writer.batch_execute(commit).await.expect(commit);
+        assert_eq!(
+            column(&reader, read).await,
+            vec![Some(value.to_owned())],
+            "after {commit}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn memory_stays_under_the_cache_size() {
     let _serial = SERIAL.lock().await;

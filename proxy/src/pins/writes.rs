@@ -12,6 +12,11 @@
 //!   an UPDATE whose WHERE pins the set's columns and that sets none of them; an INSERT whose
 //!   VALUES give every column of the set), else the whole set;
 //! - every reached table as a whole table.
+//!
+//! Text values are keys only when the session sent them in UTF-8 ([`Encoding::Utf8`]), as reads'
+//! keys and the stream's row images are: the same bytes from a LATIN1 session name another
+//! string (`C3 A9` is `é` in UTF-8 and `Ã©` in LATIN1), so such a write bumps its text sets
+//! whole.
 
 use std::sync::Arc;
 
@@ -66,6 +71,15 @@ pub struct WriteEffect {
     pub rows: RowsWritten,
 }
 
+/// How the session that sent a write encodes text, while the write was sent and acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// UTF-8 (what reads pin text in, and what the stream sends): text values are keys.
+    Utf8,
+    /// Anything else, or not known throughout: text values name unknown keys.
+    Other,
+}
+
 /// One counter to bump.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Bump {
@@ -110,6 +124,7 @@ pub fn bumps(
     effect: &WriteEffect,
     registry: &PinRegistry,
     parameters: Option<Parameters<'_>>,
+    encoding: Encoding,
 ) -> Vec<Bump> {
     let mut out: Vec<Bump> = effect.whole.iter().cloned().map(Bump::Table).collect();
     if effect.facts.is_none() {
@@ -121,7 +136,17 @@ pub fn bumps(
         return out;
     };
     for set in &sets.sets {
-        match keys_written(effect, &set.columns, set.id, parameters) {
+        let text_unknown = encoding == Encoding::Other
+            && set
+                .columns
+                .iter()
+                .any(|(_, pin_type)| *pin_type == PinType::Text);
+        let keys = if text_unknown {
+            None
+        } else {
+            keys_written(effect, &set.columns, set.id, parameters)
+        };
+        match keys {
             Some(keys) => out.extend(keys.into_iter().map(Bump::Key)),
             None => out.push(Bump::ColumnSet(effect.target.clone(), set.id)),
         }
@@ -256,6 +281,7 @@ mod tests {
                 values: &values,
                 declared: &[],
             }),
+            Encoding::Utf8,
         );
         assert_eq!(
             bumps,
@@ -274,7 +300,9 @@ mod tests {
             set: vec!["id".into()],
             pins: vec![("id".into(), vec![Constant::Integer("1".into())])],
         });
-        assert!(bumps(&update, &registry, None).contains(&Bump::ColumnSet(users(), id)));
+        assert!(
+            bumps(&update, &registry, None, Encoding::Utf8).contains(&Bump::ColumnSet(users(), id))
+        );
     }
 
     #[test]
@@ -291,7 +319,7 @@ mod tests {
             ],
             upsert: false,
         });
-        let bumps = bumps(&insert, &registry, None);
+        let bumps = bumps(&insert, &registry, None, Encoding::Utf8);
         assert!(bumps.contains(&key(id, "5")));
         assert!(bumps.contains(&key(id, "6")));
         assert!(
@@ -305,7 +333,7 @@ mod tests {
         let (registry, id, email) = registry();
         let unknown = effect(RowsWritten::Unknown);
         assert_eq!(
-            bumps(&unknown, &registry, None),
+            bumps(&unknown, &registry, None, Encoding::Utf8),
             vec![
                 Bump::Rows(users()),
                 Bump::ColumnSet(users(), id),
@@ -318,8 +346,27 @@ mod tests {
             database: Arc::from("app"),
             oid: 8,
         }];
-        let bumps = bumps(&whole, &registry, None);
+        let bumps = bumps(&whole, &registry, None, Encoding::Utf8);
         assert!(bumps.contains(&Bump::Table(users())));
         assert!(bumps.iter().all(|b| !b.is_row_level()));
+    }
+
+    #[test]
+    fn text_from_a_session_not_in_utf8_names_no_key() {
+        let (registry, id, email) = registry();
+        let delete = effect(RowsWritten::Delete {
+            pins: vec![
+                ("id".into(), vec![Constant::Integer("4".into())]),
+                ("email".into(), vec![Constant::String("\u{e9}@x".into())]),
+            ],
+        });
+        let utf8 = bumps(&delete, &registry, None, Encoding::Utf8);
+        assert!(utf8.contains(&key(email, "\u{e9}@x")));
+        let other = bumps(&delete, &registry, None, Encoding::Other);
+        assert!(other.contains(&key(id, "4")), "integers are the same");
+        assert!(
+            other.contains(&Bump::ColumnSet(users(), email)),
+            "the bytes may name another string: the whole set"
+        );
     }
 }

@@ -94,6 +94,12 @@ fn kind_of(statement: &Statement) -> StatementKind {
         | Statement::Reset { .. }
         | Statement::Discard { .. }
         | Statement::Load { .. } => StatementKind::SessionState(transaction::setting(statement)),
+        // `COMMIT AND CHAIN` makes the block's writes visible to everyone while its
+        // ReadyForQuery still says "in a block" (a new one began, at the same level): the writes
+        // must take effect in the cache at its acknowledgement, so it counts as a write whose
+        // reach (the block's) is not told here. As a write it changes no transaction state, so
+        // the chained block keeps the level it had.
+        Statement::Commit { chain: true, .. } => StatementKind::Write(write::WriteInfo::default()),
         Statement::StartTransaction { .. }
         | Statement::Commit { .. }
         | Statement::Rollback { .. }

@@ -124,6 +124,19 @@ fn other_statements_are_sorted() {
             StatementKind::TransactionControl(TransactionStep::End { chain: false }),
         ),
         (
+            "COMMIT AND NO CHAIN",
+            StatementKind::TransactionControl(TransactionStep::End { chain: false }),
+        ),
+        (
+            "ROLLBACK AND CHAIN",
+            StatementKind::TransactionControl(TransactionStep::End { chain: true }),
+        ),
+        (
+            "COMMIT AND CHAIN",
+            StatementKind::Write(WriteInfo::default()),
+        ),
+        ("END AND CHAIN", StatementKind::Write(WriteInfo::default())),
+        (
             "SAVEPOINT a",
             StatementKind::TransactionControl(TransactionStep::Savepoint),
         ),

@@ -1,7 +1,9 @@
 //! Invalidations per table: for `SHOW TABLES` and for `pgcached_table_invalidations_total`.
 //!
-//! Writes reach pgcached table by table through the logical-replication stream (writes relayed
-//! by pgcached appear there too), and through `INVALIDATE TABLE`. Every table is counted here,
+//! Writes reach pgcached table by table at the acknowledgement of a write it relayed (its target
+//! and the tables its cascades reach), through the logical-replication stream (which reports
+//! relayed writes once more), and through `INVALIDATE TABLE`; a relayed write whose reach is
+//! unknown invalidates its database and is not counted per table. Every table is counted here,
 //! but only the busiest few become metric labels: a label value is a table name, and the set of
 //! names must stay small for Prometheus whatever clients create. The label set is capped for the
 //! life of the process ([`MAX_LABELLED_TABLES`]); tables past the cap are visible in `SHOW TABLES`

@@ -134,6 +134,7 @@ impl CachePath {
                 self.add_writes(WriteScope::Writes(vec![PendingWrite {
                     effect: Arc::clone(effect),
                     values,
+                    utf8: self.utf8_client,
                 }]))
             }
             Class::Classifying {

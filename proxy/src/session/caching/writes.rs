@@ -13,7 +13,7 @@ use bytes::Bytes;
 
 use super::CachePath;
 use crate::pins::reads::{ExecutionValues, ReadParameters};
-use crate::pins::writes::{bumps, Bump, WriteEffect};
+use crate::pins::writes::{bumps, Bump, Encoding, WriteEffect};
 use crate::stats::InvalidationSource;
 
 /// Most writes one request or transaction block keeps apart; past this it invalidates its
@@ -27,6 +27,9 @@ pub(crate) struct PendingWrite {
     pub(crate) effect: Arc<WriteEffect>,
     /// Where its parameter values come from.
     pub(crate) values: OwnedValues,
+    /// The session's client encoding was UTF-8 when the write was sent (it must still be at
+    /// the acknowledgement for text values to be keys).
+    pub(crate) utf8: bool,
 }
 
 /// An execution's parameter values, kept until its acknowledgement.
@@ -113,10 +116,16 @@ impl CachePath {
                 let metrics = &self.backend.metrics;
                 for write in writes {
                     let parameters = ReadParameters::read(write.values.borrowed());
+                    let encoding = if write.utf8 && self.utf8_client {
+                        Encoding::Utf8
+                    } else {
+                        Encoding::Other
+                    };
                     let bumps = bumps(
                         &write.effect,
                         &self.backend.registry,
                         parameters.as_ref().map(ReadParameters::view),
+                        encoding,
                     );
                     for bump in &bumps {
                         bump.apply(generations);
@@ -170,6 +179,7 @@ mod tests {
             WriteScope::Writes(vec![PendingWrite {
                 effect: Arc::clone(&effect),
                 values: OwnedValues::Literals(Bytes::new()),
+                utf8: true,
             }])
         };
         match one().join(one()) {

@@ -101,10 +101,19 @@ fn a_batch_with_a_miss_is_relayed_whole_and_only_the_miss_is_captured() {
     assert_eq!(session.answered().len(), 10, "every answer relayed");
     assert_eq!(shared.store.len(), 2, "the miss was filled");
     assert_eq!((shared.hits(), shared.misses()), (0, 2));
-    // Both are hits now, in one batch.
+    // Both are hits now, in one batch: each Execute of the portal bound twice is answered
+    // with its own values' rows.
     session.client(&frames);
     assert!(session.sent().is_empty());
-    assert_eq!(session.answered(), b"12TDC2TDCZ");
+    let answer = session.answered_frames();
+    assert_eq!(
+        answer.iter().map(|f| f[0]).collect::<Vec<_>>(),
+        b"12TDC2TDCZ"
+    );
+    assert_eq!(
+        (&answer[3], &answer[7]),
+        (&data_row("one"), &data_row("two"))
+    );
 }
 
 #[test]
@@ -311,4 +320,141 @@ fn an_execute_of_a_portal_the_batch_did_not_bind_goes_to_postgresql() {
         b"ES",
         "only PostgreSQL knows that portal now"
     );
+}
+
+const OTHER_READ: &str = "SELECT w FROM u WHERE k = $1";
+
+/// What a batch of one Execute of `sql` with `key` answers, locally.
+fn answered_value(shared: &Shared, sql: &str, key: &str) -> Bytes {
+    let mut session = shared.session();
+    session.client(&[
+        parse("", sql),
+        bind("", "", key),
+        describe(b'P', ""),
+        execute("", 0),
+        sync(),
+    ]);
+    assert!(session.sent().is_empty(), "{sql} ({key}) is cached");
+    session.answered_frames()[3].clone()
+}
+
+#[test]
+fn the_unnamed_statement_parsed_again_in_a_batch_keeps_each_execute_its_own_statement() {
+    let shared = Shared::new(Classes::default().read(READ, 7).read(OTHER_READ, 8));
+    let frames = [
+        parse("", READ),
+        bind("", "", "1"),
+        describe(b'P', ""),
+        execute("", 0),
+        parse("", OTHER_READ),
+        bind("", "", "1"),
+        describe(b'P', ""),
+        execute("", 0),
+        sync(),
+    ];
+    let mut session = shared.session();
+    session.client(&frames);
+    let sent = session.sent_frames();
+    assert_eq!(
+        sent.iter().map(|f| f[0]).collect::<Vec<_>>(),
+        b"PBDEPBDES",
+        "relayed in order, no statement re-prepared in between"
+    );
+    assert_eq!(
+        (&sent[0], &sent[4]),
+        (&parse("", READ), &parse("", OTHER_READ))
+    );
+    session.server_all(&[
+        parse_complete(),
+        bind_complete(),
+        row_description(),
+        data_row("of t"),
+        command_complete("SELECT 1"),
+        parse_complete(),
+        bind_complete(),
+        row_description(),
+        data_row("of u"),
+        command_complete("SELECT 1"),
+        ready(b'I'),
+    ]);
+    assert_eq!(session.answered(), b"12TDC12TDCZ");
+    assert_eq!(shared.store.len(), 2);
+    assert_eq!(answered_value(&shared, READ, "1"), data_row("of t"));
+    assert_eq!(answered_value(&shared, OTHER_READ, "1"), data_row("of u"));
+    // Both cached: answered locally, each Execute with its own statement's rows.
+    session.client(&frames);
+    assert!(session.sent().is_empty());
+    let answer = session.answered_frames();
+    assert_eq!(
+        answer.iter().map(|f| f[0]).collect::<Vec<_>>(),
+        b"12TDC12TDCZ"
+    );
+    assert_eq!(
+        (&answer[3], &answer[8]),
+        (&data_row("of t"), &data_row("of u"))
+    );
+}
+
+#[test]
+fn a_portal_bound_again_in_a_batch_keeps_each_execute_its_own_values() {
+    let shared = Shared::new(Classes::default().read(READ, 7));
+    filled(&shared, "1", "one");
+    filled(&shared, "2", "two");
+    let mut session = shared.session();
+    session.client(&[
+        parse("", READ),
+        bind("", "", "1"),
+        describe(b'P', ""),
+        execute("", 0),
+        bind("", "", "2"),
+        describe(b'P', ""),
+        execute("", 0),
+        sync(),
+    ]);
+    assert!(session.sent().is_empty(), "every Execute hits");
+    let answer = session.answered_frames();
+    assert_eq!(
+        answer.iter().map(|f| f[0]).collect::<Vec<_>>(),
+        b"12TDC2TDCZ"
+    );
+    assert_eq!(
+        (&answer[3], &answer[7]),
+        (&data_row("one"), &data_row("two")),
+        "each Execute answered with the values it was bound to"
+    );
+}
+
+#[test]
+fn a_statement_closed_and_parsed_again_in_a_batch_is_relayed_in_order() {
+    let shared = Shared::new(Classes::default().read(READ, 7).read(OTHER_READ, 8));
+    let mut session = shared.session();
+    session.client(&[
+        parse("s1", READ),
+        bind("", "s1", "1"),
+        describe(b'P', ""),
+        execute("", 0),
+        close(b'S', "s1"),
+        parse("s1", OTHER_READ),
+        bind("", "s1", "1"),
+        describe(b'P', ""),
+        execute("", 0),
+        sync(),
+    ]);
+    assert_eq!(session.sent(), b"PBDECPBDES");
+    session.server_all(&[
+        parse_complete(),
+        bind_complete(),
+        row_description(),
+        data_row("of t"),
+        command_complete("SELECT 1"),
+        close_complete(),
+        parse_complete(),
+        bind_complete(),
+        row_description(),
+        data_row("of u"),
+        command_complete("SELECT 1"),
+        ready(b'I'),
+    ]);
+    assert_eq!(answered_value(&shared, READ, "1"), data_row("of t"));
+    assert_eq!(answered_value(&shared, OTHER_READ, "1"), data_row("of u"));
 }
