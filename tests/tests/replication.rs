@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use pgcached_local_cluster::{ClusterOptions, LocalCluster};
+use pgcached_tests::external::until_cached;
 use pgcached_tests::proxy::caching_config_for;
 use pgcached_tests::{connect, url, Endpoint, TestProxy};
 use tokio_postgres::{Client, SimpleQueryMessage};
@@ -243,9 +244,9 @@ async fn external_revoke_and_rename_stop_cached_results_within_two_seconds() {
     .await
     .expect("carol");
     let read = "SELECT amount::text FROM ledger WHERE id = 1";
-    warm(&carol, read).await;
-    assert_eq!(value(&carol, read).await.as_deref(), Some("100"));
     let cache = proxy.cache.as_ref().expect("cache on");
+    until_cached(&carol, cache, read, Duration::from_secs(10)).await;
+    assert_eq!(value(&carol, read).await.as_deref(), Some("100"));
     assert!(!cache.is_empty(), "carol's read is cached");
 
     admin
@@ -259,7 +260,7 @@ async fn external_revoke_and_rename_stop_cached_results_within_two_seconds() {
         .await
         .expect("postgres");
     let ext = "SELECT v FROM ext WHERE k = 1";
-    warm(&postgres, ext).await;
+    until_cached(&postgres, cache, ext, Duration::from_secs(10)).await;
     assert_eq!(value(&postgres, ext).await.as_deref(), Some("v0"));
     admin
         .batch_execute("ALTER TABLE ext RENAME TO ext_renamed")

@@ -160,28 +160,29 @@ fn an_unavailable_database_is_bypassed() {
 
 #[test]
 fn without_a_change_feed_results_live_at_most_the_bound_from_their_lookup() {
+    // Wide enough that a descheduled test thread does not outlive it between two steps.
+    const BOUND: Duration = Duration::from_millis(400);
     let c = cache(1 << 20, Some(Duration::from_secs(3600)));
-    c.generations()
-        .set_feed("app", Feed::Bounded(Duration::from_millis(40)));
+    c.generations().set_feed("app", Feed::Bounded(BOUND));
     let k = key("bounded");
     let guard = miss(&c, &k, &[table(1)]);
-    std::thread::sleep(Duration::from_millis(10));
+    std::thread::sleep(Duration::from_millis(100));
     assert_eq!(
         guard.fill(Bytes::from_static(b"x"), Bytes::new()),
         FillOutcome::Stored
     );
     let expires = c.entries()[0].expires_at.expect("bounded");
     assert!(
-        expires <= c.entries()[0].filled_at + Duration::from_millis(31),
+        expires <= c.entries()[0].filled_at + BOUND - Duration::from_millis(99),
         "the bound counts from the lookup, not the fill"
     );
     assert!(matches!(c.lookup(&k, "app"), Lookup::Hit(_)));
-    std::thread::sleep(Duration::from_millis(35));
+    std::thread::sleep(BOUND);
     assert!(matches!(c.lookup(&k, "app"), Lookup::Miss(_)));
 
     // A query slower than the bound is not stored at all.
     let slow = miss(&c, &key("slow"), &[table(1)]);
-    std::thread::sleep(Duration::from_millis(45));
+    std::thread::sleep(BOUND + Duration::from_millis(50));
     assert_eq!(
         slow.fill(Bytes::from_static(b"x"), Bytes::new()),
         FillOutcome::Expired
@@ -192,10 +193,9 @@ fn without_a_change_feed_results_live_at_most_the_bound_from_their_lookup() {
     c.generations().set_feed("app", Feed::Live);
     let live = key("live");
     miss(&c, &live, &[table(1)]).fill(Bytes::from_static(b"x"), Bytes::new());
-    std::thread::sleep(Duration::from_millis(45));
+    std::thread::sleep(BOUND + Duration::from_millis(50));
     assert!(matches!(c.lookup(&live, "app"), Lookup::Hit(_)));
-    c.generations()
-        .set_feed("app", Feed::Bounded(Duration::from_millis(40)));
+    c.generations().set_feed("app", Feed::Bounded(BOUND));
     assert!(matches!(c.lookup(&live, "app"), Lookup::Miss(_)));
 }
 
