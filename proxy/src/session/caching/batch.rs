@@ -339,9 +339,9 @@ impl CachePath {
                 Frontend::Execute(execute) => {
                     let (class, sql, param_types, arguments) =
                         self.execution(&execute.portal).ok_or(None)?;
-                    if !matches!(class, Class::Cacheable(_)) {
+                    let Class::Cacheable(read) = &class else {
                         return Err(None);
-                    }
+                    };
                     let key = self.key(
                         KeyProtocol::Extended,
                         &sql,
@@ -349,7 +349,11 @@ impl CachePath {
                         &arguments,
                         described.contains(&execute.portal),
                     );
-                    match self.backend.store.lookup(&key, &self.database) {
+                    let values = ExecutionValues::Bind {
+                        arguments: &arguments,
+                        types: &param_types,
+                    };
+                    match self.look_up_to_answer(&key, read, may_wait, values) {
                         Lookup::Hit(entry) => entries.push((index, execute.portal.clone(), entry)),
                         Lookup::Wait(wait) if may_wait => return Err(Some(wait)),
                         _ => return Err(None),

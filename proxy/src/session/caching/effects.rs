@@ -16,6 +16,7 @@ use super::writes::{OwnedValues, PendingWrite, WriteScope};
 use super::CachePath;
 use crate::classify::{CacheableRead, Class, Protocol, WriteClass};
 use crate::pins::reads::{row_dependencies, ExecutionValues, ReadParameters};
+use crate::shared_cache::Fetch;
 use crate::stats::QueryKind as StatementKind;
 
 /// What a counted lookup found.
@@ -125,12 +126,18 @@ impl CachePath {
         match self.backend.store.lookup(key, &self.database) {
             Lookup::Hit(entry) => Found::Hit(entry),
             Lookup::Miss(reservation) => {
+                let guard = self.guard(reservation, read, values);
+                // The shared tier first, when the session may wait for it: it fills this
+                // pgcached's memory, and the retry finds the result there (or misses again,
+                // without asking the tier twice).
+                let guard = match (&self.backend.shared, may_wait) {
+                    (Some(shared), true) => match shared.fetch(guard) {
+                        Fetch::Waiting(wait) => return Found::Wait(wait),
+                        Fetch::Declined(guard) => guard,
+                    },
+                    _ => guard,
+                };
                 metrics.miss();
-                let mut guard = self.record(reservation, read, values);
-                if let Some(ttl) = read.ttl {
-                    guard.set_ttl(ttl);
-                }
-                guard.set_label(Arc::clone(&read.label), Arc::clone(&read.tables));
                 Found::Miss(guard)
             }
             Lookup::Wait(wait) if may_wait => Found::Wait(wait),
@@ -142,6 +149,46 @@ impl CachePath {
                 metrics.bypass(reason.0);
                 Found::Relay
             }
+        }
+    }
+
+    /// The guard of a miss: its dependencies recorded, told the read's TTL and label.
+    fn guard(
+        &self,
+        reservation: pgcached_cache::Reservation,
+        read: &CacheableRead,
+        values: ExecutionValues<'_>,
+    ) -> FillGuard {
+        let mut guard = self.record(reservation, read, values);
+        if let Some(ttl) = read.ttl {
+            guard.set_ttl(ttl);
+        }
+        guard.set_label(Arc::clone(&read.label), Arc::clone(&read.tables));
+        guard
+    }
+
+    /// A lookup for answering a held batch locally: like the store's, except that a miss
+    /// the session may wait for is looked up in the shared tier (and comes back as a wait).
+    pub(crate) fn look_up_to_answer(
+        &self,
+        key: &CacheKey,
+        read: &CacheableRead,
+        may_wait: bool,
+        values: ExecutionValues<'_>,
+    ) -> Lookup {
+        match (
+            self.backend.store.lookup(key, &self.database),
+            &self.backend.shared,
+        ) {
+            (Lookup::Miss(reservation), Some(shared)) if may_wait => {
+                match shared.fetch(self.guard(reservation, read, values)) {
+                    Fetch::Waiting(wait) => Lookup::Wait(wait),
+                    Fetch::Declined(_) => {
+                        Lookup::Bypass(pgcached_cache::BypassReason("shared_unavailable"))
+                    }
+                }
+            }
+            (lookup, _) => lookup,
         }
     }
 
