@@ -171,6 +171,14 @@ impl Server {
             .map(|shared| Arc::clone(&shared.cache))
     }
 
+    /// The shared tier, when `--shared-cache` is set (for inspection by tests).
+    pub fn shared_cache(&self) -> Option<Arc<SharedCache>> {
+        self.context
+            .cache
+            .as_ref()
+            .and_then(|shared| shared.shared.clone())
+    }
+
     /// Serves clients from `listener` until `shutdown` completes, then drains sessions.
     pub async fn serve(self, listener: TcpListener, shutdown_signal: impl Future<Output = ()>) {
         let (phase_tx, phase_rx) = shutdown::channel();

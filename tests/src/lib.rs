@@ -10,6 +10,7 @@
 //! - [`console`]: the admin console from tests (`SHOW REPLICATION`, `EXPLAIN CACHE`).
 //! - [`external`]: reads through pgcached while writing straight to PostgreSQL.
 //! - [`raw`]: a raw wire client for malformed and hand-made messages.
+//! - [`redis`]: a throwaway `redis-server` (or a cluster of them) for the shared-tier tests.
 //! - [`dashboard`]: the Grafana dashboard's queries, for the dashboard tests.
 
 pub mod certs;
@@ -20,6 +21,7 @@ pub mod dashboard;
 pub mod external;
 pub mod proxy;
 pub mod raw;
+pub mod redis;
 
 pub use clients::{connect, url, Endpoint};
 pub use cluster::shared_cluster;

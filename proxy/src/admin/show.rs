@@ -308,6 +308,9 @@ fn shared_cache(context: &SessionContext) -> ResultSet {
     row("hits", text(report.hits));
     row("misses", text(report.misses));
     row("refused", text(report.refused));
+    for (reason, count) in &report.reasons {
+        row(&format!("refused {reason}"), text(count));
+    }
     row("errors", text(report.errors));
     row("written", text(report.written));
     for (database, live, since, recorded, floor) in &report.databases {

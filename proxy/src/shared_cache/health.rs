@@ -1,6 +1,6 @@
-//! Whether the shared tier answers: a failed call marks it down at once (one warning per
-//! outage), and while it is down nothing waits for it; a probe every
-//! [`PROBE_INTERVAL`] brings it back.
+//! Whether the shared tier answers: a failed call or probe marks it down at once (one warning
+//! per outage), and while it is down nothing waits for it; a probe every [`PROBE_INTERVAL`]
+//! notices an outage without traffic and brings the tier back.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, SystemTime};

@@ -9,7 +9,10 @@
 //! already covered; when its stream's start lies beyond the record's `upto` (nobody followed the
 //! database meanwhile) or the record is gone (flushed, evicted, a new server), it starts the
 //! span again from where its own knowledge starts, under a new `epoch`. A stream restart means
-//! a gap in this pgcached's knowledge, so it joins the record again as a newcomer.
+//! a gap in this pgcached's knowledge, so it joins the record again as a newcomer. A newcomer
+//! ahead of the others (their streams have not reported its start yet) waits up to
+//! [`FLOOR_WAIT`] for them before it starts the span again, so that a restart next to running
+//! pgcacheds keeps the record's history.
 //!
 //! When its stream starts, a pgcached reads the record once it covers the stream's start
 //! (waiting up to [`FLOOR_WAIT`]): that *floor* holds, per table, the last change up to then.
@@ -41,11 +44,12 @@ const MAX_DIRTY_TABLES: usize = 4096;
 
 /// Positions only grow; the span is extended by a continuous contributor or started again.
 /// KEYS[1]: the record. ARGV: my epoch ("" if none), my claim (the position from which every
-/// change is in this write or was written under my epoch), my upto, a fresh epoch, then
-/// field/position pairs.
+/// change is in this write or was written under my epoch), my upto, a fresh epoch, "1" if the
+/// span may be started again, then field/position pairs. Returns the epoch written under, or
+/// "" when the claim lies beyond the span and it may not be started again (yet).
 const RECORD_SCRIPT: &str = r"
 local key = KEYS[1]
-for i = 5, #ARGV, 2 do
+for i = 6, #ARGV, 2 do
   local current = redis.call('HGET', key, ARGV[i])
   if (not current) or current < ARGV[i + 1] then
     redis.call('HSET', key, ARGV[i], ARGV[i + 1])
@@ -58,6 +62,9 @@ if epoch and upto and (epoch == ARGV[1] or ARGV[2] <= upto) then
     redis.call('HSET', key, 'upto', ARGV[3])
   end
   return epoch
+end
+if epoch and ARGV[5] ~= '1' then
+  return ''
 end
 redis.call('HSET', key, 'epoch', ARGV[4], 'base', ARGV[2], 'upto', ARGV[3])
 return ARGV[4]
@@ -118,6 +125,8 @@ struct Database {
     uploaded: u64,
     /// Nothing written since the stream started: the claim is the stream's start.
     fresh: bool,
+    /// When the stream started (a newcomer may start the span again after [`FLOOR_WAIT`]).
+    started: Option<Instant>,
     floor: Floor,
     /// Counts stream starts, so a late floor read or write result is not applied to a newer
     /// stream.
@@ -202,6 +211,7 @@ impl Journal {
             db.applied = db.applied.max(db.since);
             db.epoch = None;
             db.fresh = true;
+            db.started = Some(Instant::now());
             db.floor = Floor::Pending;
             db.generation += 1;
             db.generation
@@ -299,7 +309,11 @@ impl Journal {
     /// Writes what moved, every [`UPLOAD_INTERVAL`] at most, until the process ends.
     pub async fn run(&self) {
         loop {
-            self.moved.notified().await;
+            // A change, or now and then (what waited for the tier to come back).
+            tokio::select! {
+                () = self.moved.notified() => {}
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
             tokio::time::sleep(UPLOAD_INTERVAL).await;
             if !self.health.is_up() {
                 continue;
@@ -322,11 +336,16 @@ impl Journal {
                 let claim = if db.fresh { db.since } else { db.uploaded };
                 let mut epoch = [0u8; 8];
                 let _ = getrandom::getrandom(&mut epoch);
+                let may_restart = !db.fresh
+                    || db
+                        .started
+                        .is_none_or(|started| started.elapsed() >= FLOOR_WAIT);
                 let mut args = vec![
                     db.epoch.clone().unwrap_or_default(),
                     position_text(claim),
                     position_text(db.applied),
                     epoch.iter().map(|b| format!("{b:02x}")).collect(),
+                    if may_restart { "1" } else { "0" }.to_owned(),
                 ];
                 for (oid, position) in &db.tables {
                     args.push(format!("t{oid}"));
@@ -359,6 +378,11 @@ impl Journal {
             return;
         };
         match result {
+            Ok(epoch) if epoch.is_empty() => {
+                // Written, but the span does not reach this stream's start yet: try again.
+                drop(databases);
+                self.moved.notify_one();
+            }
             Ok(epoch) => {
                 if db.generation == upload.generation {
                     db.epoch = Some(epoch);

@@ -121,6 +121,8 @@ struct Totals {
     hits: AtomicU64,
     misses: AtomicU64,
     refused: AtomicU64,
+    /// Per [`Refusal::ALL`] entry.
+    reasons: [AtomicU64; Refusal::ALL.len()],
     errors: AtomicU64,
     written: AtomicU64,
 }
@@ -145,6 +147,8 @@ pub struct SharedReport {
     pub misses: u64,
     /// Results found but not served here.
     pub refused: u64,
+    /// The same, by reason (those that happened).
+    pub reasons: Vec<(&'static str, u64)>,
     /// Failed calls.
     pub errors: u64,
     /// Entries written.
@@ -272,13 +276,16 @@ impl SharedCache {
                 counter!(SHARED_CACHE_HITS_TOTAL).increment(1);
             }
             // A change arrived while it was fetched.
-            FillOutcome::Stale | FillOutcome::Expired => self.refused(Refusal::Changed),
+            FillOutcome::Stale | FillOutcome::Expired => self.refused(Refusal::Moved),
             FillOutcome::TooLarge => {}
         }
     }
 
     fn refused(&self, refusal: Refusal) {
         self.totals.refused.fetch_add(1, Ordering::Relaxed);
+        if let Some(index) = Refusal::ALL.iter().position(|r| *r == refusal) {
+            self.totals.reasons[index].fetch_add(1, Ordering::Relaxed);
+        }
         counter!(SHARED_CACHE_REFUSED_TOTAL, "reason" => refusal.label()).increment(1);
     }
 
@@ -297,6 +304,12 @@ impl SharedCache {
             hits: self.totals.hits.load(Ordering::Relaxed),
             misses: self.totals.misses.load(Ordering::Relaxed),
             refused: self.totals.refused.load(Ordering::Relaxed),
+            reasons: Refusal::ALL
+                .iter()
+                .zip(&self.totals.reasons)
+                .map(|(r, n)| (r.label(), n.load(Ordering::Relaxed)))
+                .filter(|(_, n)| *n > 0)
+                .collect(),
             errors: self.totals.errors.load(Ordering::Relaxed),
             written: self.totals.written.load(Ordering::Relaxed),
             databases: self.journal.report(),
@@ -372,19 +385,18 @@ async fn publish(shared: Arc<SharedCache>, mut queue: mpsc::Receiver<Publish>) {
     }
 }
 
-/// Connects, and probes the tier while it is not up.
+/// Connects, and probes the tier every [`PROBE_INTERVAL`].
 async fn probe(client: Arc<Client>, health: Arc<Health>) {
     let limit = (client.timeout() * 10).max(Duration::from_millis(100));
     loop {
-        if !health.is_up() {
-            let result = match client.connect().await {
-                Ok(()) => client.ping(limit).await,
-                Err(failure) => Err(failure),
-            };
-            match result {
-                Ok(()) => health.succeeded(),
-                Err(failure) => health.failed(&failure),
-            }
+        // Also while up: an outage is noticed (and told) even when nothing is looked up.
+        let result = match client.connect().await {
+            Ok(()) => client.ping(limit).await,
+            Err(failure) => Err(failure),
+        };
+        match result {
+            Ok(()) => health.succeeded(),
+            Err(failure) => health.failed(&failure),
         }
         tokio::time::sleep(PROBE_INTERVAL).await;
     }

@@ -19,6 +19,8 @@ pub enum Refusal {
     Changed,
     /// A change made through this pgcached has no known position yet.
     LocalWrite,
+    /// Something it depends on changed here while it was being fetched.
+    Moved,
     /// The catalog differs from the one it was filled under, or is not known here.
     Catalog,
     /// It was filled before this pgcached's stream started, and the shared record does not
@@ -34,9 +36,10 @@ pub enum Refusal {
 
 impl Refusal {
     /// Every reason, for the metric's documentation.
-    pub const ALL: [Refusal; 7] = [
+    pub const ALL: [Refusal; 8] = [
         Refusal::Changed,
         Refusal::LocalWrite,
+        Refusal::Moved,
         Refusal::Catalog,
         Refusal::BeforeCoverage,
         Refusal::StreamDown,
@@ -49,6 +52,7 @@ impl Refusal {
         match self {
             Refusal::Changed => "changed",
             Refusal::LocalWrite => "local_write",
+            Refusal::Moved => "moved",
             Refusal::Catalog => "catalog",
             Refusal::BeforeCoverage => "before_coverage",
             Refusal::StreamDown => "stream_down",
