@@ -89,7 +89,8 @@ async fn setup(cluster: &LocalCluster) {
         .batch_execute(
             "CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL);
              INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 100) g;
-             GRANT ALL ON items TO PUBLIC;",
+             GRANT ALL ON items TO PUBLIC;
+             CREATE TABLE ticks (n int);",
         )
         .await
         .expect("setup");
@@ -169,11 +170,16 @@ async fn results_filled_through_one_pgcached_are_served_by_the_others_and_after_
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 
-    // A result stamped before A's stream reported the update would (rightly) be refused as
-    // older than the table's last change: let A's stream pass it first.
+    // A result stamped at or before the update's end would (rightly) be refused: the stream
+    // may report a commit before it is visible, so such a stamp does not prove the result
+    // reflects it. A later commit elsewhere moves the WAL on; let A's stream pass it first.
     let direct = connect(&url(Endpoint::direct(&cluster), "postgres", None, "app"))
         .await
         .expect("direct");
+    direct
+        .batch_execute("INSERT INTO ticks VALUES (1)")
+        .await
+        .expect("a later commit");
     let lsn: String = direct
         .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
         .await

@@ -1,8 +1,9 @@
 //! Whether a result read from the shared tier may be served here: the rule ARCHITECTURE.md
 //! argues ("The shared tier"), in one function.
 //!
-//! A result stamped at position `F` reflects every transaction committed up to `F`. It is
-//! served only if this pgcached knows of no change after `F` to anything the read depends on:
+//! A result stamped at position `F` reflects every transaction committed up to `F`, with one
+//! exception (ARCHITECTURE.md, "Visibility"). It is served only if this pgcached knows of no
+//! change at or after `F` to anything the read depends on:
 //! its stream is running and reported everything after `F` (or its stream started after `F`
 //! and the shared record's floor covers the gap), no change reported by the stream or made
 //! through this pgcached lies after `F`, and the catalog digest is the one the result was
@@ -15,7 +16,7 @@ use super::journal::Floor;
 /// Why a result from the shared tier was not served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
-    /// Something it depends on changed after its stamp.
+    /// Something it depends on changed at or after its stamp.
     Changed,
     /// A change made through this pgcached has no known position yet.
     LocalWrite,
@@ -96,7 +97,11 @@ pub fn judge(stamp: Stamp, tables: &[u32], knowledge: &Knowledge) -> Result<(), 
         LastChange::At(position) => position,
         LastChange::Unresolved => return Err(Refusal::LocalWrite),
     };
-    if last > stamp.position {
+    // At the stamp counts as after it: the stream may report a commit before the committing
+    // backend has made it visible, so a query sent once its end had been reported may not see
+    // it. A change through this pgcached is bounded by a position read after its
+    // acknowledgement, at or after the stamp of any result that missed it.
+    if last >= stamp.position {
         return Err(Refusal::Changed);
     }
     if stamp.position >= since {
@@ -109,7 +114,7 @@ pub fn judge(stamp: Stamp, tables: &[u32], knowledge: &Knowledge) -> Result<(), 
     if floor.base > stamp.position || floor.upto < since {
         return Err(Refusal::BeforeCoverage);
     }
-    let changed_after = |position: u64| position > stamp.position;
+    let changed_after = |position: u64| position >= stamp.position;
     if changed_after(floor.database)
         || tables
             .iter()
@@ -154,13 +159,14 @@ mod tests {
     }
 
     #[test]
-    fn a_result_is_served_only_while_nothing_it_reads_changed_after_its_stamp() {
+    fn a_result_is_served_only_while_nothing_it_reads_changed_at_or_after_its_stamp() {
         let k = knowing(100, LastChange::At(150), Floor::Pending);
         assert_eq!(
             judge(stamp(150), &[1], &k),
-            Ok(()),
-            "change at the stamp: reflected"
+            Err(Refusal::Changed),
+            "a change ending at the stamp may not have been visible to the filling query"
         );
+        assert_eq!(judge(stamp(151), &[1], &k), Ok(()));
         assert_eq!(judge(stamp(200), &[1], &k), Ok(()));
         assert_eq!(judge(stamp(149), &[1], &k), Err(Refusal::Changed));
         let local = knowing(100, LastChange::Unresolved, Floor::Pending);
