@@ -29,6 +29,6 @@ pub use generations::{
 pub use key::{CacheKey, CacheKeyBuilder};
 pub use positions::{LastChange, Positions, Stamp, Standing};
 pub use store::{
-    BypassReason, CacheConfig, Dependencies, Entry, FillGuard, FillObserver, FillOutcome, Lookup,
+    CacheConfig, Dependencies, Entry, FeedRefusal, FillGuard, FillObserver, FillOutcome, Lookup,
     Reservation, ResultCache, RowDependency,
 };

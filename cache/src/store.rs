@@ -138,9 +138,14 @@ pub trait FillObserver: Send + Sync {
     fn filled(&self, database: &str, key: &CacheKey, entry: &Arc<Entry>);
 }
 
-/// Why a statement is not looked up.
+/// Why the database's change feed keeps a lookup from happening.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BypassReason(pub &'static str);
+pub enum FeedRefusal {
+    /// The change stream is starting or lost.
+    ReplicationDown,
+    /// No change stream can work and no bounded staleness is allowed.
+    NoChangeFeed,
+}
 
 /// What a lookup found.
 pub enum Lookup {
@@ -151,8 +156,8 @@ pub enum Lookup {
     Miss(Reservation),
     /// Another session is filling this key right now.
     Wait(FillWait),
-    /// Not looked up.
-    Bypass(BypassReason),
+    /// Not looked up: the feed does not allow it now.
+    Bypass(FeedRefusal),
 }
 
 /// What a fill did.
@@ -247,9 +252,9 @@ impl ResultCache {
         let inner = &self.inner;
         let bound = match inner.generations.feed(database) {
             Feed::Live => None,
-            Feed::Down => return Lookup::Bypass(BypassReason("replication_down")),
+            Feed::Down => return Lookup::Bypass(FeedRefusal::ReplicationDown),
             Feed::Bounded(bound) if bound.is_zero() => {
-                return Lookup::Bypass(BypassReason("no_change_feed"))
+                return Lookup::Bypass(FeedRefusal::NoChangeFeed)
             }
             Feed::Bounded(bound) => Some(bound),
         };

@@ -1,8 +1,8 @@
 //! Cache metric handles (the metrics themselves are in [`crate::metrics::registry`]).
 //!
-//! Handles for the hot path (hits,
-//! misses, the hit-latency histogram) are created once; bypass reasons are a small fixed set of
-//! `&'static str` labels, never SQL text or anything a client controls.
+//! Handles for the hot path (hits, misses, the hit-latency histogram) are created once; bypass
+//! reasons are the fixed labels of [`BypassReason`], never SQL text or anything a client
+//! controls.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use metrics::{counter, Counter, Histogram};
 use pgcached_cache::{FillOutcome, ResultCache, TableId};
 
+use crate::bypass::BypassReason;
 use crate::classify::Classifier;
 use crate::metrics::registry::{
     CACHE_BYPASS_TOTAL, CACHE_BYTES, CACHE_ENTRIES, CACHE_EVICTIONS_TOTAL, CACHE_FILLS_TOTAL,
@@ -83,8 +84,8 @@ impl CacheMetrics {
     }
 
     /// A statement relayed without lookup.
-    pub fn bypass(&self, reason: &'static str) {
-        counter!(CACHE_BYPASS_TOTAL, "reason" => reason).increment(1);
+    pub fn bypass(&self, reason: BypassReason) {
+        counter!(CACHE_BYPASS_TOTAL, "reason" => reason.label()).increment(1);
     }
 
     /// A relayed request answered after `started`.

@@ -5,7 +5,7 @@
 //! re-encoded. Authentication is the server's own: pgcached forwards the StartupMessage and the
 //! whole exchange that follows, so it never needs a client's password.
 //!
-//! Layout:
+//! Layout (modules other crates use are `pub`; the rest are `pub(crate)`):
 //! - [`admin`]: the admin console on the virtual database `pgcached`.
 //! - [`auth`]: client logins: relayed to PostgreSQL, with SCRAM pass-through for TLS clients.
 //! - [`config`]: flags, environment, config file and defaults, resolved into one [`config::Config`].
@@ -24,6 +24,7 @@
 //!   `pgcached-local-cluster` crate).
 //! - [`sql`]: syntactic analysis of a statement (sqlparser): its kind and what a read uses.
 //! - [`catalog`]: what PostgreSQL's catalog says about relations and functions.
+//! - [`bypass`]: why a statement is relayed without a cache lookup (metric label, explanation).
 //! - [`classify`]: the memoized verdict per statement text: cacheable (on which tables) or not.
 //! - [`cache_metrics`]: cache metric handles.
 //! - [`pins`]: row-level dependencies: canonical values, row keys, column sets in use.
@@ -32,27 +33,28 @@
 //! - [`stats`]: in-process totals, per-table invalidations and open sessions, for the admin
 //!   console and the per-table metrics.
 
-pub mod admin;
+pub(crate) mod admin;
 pub mod auth;
-pub mod cache_metrics;
-pub mod catalog;
-pub mod classify;
+pub(crate) mod bypass;
+pub(crate) mod cache_metrics;
+pub(crate) mod catalog;
+pub(crate) mod classify;
 pub mod config;
 pub mod demo;
 pub mod error;
 pub mod metrics;
 pub mod net;
-pub mod pins;
+pub(crate) mod pins;
 pub mod replication;
 pub mod server;
-pub mod session;
+pub(crate) mod session;
 pub mod shared_cache;
-pub mod shutdown;
-pub mod sql;
-pub mod stats;
-pub mod tls;
+pub(crate) mod shutdown;
+pub(crate) mod sql;
+pub(crate) mod stats;
+pub(crate) mod tls;
 pub mod upstream;
-pub mod wire;
+pub(crate) mod wire;
 
 pub use config::Config;
 pub use server::Server;

@@ -146,13 +146,13 @@ fn an_unavailable_database_is_bypassed() {
     c.generations().set_feed("app", Feed::Down);
     assert!(matches!(
         c.lookup(&k, "app"),
-        Lookup::Bypass(BypassReason("replication_down"))
+        Lookup::Bypass(FeedRefusal::ReplicationDown)
     ));
     c.generations()
         .set_feed("app", Feed::Bounded(Duration::ZERO));
     assert!(matches!(
         c.lookup(&k, "app"),
-        Lookup::Bypass(BypassReason("no_change_feed"))
+        Lookup::Bypass(FeedRefusal::NoChangeFeed)
     ));
     c.generations().set_feed("app", Feed::Live);
     assert!(matches!(c.lookup(&k, "app"), Lookup::Hit(_)));

@@ -28,6 +28,7 @@ use std::sync::Arc;
 
 use tracing::{debug, warn};
 
+use crate::bypass::BypassReason;
 use crate::sql::{FunctionName, ReadDeps, RelationName};
 use crate::upstream::control::ControlConnections;
 
@@ -41,7 +42,7 @@ pub enum Resolution {
     /// function is immutable; these are the tables (partition roots, view bases) it depends on.
     Cacheable(Vec<u32>),
     /// Not cacheable, with a short reason used as a metric label.
-    NotCacheable(&'static str),
+    NotCacheable(BypassReason),
     /// Not cacheable because it calls a function that is not immutable: it may also change
     /// session state (`set_config`), so the session's fingerprint must change too.
     CallsVolatile,
@@ -96,7 +97,7 @@ pub struct Catalog {
 /// Catalog answers per database, relation and function.
 #[derive(Default)]
 struct Facts {
-    relations: HashMap<(String, RelationName), Result<Vec<u32>, &'static str>>,
+    relations: HashMap<(String, RelationName), Result<Vec<u32>, BypassReason>>,
     functions: HashMap<(String, FunctionName), bool>,
     /// Schema and name per database and relation OID.
     names: HashMap<(String, u32), TableName>,
@@ -164,7 +165,7 @@ impl Catalog {
                             .query(queries::UNPUBLISHED, &[publication, oids])
                             .await?;
                         if !unpublished.is_empty() {
-                            answer = Err("not_published");
+                            answer = Err(BypassReason::NotPublished);
                         }
                     }
                     self.remember(|facts| {
@@ -340,12 +341,12 @@ async fn resolve_relation(
     client: &tokio_postgres::Client,
     relation: &RelationName,
     tables: &mut BTreeSet<u32>,
-) -> Result<Result<(), &'static str>, CatalogError> {
+) -> Result<Result<(), BypassReason>, CatalogError> {
     let rows = client
         .query(queries::RELATION, &[&relation.name, &relation.schema])
         .await?;
     if rows.is_empty() {
-        return Ok(Err("unknown_relation"));
+        return Ok(Err(BypassReason::UnknownRelation));
     }
     for row in rows {
         let oid: u32 = row.get("oid");
@@ -358,13 +359,13 @@ async fn resolve_relation(
             "pg_catalog" | "information_schema" | "pg_toast"
         ) || schema.starts_with("pg_toast")
         {
-            return Ok(Err("system_catalog"));
+            return Ok(Err(BypassReason::SystemCatalog));
         }
         match persistence as u8 {
             b'p' => {}
-            b't' => return Ok(Err("temporary_table")),
-            b'u' => return Ok(Err("unlogged_table")),
-            _ => return Ok(Err("unknown_persistence")),
+            b't' => return Ok(Err(BypassReason::TemporaryTable)),
+            b'u' => return Ok(Err(BypassReason::UnloggedTable)),
+            _ => return Ok(Err(BypassReason::UnknownPersistence)),
         }
         match kind as u8 {
             b'r' | b'p' | b'm' => {
@@ -377,9 +378,9 @@ async fn resolve_relation(
                     return Ok(Err(reason));
                 }
             }
-            b'f' => return Ok(Err("foreign_table")),
-            b'S' => return Ok(Err("sequence")),
-            _ => return Ok(Err("unsupported_relation")),
+            b'f' => return Ok(Err(BypassReason::ForeignTable)),
+            b'S' => return Ok(Err(BypassReason::Sequence)),
+            _ => return Ok(Err(BypassReason::UnsupportedRelation)),
         }
     }
     Ok(Ok(()))
@@ -396,7 +397,7 @@ async fn add_table(
     root: u32,
     kind: u8,
     tables: &mut BTreeSet<u32>,
-) -> Result<Result<(), &'static str>, CatalogError> {
+) -> Result<Result<(), BypassReason>, CatalogError> {
     tables.insert(oid);
     tables.insert(root);
     if kind == b'm' {
@@ -414,10 +415,10 @@ async fn add_table(
         let kind: i8 = row.get("relkind");
         let persistence: i8 = row.get("relpersistence");
         if kind as u8 == b'f' {
-            return Ok(Err("foreign_table"));
+            return Ok(Err(BypassReason::ForeignTable));
         }
         if persistence as u8 == b'u' {
-            return Ok(Err("unlogged_table"));
+            return Ok(Err(BypassReason::UnloggedTable));
         }
         tables.insert(descendant);
     }
@@ -431,9 +432,9 @@ async fn expand_view(
     view: u32,
     tables: &mut BTreeSet<u32>,
     depth: usize,
-) -> Result<Result<(), &'static str>, CatalogError> {
+) -> Result<Result<(), BypassReason>, CatalogError> {
     if depth > 16 {
-        return Ok(Err("view_too_deep"));
+        return Ok(Err(BypassReason::ViewTooDeep));
     }
     let rows = client.query(queries::VIEW_DEPENDENCIES, &[&view]).await?;
     for row in rows {
@@ -441,7 +442,7 @@ async fn expand_view(
         if is_function {
             let immutable: bool = row.get("immutable");
             if !immutable {
-                return Ok(Err("view_calls_volatile_function"));
+                return Ok(Err(BypassReason::ViewCallsVolatileFunction));
             }
             continue;
         }
@@ -451,10 +452,10 @@ async fn expand_view(
         let oid: u32 = row.get("oid");
         let root: u32 = row.get("root");
         if matches!(schema.as_str(), "pg_catalog" | "information_schema") {
-            return Ok(Err("system_catalog"));
+            return Ok(Err(BypassReason::SystemCatalog));
         }
         if persistence as u8 != b'p' {
-            return Ok(Err("view_over_unlogged_or_temporary"));
+            return Ok(Err(BypassReason::ViewOverUnloggedOrTemporary));
         }
         match kind as u8 {
             b'r' | b'p' | b'm' => {
@@ -467,9 +468,9 @@ async fn expand_view(
                     return Ok(Err(reason));
                 }
             }
-            b'f' => return Ok(Err("foreign_table")),
-            b'S' => return Ok(Err("sequence")),
-            _ => return Ok(Err("unsupported_relation")),
+            b'f' => return Ok(Err(BypassReason::ForeignTable)),
+            b'S' => return Ok(Err(BypassReason::Sequence)),
+            _ => return Ok(Err(BypassReason::UnsupportedRelation)),
         }
     }
     Ok(Ok(()))

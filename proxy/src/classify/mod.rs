@@ -19,6 +19,7 @@ use parking_lot::Mutex;
 use pgcached_cache::TableId;
 use quick_cache::sync::Cache;
 
+use crate::bypass::BypassReason;
 use crate::catalog::{self, Catalog, Resolution, TableName};
 use crate::pins::reads::RowPin;
 use crate::pins::writes::WriteEffect;
@@ -61,19 +62,19 @@ pub struct TableRules {
 
 impl TableRules {
     /// Why reads of `tables` may not be cached, if they may not.
-    pub fn refusal(&self, tables: &[TableName]) -> Option<&'static str> {
+    pub fn refusal(&self, tables: &[TableName]) -> Option<BypassReason> {
         if tables
             .iter()
             .any(|t| self.deny.iter().any(|pattern| t.matches(pattern)))
         {
-            return Some("table_denied");
+            return Some(BypassReason::TableDenied);
         }
         if !self.allow.is_empty()
             && !tables
                 .iter()
                 .all(|t| self.allow.iter().any(|pattern| t.matches(pattern)))
         {
-            return Some("table_not_allowed");
+            return Some(BypassReason::TableNotAllowed);
         }
         None
     }
@@ -93,7 +94,7 @@ pub enum Class {
     /// session state, so the session is treated as if it had.
     Classifying { calls_functions: bool },
     /// A read that is never cached, with the reason (a metric label).
-    Uncacheable(&'static str),
+    Uncacheable(BypassReason),
     /// A read calling a non-immutable function: uncached, and it may change session state.
     CallsVolatile,
     /// Changes session state (SET, RESET, SET ROLE, DISCARD, ...).
@@ -109,19 +110,19 @@ pub enum Class {
 }
 
 impl Class {
-    /// The metric label when the statement is relayed uncached.
-    pub fn bypass_reason(&self) -> &'static str {
-        match self {
-            Class::Cacheable(_) => "cacheable",
-            Class::Classifying { .. } => "classifying",
-            Class::Uncacheable(reason) => reason,
-            Class::CallsVolatile => "volatile_function",
-            Class::SessionState => "session_state",
-            Class::TempObjects => "temporary_objects",
-            Class::TransactionControl => "transaction_control",
-            Class::Write(_) => "write",
-            Class::Other => "not_a_read",
-        }
+    /// Why the statement is relayed uncached; `None` for a cacheable read.
+    pub fn bypass_reason(&self) -> Option<BypassReason> {
+        Some(match self {
+            Class::Cacheable(_) => return None,
+            Class::Classifying { .. } => BypassReason::Classifying,
+            Class::Uncacheable(reason) => *reason,
+            Class::CallsVolatile => BypassReason::VolatileFunction,
+            Class::SessionState => BypassReason::SessionState,
+            Class::TempObjects => BypassReason::TemporaryObjects,
+            Class::TransactionControl => BypassReason::TransactionControl,
+            Class::Write(_) => BypassReason::Write,
+            Class::Other => BypassReason::NotARead,
+        })
     }
 }
 
@@ -294,11 +295,6 @@ impl Classifier {
         self.memo.len()
     }
 
-    /// True when nothing is memoized.
-    pub fn is_empty(&self) -> bool {
-        self.memo.is_empty()
-    }
-
     /// Forgets every classification (after schema changes).
     pub fn clear(&self) {
         self.memo.clear();
@@ -383,10 +379,10 @@ impl Classifier {
                 calls_functions: true,
             },
             // Several statements in one string may write or change state: effects unknown.
-            StatementKind::UncacheableRead("multi_statement") => Class::Other,
-            StatementKind::UncacheableRead("select_into" | "data_modifying_cte") => {
-                Class::Write(WriteClass::Database)
-            }
+            StatementKind::UncacheableRead(BypassReason::MultiStatement) => Class::Other,
+            StatementKind::UncacheableRead(
+                BypassReason::SelectInto | BypassReason::DataModifyingCte,
+            ) => Class::Write(WriteClass::Database),
             StatementKind::UncacheableRead(reason) => Class::Uncacheable(reason),
             StatementKind::SessionState => Class::SessionState,
             StatementKind::CreatesTempObjects => Class::TempObjects,
@@ -410,10 +406,10 @@ impl Classifier {
             Resolution::CallsVolatile => return Ok(Class::CallsVolatile),
         };
         if hints.nocache {
-            return Ok(Class::Uncacheable("nocache_hint"));
+            return Ok(Class::Uncacheable(BypassReason::NocacheHint));
         }
         if hints.invalid.is_some() {
-            return Ok(Class::Uncacheable("invalid_hint"));
+            return Ok(Class::Uncacheable(BypassReason::InvalidHint));
         }
         if !self.rules.is_empty() {
             let names = self.catalog.table_names(database, &oids).await?;
@@ -474,7 +470,7 @@ impl Classifier {
                         .await
                         .unwrap_or_else(|e| {
                             catalog::report(&e);
-                            Class::Uncacheable("catalog_unavailable")
+                            Class::Uncacheable(BypassReason::CatalogUnavailable)
                         }),
                     Pending::Write(info) => classifier
                         .judge_write(&key.0, &info)
@@ -515,15 +511,15 @@ mod tests {
         );
         assert_eq!(
             rules.refusal(&[name("public", "products"), name("public", "orders")]),
-            Some("table_not_allowed")
+            Some(BypassReason::TableNotAllowed)
         );
         assert_eq!(
             rules.refusal(&[name("public", "sessions")]),
-            Some("table_denied")
+            Some(BypassReason::TableDenied)
         );
         assert_eq!(
             rules.refusal(&[name("other", "sessions")]),
-            Some("table_not_allowed")
+            Some(BypassReason::TableNotAllowed)
         );
         let deny_only = TableRules {
             allow: vec![],
@@ -531,7 +527,7 @@ mod tests {
         };
         assert_eq!(
             deny_only.refusal(&[name("other", "sessions")]),
-            Some("table_denied")
+            Some(BypassReason::TableDenied)
         );
         assert_eq!(deny_only.refusal(&[name("public", "products")]), None);
         assert!(TableRules::default().is_empty());

@@ -114,7 +114,7 @@ pub async fn resolve(
                 .iter()
                 .map(|constant| match constant {
                     Constant::Parameter(n) => Some(PinValue::Parameter(*n)),
-                    other => pin_type.from_constant(other).map(PinValue::Canonical),
+                    other => pin_type.canonical_constant(other).map(PinValue::Canonical),
                 })
                 .collect();
             if let Some(values) = values {

@@ -78,7 +78,7 @@ impl PinType {
 
     /// The canonical form of a value in its type's text input or output form (a literal, a
     /// text-format parameter, a row image's value).
-    pub fn from_text(self, text: &[u8]) -> Option<Vec<u8>> {
+    pub fn canonical_text(self, text: &[u8]) -> Option<Vec<u8>> {
         match self {
             PinType::Integer => integer(std::str::from_utf8(text).ok()?.trim()),
             PinType::Text => Some(text.to_vec()),
@@ -89,7 +89,7 @@ impl PinType {
 
     /// The canonical form of a binary-format parameter declared with `type_oid` (0 meaning the
     /// column's own type).
-    pub fn from_binary(self, type_oid: u32, bytes: &[u8]) -> Option<Vec<u8>> {
+    pub fn canonical_binary(self, type_oid: u32, bytes: &[u8]) -> Option<Vec<u8>> {
         match self {
             PinType::Integer => {
                 let value: i64 = match (type_oid, bytes.len()) {
@@ -111,10 +111,10 @@ impl PinType {
     }
 
     /// The canonical form of a query constant (parameters are resolved per execution).
-    pub fn from_constant(self, constant: &Constant) -> Option<Vec<u8>> {
+    pub fn canonical_constant(self, constant: &Constant) -> Option<Vec<u8>> {
         match (self, constant) {
             (PinType::Integer, Constant::Integer(text)) => integer(text),
-            (_, Constant::String(text)) => self.from_text(text.as_bytes()),
+            (_, Constant::String(text)) => self.canonical_text(text.as_bytes()),
             (PinType::Bool, Constant::Boolean(value)) => {
                 Some(if *value { b"t".to_vec() } else { b"f".to_vec() })
             }
@@ -184,23 +184,26 @@ mod tests {
     #[test]
     fn integers_of_every_form_and_width_meet() {
         let seven = Some(b"7".to_vec());
-        assert_eq!(PinType::Integer.from_text(b"7"), seven);
-        assert_eq!(PinType::Integer.from_text(b" 007 "), seven);
-        assert_eq!(PinType::Integer.from_text(b"+7"), seven);
+        assert_eq!(PinType::Integer.canonical_text(b"7"), seven);
+        assert_eq!(PinType::Integer.canonical_text(b" 007 "), seven);
+        assert_eq!(PinType::Integer.canonical_text(b"+7"), seven);
         assert_eq!(
-            PinType::Integer.from_binary(oid::INT2, &7i16.to_be_bytes()),
+            PinType::Integer.canonical_binary(oid::INT2, &7i16.to_be_bytes()),
             seven
         );
         assert_eq!(
-            PinType::Integer.from_binary(oid::INT8, &7i64.to_be_bytes()),
+            PinType::Integer.canonical_binary(oid::INT8, &7i64.to_be_bytes()),
             seven
         );
-        assert_eq!(PinType::Integer.from_binary(0, &7i32.to_be_bytes()), seven);
         assert_eq!(
-            PinType::Integer.from_constant(&Constant::String("7".into())),
+            PinType::Integer.canonical_binary(0, &7i32.to_be_bytes()),
             seven
         );
-        assert_eq!(PinType::Integer.from_text(b"-0"), Some(b"0".to_vec()));
+        assert_eq!(
+            PinType::Integer.canonical_constant(&Constant::String("7".into())),
+            seven
+        );
+        assert_eq!(PinType::Integer.canonical_text(b"-0"), Some(b"0".to_vec()));
         for bad in [
             &b"7.0"[..],
             b"0x7",
@@ -209,15 +212,15 @@ mod tests {
             b"-",
             b"99999999999999999999",
         ] {
-            assert_eq!(PinType::Integer.from_text(bad), None, "{bad:?}");
+            assert_eq!(PinType::Integer.canonical_text(bad), None, "{bad:?}");
         }
-        assert_eq!(PinType::Integer.from_binary(oid::INT4, &[0, 7]), None);
+        assert_eq!(PinType::Integer.canonical_binary(oid::INT4, &[0, 7]), None);
     }
 
     #[test]
     fn uuids_meet_whatever_their_spelling() {
         let canonical = PinType::Uuid
-            .from_text(b"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11")
+            .canonical_text(b"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11")
             .expect("uuid");
         assert_eq!(canonical.len(), 16);
         for spelling in [
@@ -227,13 +230,13 @@ mod tests {
             b"a0ee-bc99-9c0b-4ef8-bb6d-6bb9-bd38-0a11",
         ] {
             assert_eq!(
-                PinType::Uuid.from_text(spelling).as_ref(),
+                PinType::Uuid.canonical_text(spelling).as_ref(),
                 Some(&canonical),
                 "{spelling:?}"
             );
         }
         assert_eq!(
-            PinType::Uuid.from_binary(oid::UUID, &canonical),
+            PinType::Uuid.canonical_binary(oid::UUID, &canonical),
             Some(canonical.clone())
         );
         for bad in [
@@ -241,30 +244,38 @@ mod tests {
             b"-a0eebc999c0b4ef8bb6d6bb9bd380a11",
             b"a0eebc99--9c0b4ef8bb6d6bb9bd380a11",
         ] {
-            assert_eq!(PinType::Uuid.from_text(bad), None, "{bad:?}");
+            assert_eq!(PinType::Uuid.canonical_text(bad), None, "{bad:?}");
         }
     }
 
     #[test]
     fn booleans_and_texts_meet_as_postgres_reads_them() {
         for yes in [&b"t"[..], b"true", b"TRUE", b"yes", b"on", b"1", b"tr"] {
-            assert_eq!(PinType::Bool.from_text(yes), Some(b"t".to_vec()), "{yes:?}");
+            assert_eq!(
+                PinType::Bool.canonical_text(yes),
+                Some(b"t".to_vec()),
+                "{yes:?}"
+            );
         }
         for no in [&b"f"[..], b"false", b"no", b"off", b"0"] {
-            assert_eq!(PinType::Bool.from_text(no), Some(b"f".to_vec()), "{no:?}");
+            assert_eq!(
+                PinType::Bool.canonical_text(no),
+                Some(b"f".to_vec()),
+                "{no:?}"
+            );
         }
-        assert_eq!(PinType::Bool.from_text(b"o"), None, "ambiguous");
+        assert_eq!(PinType::Bool.canonical_text(b"o"), None, "ambiguous");
         assert_eq!(
-            PinType::Bool.from_constant(&Constant::Boolean(true)),
+            PinType::Bool.canonical_constant(&Constant::Boolean(true)),
             Some(b"t".to_vec())
         );
         assert_eq!(
-            PinType::Text.from_text(b" x "),
+            PinType::Text.canonical_text(b" x "),
             Some(b" x ".to_vec()),
             "spaces matter"
         );
         assert_eq!(
-            PinType::Text.from_constant(&Constant::Integer("5".into())),
+            PinType::Text.canonical_constant(&Constant::Integer("5".into())),
             None
         );
     }

@@ -81,7 +81,7 @@ fn key_of(
     let mut values: Vec<Vec<u8>> = Vec::with_capacity(columns.len());
     for (name, pin_type) in columns {
         match image.get(name) {
-            Some(Value::Text(text)) => match pin_type.from_text(text) {
+            Some(Value::Text(text)) => match pin_type.canonical_text(text) {
                 Some(canonical) => values.push(canonical),
                 None => return ImageKey::Unknown,
             },

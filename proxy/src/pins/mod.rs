@@ -16,5 +16,4 @@ pub mod registry;
 pub mod writes;
 
 pub use canonical::PinType;
-pub use keys::key_hash;
-pub use registry::{ColumnSet, Identity, PinRegistry, TableSets};
+pub use registry::{Identity, PinRegistry};

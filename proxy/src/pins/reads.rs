@@ -136,8 +136,8 @@ impl Parameters<'_> {
         }
         let value = value.as_deref()?;
         match format {
-            0 => pin_type.from_text(value),
-            1 => pin_type.from_binary(declared, value),
+            0 => pin_type.canonical_text(value),
+            1 => pin_type.canonical_binary(declared, value),
             _ => None,
         }
     }

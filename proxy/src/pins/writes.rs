@@ -149,7 +149,7 @@ fn keys_written(
     let canonical = |constant: &Constant, pin_type: PinType| -> Option<Vec<u8>> {
         match constant {
             Constant::Parameter(n) => parameters?.canonical(*n, pin_type),
-            other => pin_type.from_constant(other),
+            other => pin_type.canonical_constant(other),
         }
     };
     let (pins, assigned): (&[(String, Vec<Constant>)], &[String]) = match &effect.rows {

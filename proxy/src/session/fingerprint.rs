@@ -65,6 +65,7 @@ impl Fingerprint {
     }
 
     /// True once private.
+    #[cfg(test)]
     pub fn is_private(&self) -> bool {
         self.private
     }

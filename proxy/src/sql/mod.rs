@@ -18,6 +18,8 @@ pub mod shape;
 pub mod text;
 pub mod write;
 
+use crate::bypass::BypassReason;
+
 use sqlparser::ast::{ObjectName, Set, Statement};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
@@ -41,7 +43,7 @@ pub enum StatementKind {
     /// A single SELECT / VALUES / TABLE query that may be cached if the catalog agrees.
     Read(ReadDeps),
     /// A read that is never cached, with the reason.
-    UncacheableRead(&'static str),
+    UncacheableRead(BypassReason),
     /// Changes session state (SET, RESET, SET ROLE, SET SESSION AUTHORIZATION, DISCARD, LOAD).
     SessionState,
     /// Creates temporary objects.
@@ -66,9 +68,9 @@ pub fn analyze(sql: &str) -> Analysis {
     let kind = match parsed {
         Err(_) => StatementKind::Unparsable,
         Ok(statements) => match statements.as_slice() {
-            [] => StatementKind::UncacheableRead("empty"),
+            [] => StatementKind::UncacheableRead(BypassReason::Empty),
             [statement] => kind_of(statement),
-            _ => StatementKind::UncacheableRead("multi_statement"),
+            _ => StatementKind::UncacheableRead(BypassReason::MultiStatement),
         },
     };
     Analysis { kind }
@@ -103,15 +105,15 @@ fn kind_of(statement: &Statement) -> StatementKind {
         Statement::CreateSequence {
             temporary, name, ..
         } if *temporary || is_temp_schema(name) => StatementKind::CreatesTempObjects,
-        Statement::Copy { to: true, .. } => StatementKind::UncacheableRead("copy_to"),
+        Statement::Copy { to: true, .. } => StatementKind::UncacheableRead(BypassReason::CopyTo),
         Statement::ShowVariable { .. } | Statement::ShowVariables { .. } => {
-            StatementKind::UncacheableRead("show")
+            StatementKind::UncacheableRead(BypassReason::Show)
         }
         Statement::Explain { analyze: false, .. } | Statement::ExplainTable { .. } => {
-            StatementKind::UncacheableRead("explain")
+            StatementKind::UncacheableRead(BypassReason::Explain)
         }
         Statement::LISTEN { .. } | Statement::UNLISTEN { .. } | Statement::NOTIFY { .. } => {
-            StatementKind::UncacheableRead("listen_notify")
+            StatementKind::UncacheableRead(BypassReason::ListenNotify)
         }
         Statement::Insert { .. } | Statement::Update { .. } | Statement::Delete { .. } => {
             StatementKind::Write(write::info(statement))

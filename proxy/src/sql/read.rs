@@ -14,6 +14,7 @@ use sqlparser::ast::{
 };
 
 use super::names::{fold, split, FunctionName, RelationName};
+use crate::bypass::BypassReason;
 
 /// The relations and functions a read uses.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -38,11 +39,11 @@ struct Collector {
     occurrences: Vec<(RelationName, usize)>,
     functions: Vec<FunctionName>,
     ctes: HashSet<String>,
-    reason: Option<&'static str>,
+    reason: Option<BypassReason>,
 }
 
 impl Collector {
-    fn refuse(&mut self, reason: &'static str) -> ControlFlow<()> {
+    fn refuse(&mut self, reason: BypassReason) -> ControlFlow<()> {
         self.reason.get_or_insert(reason);
         ControlFlow::Break(())
     }
@@ -65,7 +66,7 @@ impl Collector {
                 }
                 ControlFlow::Continue(())
             }
-            None => self.refuse("unsupported_name"),
+            None => self.refuse(BypassReason::UnsupportedName),
         }
     }
 }
@@ -75,13 +76,13 @@ impl Visitor for Collector {
 
     fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
         if !query.locks.is_empty() || query.for_clause.is_some() {
-            return self.refuse("locking_clause");
+            return self.refuse(BypassReason::LockingClause);
         }
         if matches!(
             *query.body,
             SetExpr::Insert(_) | SetExpr::Update(_) | SetExpr::Delete(_) | SetExpr::Merge(_)
         ) {
-            return self.refuse("data_modifying_cte");
+            return self.refuse(BypassReason::DataModifyingCte);
         }
         if let Some(with) = &query.with {
             for cte in &with.cte_tables {
@@ -93,14 +94,14 @@ impl Visitor for Collector {
 
     fn pre_visit_select(&mut self, select: &Select) -> ControlFlow<()> {
         if select.into.is_some() {
-            return self.refuse("select_into");
+            return self.refuse(BypassReason::SelectInto);
         }
         ControlFlow::Continue(())
     }
 
     fn pre_visit_statement(&mut self, _statement: &Statement) -> ControlFlow<()> {
         // The read itself is visited as a Query: any statement inside it modifies data.
-        self.refuse("data_modifying_cte")
+        self.refuse(BypassReason::DataModifyingCte)
     }
 
     fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
@@ -119,7 +120,7 @@ impl Visitor for Collector {
                         self.relations.push(relation);
                     }
                 }
-                None => return self.refuse("unsupported_name"),
+                None => return self.refuse(BypassReason::UnsupportedName),
             }
         }
         ControlFlow::Continue(())
@@ -140,7 +141,7 @@ impl Visitor for Collector {
         if let Value::SingleQuotedString(text) | Value::EscapedStringLiteral(text) = &value.value {
             let word = text.trim().to_ascii_lowercase();
             if TIME_WORDS.contains(&word.as_str()) {
-                return self.refuse("time_literal");
+                return self.refuse(BypassReason::TimeLiteral);
             }
         }
         ControlFlow::Continue(())
@@ -148,7 +149,7 @@ impl Visitor for Collector {
 }
 
 /// Collects a query's dependencies, or the reason it can never be cached.
-pub fn dependencies(query: &Query) -> Result<ReadDeps, &'static str> {
+pub fn dependencies(query: &Query) -> Result<ReadDeps, BypassReason> {
     let mut collector = Collector::default();
     let _ = query.visit(&mut collector);
     if let Some(reason) = collector.reason {

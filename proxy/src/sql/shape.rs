@@ -100,11 +100,6 @@ pub fn of(sql: &str) -> Option<Shape> {
     })
 }
 
-/// The literals of `sql` (the same as [`of`]'s, without building the shape's text).
-pub fn literals(sql: &str) -> Option<Vec<Literal>> {
-    of(sql).map(|shape| shape.literals)
-}
-
 /// One lexical unit, by where it ends.
 enum Token {
     /// A `$n` parameter.

@@ -106,11 +106,6 @@ impl Clients {
     pub fn len(&self) -> usize {
         self.open.lock().len()
     }
-
-    /// True when no session is open.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 #[cfg(test)]
@@ -144,6 +139,6 @@ mod tests {
         let left: Vec<String> = clients.list().iter().map(|c| c.user.clone()).collect();
         assert_eq!(left, vec!["bob".to_owned()]);
         drop(second);
-        assert!(clients.is_empty());
+        assert_eq!(clients.len(), 0);
     }
 }

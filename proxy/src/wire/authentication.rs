@@ -9,10 +9,6 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 /// AuthenticationOk.
 pub const OK: i32 = 0;
-/// AuthenticationCleartextPassword.
-pub const CLEARTEXT_PASSWORD: i32 = 3;
-/// AuthenticationMD5Password.
-pub const MD5_PASSWORD: i32 = 5;
 /// AuthenticationSASL: the mechanism list.
 pub const SASL: i32 = 10;
 /// AuthenticationSASLContinue: the server's first message.
@@ -167,8 +163,8 @@ mod tests {
         assert!(!expects_answer(OK));
         assert!(!expects_answer(SASL_FINAL));
         for code in [
-            CLEARTEXT_PASSWORD,
-            MD5_PASSWORD,
+            3, // cleartext password
+            5, // MD5 password
             7,
             8,
             9,

@@ -10,14 +10,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use pgcached_cache::{Entry, FillWait, Lookup};
+use pgcached_cache::{Entry, FillWait};
 
 use super::capture::Capture;
-use super::effects::{self, Found, KeyProtocol};
+use super::effects::{self, Answerable, Found, KeyProtocol};
 use super::expect::{Expect, QueryPath};
 use super::simple::not_now_reason;
 use super::writes::OwnedValues;
 use super::{CachePath, Mode, Outputs, Step};
+use crate::bypass::BypassReason;
 use crate::classify::{Class, Protocol};
 use crate::pins::reads::ExecutionValues;
 use crate::session::conversation::Phase;
@@ -201,7 +202,7 @@ impl CachePath {
     fn capture_for(&mut self, execute: &Execute, phase: Phase) -> Option<Capture> {
         let Some((class, sql, param_types, arguments)) = self.execution(&execute.portal) else {
             self.backend.metrics.query(StatementKind::Other);
-            self.backend.metrics.bypass("unknown_statement");
+            self.backend.metrics.bypass(BypassReason::UnknownStatement);
             return None;
         };
         self.apply_effects(
@@ -211,13 +212,15 @@ impl CachePath {
         );
         let Class::Cacheable(read) = &class else {
             self.backend.metrics.query(effects::statement_kind(&class));
-            self.backend.metrics.bypass(class.bypass_reason());
+            if let Some(reason) = class.bypass_reason() {
+                self.backend.metrics.bypass(reason);
+            }
             return None;
         };
         let idle = phase == Phase::Ready(TransactionStatus::Idle);
         if !idle || execute.max_rows != 0 {
             let reason = if execute.max_rows != 0 {
-                "row_limit"
+                BypassReason::RowLimit
             } else {
                 not_now_reason(phase)
             };
@@ -241,7 +244,7 @@ impl CachePath {
         match self.look_up(&key, read, false, values) {
             Found::Miss(guard) => Some(Capture::new(guard, self.backend.max_entry, described)),
             Found::Hit(_) => {
-                self.backend.metrics.bypass("batch_not_all_hits");
+                self.backend.metrics.bypass(BypassReason::BatchNotAllHits);
                 None
             }
             Found::Wait(_) | Found::Relay => None,
@@ -354,9 +357,11 @@ impl CachePath {
                         types: &param_types,
                     };
                     match self.look_up_to_answer(&key, read, may_wait, values) {
-                        Lookup::Hit(entry) => entries.push((index, execute.portal.clone(), entry)),
-                        Lookup::Wait(wait) if may_wait => return Err(Some(wait)),
-                        _ => return Err(None),
+                        Answerable::Hit(entry) => {
+                            entries.push((index, execute.portal.clone(), entry))
+                        }
+                        Answerable::Wait(wait) => return Err(Some(wait)),
+                        Answerable::No => return Err(None),
                     }
                 }
                 _ => {}

@@ -14,10 +14,21 @@ use pgcached_cache::{CacheKey, Dependencies, Entry, FillGuard, FillWait, Lookup}
 
 use super::writes::{OwnedValues, PendingWrite, WriteScope};
 use super::CachePath;
+use crate::bypass::BypassReason;
 use crate::classify::{CacheableRead, Class, Protocol, WriteClass};
 use crate::pins::reads::{row_dependencies, ExecutionValues, ReadParameters};
 use crate::shared_cache::Fetch;
 use crate::stats::QueryKind as StatementKind;
+
+/// Whether a read of a held batch can be answered here.
+pub(crate) enum Answerable {
+    /// In memory.
+    Hit(Arc<Entry>),
+    /// Being filled (by another session, or from the shared tier): wait, then look again.
+    Wait(FillWait),
+    /// Not without PostgreSQL.
+    No,
+}
 
 /// What a counted lookup found.
 pub(crate) enum Found {
@@ -142,11 +153,11 @@ impl CachePath {
             }
             Lookup::Wait(wait) if may_wait => Found::Wait(wait),
             Lookup::Wait(_) => {
-                metrics.bypass("fill_in_flight");
+                metrics.bypass(BypassReason::FillInFlight);
                 Found::Relay
             }
             Lookup::Bypass(reason) => {
-                metrics.bypass(reason.0);
+                metrics.bypass(reason.into());
                 Found::Relay
             }
         }
@@ -175,20 +186,18 @@ impl CachePath {
         read: &CacheableRead,
         may_wait: bool,
         values: ExecutionValues<'_>,
-    ) -> Lookup {
-        match (
-            self.backend.store.lookup(key, &self.database),
-            &self.backend.shared,
-        ) {
-            (Lookup::Miss(reservation), Some(shared)) if may_wait => {
-                match shared.fetch(self.guard(reservation, read, values)) {
-                    Fetch::Waiting(wait) => Lookup::Wait(wait),
-                    Fetch::Declined(_) => {
-                        Lookup::Bypass(pgcached_cache::BypassReason("shared_unavailable"))
-                    }
-                }
-            }
-            (lookup, _) => lookup,
+    ) -> Answerable {
+        match self.backend.store.lookup(key, &self.database) {
+            Lookup::Hit(entry) => Answerable::Hit(entry),
+            Lookup::Wait(wait) if may_wait => Answerable::Wait(wait),
+            Lookup::Miss(reservation) if may_wait => match &self.backend.shared {
+                Some(shared) => match shared.fetch(self.guard(reservation, read, values)) {
+                    Fetch::Waiting(wait) => Answerable::Wait(wait),
+                    Fetch::Declined(_) => Answerable::No,
+                },
+                None => Answerable::No,
+            },
+            Lookup::Miss(_) | Lookup::Wait(_) | Lookup::Bypass(_) => Answerable::No,
         }
     }
 

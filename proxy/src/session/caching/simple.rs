@@ -10,6 +10,7 @@ use super::effects::{self, Found, KeyProtocol};
 use super::expect::{Expect, QueryPath};
 use super::writes::OwnedValues;
 use super::{CachePath, Outputs, Step};
+use crate::bypass::BypassReason;
 use crate::classify::{Class, Protocol};
 use crate::pins::reads::ExecutionValues;
 use crate::session::conversation::Phase;
@@ -39,7 +40,9 @@ impl CachePath {
         }
         let Class::Cacheable(read) = &class else {
             self.backend.metrics.query(effects::statement_kind(&class));
-            self.backend.metrics.bypass(class.bypass_reason());
+            if let Some(reason) = class.bypass_reason() {
+                self.backend.metrics.bypass(reason);
+            }
             self.relay_simple(frame.bytes, None, started, out);
             return Step::Done;
         };
@@ -106,9 +109,11 @@ impl CachePath {
 }
 
 /// Why a cacheable read is relayed uncached right now.
-pub(super) fn not_now_reason(phase: Phase) -> &'static str {
+pub(super) fn not_now_reason(phase: Phase) -> BypassReason {
     match phase {
-        Phase::Ready(TransactionStatus::InBlock | TransactionStatus::Failed) => "in_transaction",
-        _ => "pipelined",
+        Phase::Ready(TransactionStatus::InBlock | TransactionStatus::Failed) => {
+            BypassReason::InTransaction
+        }
+        _ => BypassReason::Pipelined,
     }
 }
