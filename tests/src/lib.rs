@@ -22,6 +22,7 @@ pub mod external;
 pub mod proxy;
 pub mod raw;
 pub mod redis;
+pub mod statements;
 
 pub use clients::{connect, url, Endpoint};
 pub use cluster::shared_cluster;
