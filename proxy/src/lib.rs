@@ -34,6 +34,8 @@
 //!   console and the per-table metrics.
 
 pub(crate) mod admin;
+#[doc(hidden)]
+pub mod bench_api;
 pub mod auth;
 pub(crate) mod bypass;
 pub(crate) mod cache_metrics;

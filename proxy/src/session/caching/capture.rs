@@ -10,19 +10,19 @@ use bytes::{Bytes, BytesMut};
 use pgcached_cache::FillGuard;
 
 /// A response being captured.
-pub(crate) struct Capture {
+pub struct Capture {
     guard: FillGuard,
     buf: BytesMut,
     max: usize,
     spoiled: bool,
     complete: bool,
     /// Whether the key says the client described the portal (then the RowDescription is `meta`).
-    pub(crate) described: bool,
+    pub described: bool,
 }
 
 impl Capture {
     /// Starts capturing for `guard`; results over `max` bytes are not kept.
-    pub(crate) fn new(guard: FillGuard, max: usize, described: bool) -> Capture {
+    pub fn new(guard: FillGuard, max: usize, described: bool) -> Capture {
         Capture {
             guard,
             buf: BytesMut::new(),
@@ -34,7 +34,7 @@ impl Capture {
     }
 
     /// Adds a frame of the result. `whole` is false for a streamed (very large) frame.
-    pub(crate) fn add(&mut self, frame: &[u8], whole: bool) {
+    pub fn add(&mut self, frame: &[u8], whole: bool) {
         if self.spoiled {
             return;
         }
@@ -46,19 +46,19 @@ impl Capture {
     }
 
     /// Adds the CommandComplete that ends the result.
-    pub(crate) fn finish(&mut self, frame: &[u8], whole: bool) {
+    pub fn finish(&mut self, frame: &[u8], whole: bool) {
         self.add(frame, whole);
         self.complete = true;
     }
 
     /// Marks the result as unfit to replay.
-    pub(crate) fn spoil(&mut self) {
+    pub fn spoil(&mut self) {
         self.spoiled = true;
         self.buf = BytesMut::new();
     }
 
     /// The guard and the captured bytes, if the result is complete and clean.
-    pub(crate) fn into_fill(self, meta: Bytes) -> Option<PendingFill> {
+    pub fn into_fill(self, meta: Bytes) -> Option<PendingFill> {
         if self.spoiled || !self.complete {
             return None;
         }
@@ -71,11 +71,11 @@ impl Capture {
 }
 
 /// A complete, clean result waiting for ReadyForQuery `I` before it is stored.
-pub(crate) struct PendingFill {
+pub struct PendingFill {
     /// Checks that no dependency changed since the query was sent.
-    pub(crate) guard: FillGuard,
+    pub guard: FillGuard,
     /// The frames to replay on a hit.
-    pub(crate) response: Bytes,
+    pub response: Bytes,
     /// The RowDescription (or NoData) to replay for Describe, or empty.
-    pub(crate) meta: Bytes,
+    pub meta: Bytes,
 }
