@@ -34,9 +34,9 @@
 //!   console and the per-table metrics.
 
 pub(crate) mod admin;
+pub mod auth;
 #[doc(hidden)]
 pub mod bench_api;
-pub mod auth;
 pub(crate) mod bypass;
 pub(crate) mod cache_metrics;
 pub(crate) mod catalog;
