@@ -33,6 +33,14 @@ impl Flights {
         Ok(())
     }
 
+    /// A waiter on the flight of `key`, if one is under way (the filler's own, to wait for a
+    /// fill it handed to another task).
+    pub fn subscribe(&self, key: &CacheKey) -> Option<FillWait> {
+        self.active.lock().get(key).map(|sender| FillWait {
+            receiver: sender.subscribe(),
+        })
+    }
+
     /// Ends the flight of `key`, waking its waiters.
     pub fn end(&self, key: &CacheKey) {
         // Dropping the sender closes the channel: every waiter's `changed()` returns.

@@ -16,6 +16,13 @@
 //!   pins rows by equality depends on the slots of its keys; a change bumps the slots of the keys
 //!   of its old and new rows. Two keys sharing a slot only invalidate each other too often, never
 //!   too little.
+//!
+//! Beside its count, every counter keeps the WAL position of the last change the stream
+//! reported for it and the ticket of the last change made through this pgcached
+//! ([`crate::positions`]): what the shared tier compares a result's stamp with. A stream's
+//! change is bumped with its position (`bump_*_at`); any other bump takes a ticket. Either way
+//! the position or ticket is stored before the count moves, so a reader that sees the count
+//! moved also sees why.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,6 +30,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::RwLock;
+
+use crate::positions::{LastChange, Positions};
 
 /// Number of key slots (a power of two); 8 bytes each.
 pub const KEY_SLOTS: usize = 1 << 18;
@@ -50,19 +59,58 @@ impl KeyHash {
     }
 }
 
+/// A counter, with the position and ticket of its last change.
+#[derive(Debug, Default)]
+struct Counter {
+    generation: AtomicU64,
+    /// The WAL position of the last change the stream reported.
+    position: AtomicU64,
+    /// The ticket of the last change made through this pgcached.
+    ticket: AtomicU64,
+}
+
 /// A shared counter.
 #[derive(Debug, Clone, Default)]
-pub struct GenerationHandle(Arc<AtomicU64>);
+pub struct GenerationHandle(Arc<Counter>);
 
 impl GenerationHandle {
     /// The current value.
     pub fn current(&self) -> u64 {
-        self.0.load(Ordering::Acquire)
+        self.0.generation.load(Ordering::Acquire)
     }
 
-    fn bump(&self) {
-        self.0.fetch_add(1, Ordering::AcqRel);
+    /// The stream's position and this pgcached's ticket of the last change.
+    pub(crate) fn last_change(&self) -> (u64, u64) {
+        (
+            self.0.position.load(Ordering::Acquire),
+            self.0.ticket.load(Ordering::Acquire),
+        )
     }
+
+    fn bump(&self, change: Change) {
+        match change {
+            Change::At(position) => {
+                self.0.position.fetch_max(position, Ordering::AcqRel);
+            }
+            Change::Ticket(ticket) => {
+                self.0.ticket.fetch_max(ticket, Ordering::AcqRel);
+            }
+            Change::Unchanged => {}
+        }
+        self.0.generation.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// Why a counter moves.
+#[derive(Debug, Clone, Copy)]
+enum Change {
+    /// The stream reported a change at this position.
+    At(u64),
+    /// A change through this pgcached, with its ticket.
+    Ticket(u64),
+    /// Nothing changed in the data (the stream restarted, the catalog changed): entries of
+    /// this pgcached are dropped; what the shared tier knows is unaffected.
+    Unchanged,
 }
 
 /// How a database's cached results may be served, given what is known about the feed of
@@ -95,6 +143,11 @@ pub struct Generations {
     tables: RwLock<HashMap<TableId, TableCounters>>,
     column_sets: RwLock<HashMap<(TableId, ColumnSetId), GenerationHandle>>,
     keys: Box<[AtomicU64]>,
+    /// Per key slot, the stream's position of its last change.
+    key_positions: Box<[AtomicU64]>,
+    /// Per key slot, the ticket of its last change through this pgcached.
+    key_tickets: Box<[AtomicU64]>,
+    positions: Positions,
     /// Databases whose feed is not [`Feed::Live`] (only those are stored, so that the usual
     /// case is one check of an empty map).
     feeds: RwLock<HashMap<Arc<str>, Feed>>,
@@ -107,6 +160,9 @@ impl Default for Generations {
             tables: RwLock::default(),
             column_sets: RwLock::default(),
             keys: (0..KEY_SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            key_positions: (0..KEY_SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            key_tickets: (0..KEY_SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            positions: Positions::default(),
             feeds: RwLock::default(),
         }
     }
@@ -176,33 +232,111 @@ impl Generations {
         self.keys[key.slot()].load(Ordering::Acquire)
     }
 
-    /// Invalidates every entry that reads `table`, whatever rows it reads.
+    /// The positions: streams, tickets, per-database standing.
+    pub fn positions(&self) -> &Positions {
+        &self.positions
+    }
+
+    /// The stream's position and this pgcached's ticket of a key slot's last change.
+    pub(crate) fn key_last_change(&self, key: KeyHash) -> (u64, u64) {
+        (
+            self.key_positions[key.slot()].load(Ordering::Acquire),
+            self.key_tickets[key.slot()].load(Ordering::Acquire),
+        )
+    }
+
+    /// The last change of these counters and keys, with tickets resolved.
+    pub(crate) fn last_change<'a>(
+        &self,
+        counters: impl Iterator<Item = &'a GenerationHandle>,
+        keys: impl Iterator<Item = KeyHash>,
+    ) -> LastChange {
+        let (mut position, mut ticket) = (0, 0);
+        for (p, t) in counters
+            .map(GenerationHandle::last_change)
+            .chain(keys.map(|key| self.key_last_change(key)))
+        {
+            position = position.max(p);
+            ticket = ticket.max(t);
+        }
+        match self.positions.bound(ticket) {
+            Some(bound) => LastChange::At(position.max(bound)),
+            None => LastChange::Unresolved,
+        }
+    }
+
+    fn local(&self) -> Change {
+        Change::Ticket(self.positions.take_ticket())
+    }
+
+    /// Invalidates every entry that reads `table`, whatever rows it reads (a change made
+    /// through this pgcached).
     pub fn bump_table(&self, table: &TableId) {
+        self.table_changed(table, self.local());
+    }
+
+    /// [`Generations::bump_table`] for a change the stream reported at `position`.
+    pub fn bump_table_at(&self, table: &TableId, position: u64) {
+        self.table_changed(table, Change::At(position));
+    }
+
+    fn table_changed(&self, table: &TableId, change: Change) {
         let counters = self.counters(table);
-        counters.whole.bump();
-        counters.rows.bump();
+        counters.whole.bump(change);
+        counters.rows.bump(change);
     }
 
     /// Some rows of `table` changed: invalidates the entries that read the whole table. The
     /// rows' keys are bumped with [`Generations::bump_key`] or [`Generations::bump_column_set`].
     pub fn bump_table_rows(&self, table: &TableId) {
-        self.counters(table).rows.bump();
+        self.counters(table).rows.bump(self.local());
+    }
+
+    /// [`Generations::bump_table_rows`] for a change the stream reported at `position`.
+    pub fn bump_table_rows_at(&self, table: &TableId, position: u64) {
+        self.counters(table).rows.bump(Change::At(position));
     }
 
     /// A change of `table` whose values of `columns` are unknown: invalidates every entry that
     /// pins rows of the table by those columns.
     pub fn bump_column_set(&self, table: &TableId, columns: ColumnSetId) {
-        self.column_set(table, columns).bump();
+        self.column_set(table, columns).bump(self.local());
+    }
+
+    /// [`Generations::bump_column_set`] for a change the stream reported at `position`.
+    pub fn bump_column_set_at(&self, table: &TableId, columns: ColumnSetId, position: u64) {
+        self.column_set(table, columns).bump(Change::At(position));
     }
 
     /// A row with this key changed: invalidates the entries that pin it.
     pub fn bump_key(&self, key: KeyHash) {
+        let ticket = self.positions.take_ticket();
+        self.key_tickets[key.slot()].fetch_max(ticket, Ordering::AcqRel);
         self.keys[key.slot()].fetch_add(1, Ordering::AcqRel);
     }
 
-    /// Invalidates every entry of `database`.
+    /// [`Generations::bump_key`] for a change the stream reported at `position`.
+    pub fn bump_key_at(&self, key: KeyHash, position: u64) {
+        self.key_positions[key.slot()].fetch_max(position, Ordering::AcqRel);
+        self.keys[key.slot()].fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Invalidates every entry of `database` (a change of unknown reach made through this
+    /// pgcached).
     pub fn bump_database(&self, database: &str) {
-        self.database(database).bump();
+        self.database(database).bump(self.local());
+    }
+
+    /// [`Generations::bump_database`] for a change the stream reported at `position`.
+    pub fn bump_database_at(&self, database: &str, position: u64) {
+        self.database(database).bump(Change::At(position));
+    }
+
+    /// Drops every entry of `database` held here although its data did not change (the
+    /// stream restarted, the catalog changed): the shared tier judges those by coverage and
+    /// catalog digest instead.
+    pub fn drop_database(&self, database: &str) {
+        self.database(database).bump(Change::Unchanged);
     }
 
     /// Sets how `database`'s cached results may be served. Moving to a more restrictive feed
@@ -271,6 +405,40 @@ mod tests {
         assert_eq!(rows.current(), before.0 + 2);
         let other = g.column_set(&table(2), ColumnSetId(3));
         assert_eq!(other.current(), 0, "another table's column set is its own");
+    }
+
+    #[test]
+    fn bumps_record_where_or_by_whom_they_changed() {
+        let g = Generations::new();
+        let rows = g.table(&table(1));
+        let key = KeyHash(5);
+        assert_eq!(
+            g.last_change([&rows].into_iter(), [key].into_iter()),
+            LastChange::At(0)
+        );
+        g.bump_table_rows_at(&table(1), 300);
+        g.bump_key_at(key, 200);
+        assert_eq!(
+            g.last_change([&rows].into_iter(), [key].into_iter()),
+            LastChange::At(300)
+        );
+        g.bump_key(key);
+        assert_eq!(
+            g.last_change([&rows].into_iter(), [key].into_iter()),
+            LastChange::Unresolved,
+            "a change through this pgcached is unbounded until resolved"
+        );
+        let ticket = g.positions().unresolved().expect("a ticket");
+        g.positions().resolve(ticket, 900);
+        assert_eq!(
+            g.last_change([&rows].into_iter(), [key].into_iter()),
+            LastChange::At(900)
+        );
+        let db = g.database("app");
+        let before = db.current();
+        g.drop_database("app");
+        assert_eq!(db.current(), before + 1);
+        assert_eq!(db.last_change(), (0, 0), "a drop is no change of data");
     }
 
     #[test]

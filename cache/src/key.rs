@@ -22,6 +22,11 @@ impl CacheKey {
         self.0.len()
     }
 
+    /// The key's bytes (what a shared tier stores beside a result, to compare on read).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
     /// True for the empty key.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()

@@ -12,10 +12,14 @@
 //! - [`key`]: [`CacheKey`], unambiguous length-prefixed key material.
 //! - [`store`]: [`ResultCache`], [`Lookup`], [`FillGuard`], entries weighed in bytes.
 //! - [`flight`]: single flight, so concurrent identical misses send one query upstream.
+//! - [`positions`]: WAL positions per database and per counter, tickets of changes made
+//!   through this pgcached, and the [`Stamp`] a fill records: what a tier shared by several
+//!   pgcacheds validates results with.
 
 pub mod flight;
 pub mod generations;
 pub mod key;
+pub mod positions;
 pub mod store;
 
 pub use flight::FillWait;
@@ -23,7 +27,8 @@ pub use generations::{
     ColumnSetId, Feed, GenerationHandle, Generations, KeyHash, TableId, KEY_SLOTS,
 };
 pub use key::{CacheKey, CacheKeyBuilder};
+pub use positions::{LastChange, Positions, Stamp, Standing};
 pub use store::{
-    CacheConfig, Dependencies, Entry, FeedRefusal, FillGuard, FillOutcome, Lookup, Reservation,
-    ResultCache, RowDependency,
+    CacheConfig, Dependencies, Entry, FeedRefusal, FillGuard, FillObserver, FillOutcome, Lookup,
+    Reservation, ResultCache, RowDependency,
 };

@@ -2,7 +2,7 @@
 //! they were computed under are current.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -12,6 +12,7 @@ use quick_cache::{DefaultHashBuilder, Lifecycle, Weighter};
 use crate::flight::{FillWait, Flights};
 use crate::generations::{ColumnSetId, Feed, GenerationHandle, Generations, KeyHash, TableId};
 use crate::key::CacheKey;
+use crate::positions::{LastChange, Stamp};
 
 /// Bytes counted per entry on top of its key and data (bookkeeping, allocator overhead).
 const ENTRY_OVERHEAD: u64 = 160;
@@ -48,6 +49,9 @@ pub struct Entry {
     pub expires_at: Option<Instant>,
     /// Times served.
     pub hits: AtomicU64,
+    /// Where its database stood at the lookup (for a result from the shared tier: where the
+    /// filling pgcached's stood).
+    pub stamp: Stamp,
 }
 
 impl Entry {
@@ -119,6 +123,19 @@ impl Recorded {
         self.counters.iter().all(|(h, v)| h.current() == *v)
             && self.keys.iter().all(|(k, v)| generations.key(*k) == *v)
     }
+
+    fn last_change(&self, generations: &Generations) -> LastChange {
+        generations.last_change(
+            self.counters.iter().map(|(h, _)| h),
+            self.keys.iter().map(|(k, _)| *k),
+        )
+    }
+}
+
+/// Told of every result stored (a shared tier publishes them).
+pub trait FillObserver: Send + Sync {
+    /// `entry` was stored under `key`, a read of `database`.
+    fn filled(&self, database: &str, key: &CacheKey, entry: &Arc<Entry>);
 }
 
 /// Why the database's change feed keeps a lookup from happening.
@@ -185,6 +202,7 @@ struct Inner {
     hits: AtomicU64,
     expired: AtomicU64,
     config: CacheConfig,
+    observer: OnceLock<Arc<dyn FillObserver>>,
 }
 
 /// The shared result store.
@@ -214,8 +232,14 @@ impl ResultCache {
                 hits: AtomicU64::new(0),
                 expired: AtomicU64::new(0),
                 config,
+                observer: OnceLock::new(),
             }),
         }
+    }
+
+    /// Tells `observer` of every result stored from now on (once; a second call is ignored).
+    pub fn observe_fills(&self, observer: Arc<dyn FillObserver>) {
+        let _ = self.inner.observer.set(observer);
     }
 
     /// The generation counters.
@@ -323,10 +347,15 @@ impl Reservation {
     pub fn record(mut self, deps: &Dependencies<'_>) -> FillGuard {
         let inner = &self.cache.inner;
         let dependencies = Recorded::of(&inner.generations, &self.database, deps);
+        // After the counters: a change reported before this position was bumped before it.
+        let stamp = inner.generations.positions().stamp(&self.database);
         FillGuard {
             cache: self.cache.clone(),
             key: self.key.take(),
+            database: Arc::clone(&self.database),
             dependencies,
+            stamp,
+            shared: false,
             started: self.started,
             deadline: self.deadline,
             ttl: inner.config.ttl,
@@ -348,7 +377,13 @@ impl Drop for Reservation {
 pub struct FillGuard {
     cache: ResultCache,
     key: Option<CacheKey>,
+    database: Arc<str>,
     dependencies: Recorded,
+    /// Where the database stood at the lookup (for a result from the shared tier: where the
+    /// filling pgcached's stood).
+    stamp: Stamp,
+    /// The result comes from the shared tier: not published again.
+    shared: bool,
     /// When the lookup missed: the fill's cost is measured from here.
     started: Instant,
     /// While the database has no change feed: the entry is never served after this instant
@@ -371,6 +406,50 @@ impl FillGuard {
     pub fn set_label(&mut self, label: Arc<str>, tables: Arc<[TableId]>) {
         self.label = label;
         self.tables = tables;
+    }
+
+    /// The key being filled.
+    pub fn key(&self) -> Option<&CacheKey> {
+        self.key.as_ref()
+    }
+
+    /// The database of the read.
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    /// The tables the read is labelled with ([`FillGuard::set_label`]).
+    pub fn tables(&self) -> &[TableId] {
+        &self.tables
+    }
+
+    /// The read's TTL, if it has one.
+    pub fn ttl(&self) -> Option<Duration> {
+        self.ttl
+    }
+
+    /// Where the database stood when the dependencies were recorded.
+    pub fn stamp(&self) -> Stamp {
+        self.stamp
+    }
+
+    /// The last change known of anything the read depends on: the stream's positions and
+    /// this pgcached's resolved tickets, as of now.
+    pub fn last_change(&self) -> LastChange {
+        self.dependencies.last_change(&self.cache.inner.generations)
+    }
+
+    /// A waiter on this fill (the flight it holds), for a session that hands the guard to
+    /// another task.
+    pub fn wait(&self) -> Option<FillWait> {
+        self.cache.inner.flights.subscribe(self.key.as_ref()?)
+    }
+
+    /// The result will come from the shared tier, filled under `stamp`: the entry keeps that
+    /// stamp and is not published again.
+    pub fn from_shared(&mut self, stamp: Stamp) {
+        self.stamp = stamp;
+        self.shared = true;
     }
 
     /// True if no dependency has changed since the lookup.
@@ -406,8 +485,15 @@ impl FillGuard {
                 tables: Arc::clone(&self.tables),
                 expires_at,
                 hits: AtomicU64::new(0),
+                stamp: self.stamp,
             };
-            inner.entries.insert(key.clone(), Arc::new(entry));
+            let entry = Arc::new(entry);
+            inner.entries.insert(key.clone(), Arc::clone(&entry));
+            if !self.shared {
+                if let Some(observer) = inner.observer.get() {
+                    observer.filled(&self.database, &key, &entry);
+                }
+            }
             FillOutcome::Stored
         };
         inner.flights.end(&key);

@@ -106,14 +106,31 @@ pub struct TableChange {
     pub change: Change,
 }
 
+/// Where a stream starts: what it will report from, on which server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamStart {
+    /// The slot's consistent point: every transaction whose commit ends after it is reported;
+    /// none before it is.
+    pub consistent_point: Lsn,
+    /// The server's system identifier (`IDENTIFY_SYSTEM`): positions of different clusters
+    /// are not comparable.
+    pub system_id: String,
+    /// The server's timeline: positions on different timelines are not comparable either.
+    pub timeline: u32,
+}
+
 /// Where change reports go.
 pub trait InvalidationSink: Send + Sync + 'static {
     /// A transaction that touched tables committed in `database`.
     fn committed(&self, database: &str, commit: &Commit);
 
-    /// The stream of `database` is (again) streaming: changes from now on are reported. What
-    /// happened while it was down is unknown.
-    fn stream_up(&self, database: &str);
+    /// The stream of `database` is (again) streaming: every transaction committed after
+    /// `start.consistent_point` is reported, in commit order. What happened before is unknown.
+    fn stream_up(&self, database: &str, start: &StreamStart);
+
+    /// Every transaction of `database` committed up to `position` has been reported (a commit
+    /// or a keepalive passed it).
+    fn advanced(&self, _database: &str, _position: Lsn) {}
 
     /// The stream of `database` is down for now (lost, server restarting): changes are not
     /// being reported until it is up again.

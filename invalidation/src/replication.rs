@@ -28,7 +28,7 @@ use crate::problem::Problem;
 use crate::session::{Session, SessionError, StreamMessage};
 use crate::test_decoding;
 use crate::wire::Lsn;
-use crate::{Change, Commit, Connect, ConnectError, InvalidationSink, TableChange};
+use crate::{Change, Commit, Connect, ConnectError, InvalidationSink, StreamStart, TableChange};
 
 /// First reconnect delay; doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -255,13 +255,26 @@ impl Stream<'_> {
                 }));
             }
         }
+        let text = |row: Option<&Vec<Option<Bytes>>>, column: usize| {
+            row.and_then(|row| row.get(column).cloned().flatten())
+                .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        };
+        let system_id = text(identity.first(), 0).unwrap_or_default();
+        let timeline = text(identity.first(), 1)
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(0);
         let slot = slot_name();
-        session
+        let created = session
             .simple_query(&format!(
                 "CREATE_REPLICATION_SLOT \"{slot}\" TEMPORARY LOGICAL {plugin} NOEXPORT_SNAPSHOT"
             ))
             .await
             .map_err(session_error)?;
+        let Some(consistent_point) = text(created.first(), 1).and_then(|t| Lsn::parse(&t)) else {
+            return Err(StreamError::Transient(
+                "CREATE_REPLICATION_SLOT named no consistent point".to_owned(),
+            ));
+        };
         session
             .start_replication(&format!(
                 "START_REPLICATION SLOT \"{slot}\" LOGICAL 0/0 {}",
@@ -275,9 +288,19 @@ impl Stream<'_> {
             decoding = %self.config.decoding.describe(),
             "replication stream started"
         );
-        self.sink.stream_up(&self.config.database);
+        self.sink.stream_up(
+            &self.config.database,
+            &StreamStart {
+                consistent_point,
+                system_id,
+                timeline,
+            },
+        );
         self.streamed = true;
-        let result = self.follow(&mut session).await.map_err(session_error);
+        let result = self
+            .follow(&mut session, consistent_point)
+            .await
+            .map_err(session_error);
         if result.is_ok() {
             session.close().await;
         }
@@ -285,11 +308,12 @@ impl Stream<'_> {
     }
 
     /// Reads the copy stream until it ends or fails.
-    async fn follow(&mut self, session: &mut Session) -> Result<(), SessionError> {
+    /// `from` is the slot's consistent point: everything committed up to it is known.
+    async fn follow(&mut self, session: &mut Session, from: Lsn) -> Result<(), SessionError> {
         let mut decoder = pgoutput::Decoder::default();
         let mut name_map = NameMap::default();
         let mut transaction: Option<Transaction> = None;
-        let mut applied = Lsn::default();
+        let mut applied = from;
         let mut status = tokio::time::interval(STATUS_INTERVAL);
         status.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -303,8 +327,11 @@ impl Stream<'_> {
             match message {
                 StreamMessage::End => return Ok(()),
                 StreamMessage::Keepalive { wal_end, reply } => {
+                    // Everything the server decoded up to `wal_end` was sent before this
+                    // keepalive, so every commit up to there has been reported.
                     if transaction.is_none() && wal_end > applied {
                         applied = wal_end;
+                        self.sink.advanced(&self.config.database, applied);
                     }
                     if reply {
                         session.send_status(applied).await?;
@@ -333,6 +360,7 @@ impl Stream<'_> {
                             self.commit(&mut name_map, finished, time_micros, start)
                                 .await;
                             applied = applied.max(start);
+                            self.sink.advanced(&self.config.database, applied);
                         }
                     }
                 }

@@ -23,6 +23,16 @@ const MAX_LENGTH: usize = 0x3fff_ffff;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Lsn(pub u64);
 
+impl Lsn {
+    /// Reads PostgreSQL's text form, `X/Y` (two hexadecimal halves).
+    pub fn parse(text: &str) -> Option<Lsn> {
+        let (high, low) = text.trim().split_once('/')?;
+        let high = u32::from_str_radix(high, 16).ok()?;
+        let low = u32::from_str_radix(low, 16).ok()?;
+        Some(Lsn((u64::from(high) << 32) | u64::from(low)))
+    }
+}
+
 impl fmt::Display for Lsn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:X}/{:X}", self.0 >> 32, self.0 & 0xffff_ffff)
@@ -241,6 +251,17 @@ mod tests {
         v.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
         v.extend_from_slice(body);
         v
+    }
+
+    #[test]
+    fn positions_read_and_print_alike() {
+        let lsn = Lsn::parse("16/B374D848").expect("valid");
+        assert_eq!(lsn, Lsn(0x16_B374_D848));
+        assert_eq!(lsn.to_string(), "16/B374D848");
+        assert_eq!(Lsn::parse("0/0"), Some(Lsn(0)));
+        for bad in ["", "1", "x/1", "1/", "100000000/0"] {
+            assert_eq!(Lsn::parse(bad), None, "{bad}");
+        }
     }
 
     #[tokio::test]

@@ -29,6 +29,7 @@
 //! - [`cache_metrics`]: cache metric handles.
 //! - [`pins`]: row-level dependencies: canonical values, row keys, column sets in use.
 //! - [`replication`]: one logical-decoding stream per database, feeding the cache.
+//! - [`shared_cache`]: the shared tier in Redis/Valkey, validated by WAL positions.
 //! - [`stats`]: in-process totals, per-table invalidations and open sessions, for the admin
 //!   console and the per-table metrics.
 
@@ -49,6 +50,7 @@ pub(crate) mod pins;
 pub mod replication;
 pub mod server;
 pub(crate) mod session;
+pub mod shared_cache;
 pub(crate) mod shutdown;
 pub(crate) mod sql;
 pub(crate) mod stats;

@@ -25,6 +25,7 @@ use crate::metrics::ProxyMetrics;
 use crate::replication::{Replication, ReplicationSettings};
 use crate::session::caching::CacheShared;
 use crate::session::{self, Admission, SessionContext};
+use crate::shared_cache::SharedCache;
 use crate::shutdown::{self, Phase};
 use crate::stats::{tables, Clients, Counters};
 use crate::tls::{acceptor, TlsConfigError};
@@ -40,6 +41,9 @@ pub enum ServerError {
     /// TLS files or roots are unusable.
     #[error(transparent)]
     Tls(#[from] TlsConfigError),
+    /// The shared cache's URL cannot be used.
+    #[error("shared cache: {0}")]
+    SharedCache(#[from] crate::shared_cache::client::Failure),
 }
 
 /// A configured, not yet serving, pgcached.
@@ -104,6 +108,14 @@ impl Server {
                     metrics.clone(),
                 );
                 tables::spawn_export(Arc::clone(&metrics.tables), Arc::clone(&catalog));
+                let shared = match &config.shared_cache {
+                    Some(settings) => Some(SharedCache::start(
+                        settings.clone(),
+                        &cache,
+                        Arc::clone(&control),
+                    )?),
+                    None => None,
+                };
                 let watchers = Arc::new(CatalogWatchers::new(
                     Arc::clone(&catalog),
                     Arc::clone(&classifier),
@@ -121,6 +133,7 @@ impl Server {
                     Arc::clone(&cache),
                     Arc::clone(&registry),
                     metrics.clone(),
+                    shared.as_ref().map(|shared| shared.journal()),
                 ));
                 Some(Arc::new(CacheShared {
                     cache,
@@ -129,6 +142,7 @@ impl Server {
                     max_entry: usize::try_from(config.cache.max_entry).unwrap_or(usize::MAX),
                     replication,
                     watchers,
+                    shared,
                 }))
             }
         };
@@ -155,6 +169,14 @@ impl Server {
             .cache
             .as_ref()
             .map(|shared| Arc::clone(&shared.cache))
+    }
+
+    /// The shared tier, when `--shared-cache` is set (for inspection by tests).
+    pub fn shared_cache(&self) -> Option<Arc<SharedCache>> {
+        self.context
+            .cache
+            .as_ref()
+            .and_then(|shared| shared.shared.clone())
     }
 
     /// Serves clients from `listener` until `shutdown` completes, then drains sessions.

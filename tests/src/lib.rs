@@ -12,6 +12,7 @@
 //! - [`history`]: committed states of an oracle's tables, and the check that reads saw a
 //!   permitted one.
 //! - [`raw`]: a raw wire client for malformed and hand-made messages.
+//! - [`redis`]: a throwaway `redis-server` (or a cluster of them) for the shared-tier tests.
 //! - [`dashboard`]: the Grafana dashboard's queries, for the dashboard tests.
 
 pub mod certs;
@@ -23,6 +24,7 @@ pub mod external;
 pub mod history;
 pub mod proxy;
 pub mod raw;
+pub mod redis;
 pub mod statements;
 
 pub use clients::{connect, url, Endpoint};

@@ -9,6 +9,7 @@ use std::thread::JoinHandle;
 
 use clap::Parser;
 use pgcached::config::{Cli, Config, FileConfig};
+use pgcached::shared_cache::SharedCache;
 use pgcached::Server;
 use pgcached_cache::ResultCache;
 use pgcached_local_cluster::LocalCluster;
@@ -20,9 +21,14 @@ pub struct TestProxy {
     pub addr: SocketAddr,
     /// The result cache, when caching is on.
     pub cache: Option<Arc<ResultCache>>,
+    /// The shared tier, when `--shared-cache` is set.
+    pub shared: Option<Arc<SharedCache>>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
+
+/// What a started server hands the test.
+type Started = (Option<Arc<ResultCache>>, Option<Arc<SharedCache>>);
 
 /// A config pointing at `cluster`, listening on a free port; `extra` are more flags.
 pub fn config_for(cluster: &LocalCluster, extra: &[&str]) -> Config {
@@ -79,8 +85,7 @@ impl TestProxy {
             .expect("nonblocking listener");
         let addr = listener.local_addr().expect("local address");
         let (stop, stopped) = oneshot::channel::<()>();
-        let (ready_tx, ready_rx) =
-            std::sync::mpsc::channel::<Result<Option<Arc<ResultCache>>, String>>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<Started, String>>();
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -96,7 +101,7 @@ impl TestProxy {
                     }
                 };
                 let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-                let _ = ready_tx.send(Ok(server.result_cache()));
+                let _ = ready_tx.send(Ok((server.result_cache(), server.shared_cache())));
                 server
                     .serve(listener, async {
                         let _ = stopped.await;
@@ -104,14 +109,15 @@ impl TestProxy {
                     .await;
             });
         });
-        let cache = match ready_rx.recv() {
-            Ok(Ok(cache)) => cache,
+        let (cache, shared) = match ready_rx.recv() {
+            Ok(Ok(started)) => started,
             Ok(Err(e)) => panic!("pgcached did not start: {e}"),
             Err(_) => panic!("pgcached thread died at start"),
         };
         TestProxy {
             addr,
             cache,
+            shared,
             stop: Some(stop),
             thread: Some(thread),
         }

@@ -109,3 +109,42 @@ fn every_session_error_kind_is_documented() {
         );
     }
 }
+
+#[test]
+fn every_shared_cache_label_is_documented() {
+    use pgcached::shared_cache::client::FailureKind;
+    use pgcached::shared_cache::validate::Refusal;
+    use pgcached::shared_cache::WriteOutcome;
+    let documented = documented();
+    let row = |metric: &registry::Metric| {
+        documented
+            .get(metric.name)
+            .unwrap_or_else(|| panic!("{} documented", metric.name))
+            .labels
+            .clone()
+    };
+    let refused = row(&registry::SHARED_CACHE_REFUSED_TOTAL);
+    for reason in Refusal::ALL {
+        assert!(
+            refused.contains(reason.label()),
+            "reason {} not documented",
+            reason.label()
+        );
+    }
+    let errors = row(&registry::SHARED_CACHE_ERRORS_TOTAL);
+    for kind in FailureKind::ALL {
+        assert!(
+            errors.contains(kind.label()),
+            "kind {} not documented",
+            kind.label()
+        );
+    }
+    let writes = row(&registry::SHARED_CACHE_WRITES_TOTAL);
+    for outcome in WriteOutcome::ALL {
+        assert!(
+            writes.contains(outcome.label()),
+            "outcome {} not documented",
+            outcome.label()
+        );
+    }
+}

@@ -277,7 +277,7 @@ async fn load(proxy_port: u16, cluster_port: u16, stop: Arc<AtomicBool>) {
         }
         let _ = through.simple_query("SELECT now()").await;
         let _ = through.simple_query("SELECT 1/0").await;
-        if round % 5 == 0 {
+        if round.is_multiple_of(5) {
             let _ = through
                 .simple_query("UPDATE dash_items SET name = name WHERE id = 1")
                 .await;

@@ -1,7 +1,7 @@
 //! The admin console's command language: a handful of statements in the manner of PgBouncer's.
 //!
 //! ```text
-//! SHOW STATS | CACHE | TABLES | CLIENTS | REPLICATION | CONFIG | VERSION | HELP
+//! SHOW STATS | CACHE | TABLES | CLIENTS | REPLICATION | SHARED CACHE | CONFIG | VERSION | HELP
 //! EXPLAIN CACHE [DATABASE <name>] <statement>
 //! INVALIDATE TABLE <table or schema.table>
 //! INVALIDATE ALL
@@ -22,6 +22,8 @@ pub enum Show {
     Clients,
     /// Replication streams.
     Replication,
+    /// The shared tier.
+    SharedCache,
     /// Effective settings.
     Config,
     /// pgcached's version.
@@ -91,6 +93,13 @@ pub fn parse(text: &str) -> Result<Command, CommandError> {
 
 fn parse_show(rest: &str) -> Result<Command, CommandError> {
     let (what, extra) = next_word(rest);
+    if what.eq_ignore_ascii_case("SHARED") {
+        let (second, extra) = next_word(extra);
+        if second.eq_ignore_ascii_case("CACHE") && extra.is_empty() {
+            return Ok(Command::Show(Show::SharedCache));
+        }
+        return Err(unknown(rest));
+    }
     if !extra.is_empty() {
         return Err(unknown(rest));
     }
@@ -183,6 +192,12 @@ mod tests {
         assert_eq!(parse("show stats;"), Ok(Command::Show(Show::Stats)));
         assert_eq!(parse("  SHOW   Cache  ;; "), Ok(Command::Show(Show::Cache)));
         assert_eq!(parse("SHOW"), Ok(Command::Show(Show::Help)));
+        assert_eq!(
+            parse("show shared  cache;"),
+            Ok(Command::Show(Show::SharedCache))
+        );
+        assert!(parse("SHOW SHARED").is_err());
+        assert!(parse("SHOW SHARED CACHE NOW").is_err());
         assert_eq!(parse(";"), Ok(Command::Empty));
         assert_eq!(parse("invalidate all"), Ok(Command::InvalidateAll));
         assert_eq!(

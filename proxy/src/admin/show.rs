@@ -26,6 +26,7 @@ pub async fn show(what: Show, context: &SessionContext) -> Result<ResultSet, Com
         Show::Tables => tables(context).await,
         Show::Clients => Ok(clients(context)),
         Show::Replication => Ok(replication(context)),
+        Show::SharedCache => Ok(shared_cache(context)),
         Show::Config => Ok(config(context)),
         Show::Version => {
             let mut result = ResultSet::new(&[("version", ColumnType::Text)]);
@@ -56,6 +57,7 @@ fn help() -> ResultSet {
         ("SHOW TABLES", "tables cached reads depend on: generation, invalidations, last change"),
         ("SHOW CLIENTS", "open sessions"),
         ("SHOW REPLICATION", "one logical-decoding stream per database: state, what the cache serves meanwhile, lag, problem and what to fix"),
+        ("SHOW SHARED CACHE", "the shared tier (--shared-cache): up or down, hits, misses, refusals, errors, what each database's stream recorded"),
         ("SHOW CONFIG", "effective settings"),
         ("SHOW VERSION", "pgcached's version"),
         ("EXPLAIN CACHE [DATABASE <db>] <statement>", "whether the statement would be cached, and if not, why"),
@@ -288,6 +290,44 @@ fn replication(context: &SessionContext) -> ResultSet {
     result
 }
 
+fn shared_cache(context: &SessionContext) -> ResultSet {
+    let mut result = ResultSet::new(&[("name", ColumnType::Text), ("value", ColumnType::Text)]);
+    let Some(shared) = context.cache.as_ref().and_then(|c| c.shared.as_ref()) else {
+        result
+            .notices
+            .push("no shared cache (--shared-cache is not set)".to_owned());
+        return result;
+    };
+    let report = shared.report();
+    let mut row = |name: &str, value: Option<String>| result.push(vec![text(name), value]);
+    row("url", text(&report.url));
+    row("state", text(report.health.state));
+    row("state_seconds", report.health.since.and_then(seconds_since));
+    row("outages", text(report.health.outages));
+    row("last_error", report.health.last_error.clone());
+    row("hits", text(report.hits));
+    row("misses", text(report.misses));
+    row("refused", text(report.refused));
+    for (reason, count) in &report.reasons {
+        row(&format!("refused {reason}"), text(count));
+    }
+    row("errors", text(report.errors));
+    row("written", text(report.written));
+    for (database, live, since, recorded, floor) in &report.databases {
+        let lsn = |p: u64| format!("{:X}/{:X}", p >> 32, p & 0xffff_ffff);
+        row(
+            &format!("database {database}"),
+            Some(format!(
+                "stream {}, from {}, recorded up to {}, floor {floor}",
+                if *live { "live" } else { "down" },
+                lsn(*since),
+                lsn(*recorded)
+            )),
+        );
+    }
+    result
+}
+
 fn config(context: &SessionContext) -> ResultSet {
     let mut result = ResultSet::new(&[("setting", ColumnType::Text), ("value", ColumnType::Text)]);
     for (name, value) in &context.console.settings {
@@ -384,6 +424,34 @@ pub fn settings(config: &Config) -> Vec<(&'static str, String)> {
             duration(config.cache.ttl_unreplicated),
         ),
         ("admin_users", list(&config.admin_users)),
+        (
+            "shared_cache",
+            config
+                .shared_cache
+                .as_ref()
+                .map_or_else(|| "(none)".to_owned(), |s| s.url.redacted()),
+        ),
+        (
+            "shared_cache_ttl",
+            config
+                .shared_cache
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), |s| duration(s.ttl)),
+        ),
+        (
+            "shared_cache_max_entry",
+            config
+                .shared_cache
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), |s| s.max_entry.to_string()),
+        ),
+        (
+            "shared_cache_timeout",
+            config
+                .shared_cache
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), |s| duration(s.timeout)),
+        ),
     ]
 }
 

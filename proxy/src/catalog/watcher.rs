@@ -14,6 +14,11 @@
 //! catalog's version, so the stream reads its names again before it attributes another
 //! change, and then drops the database's cached results (ARCHITECTURE.md has why that order
 //! matters).
+//!
+//! The digest is also what results are stamped with for the shared tier: a result read from it
+//! is served only while this pgcached reads the same digest as the pgcached that filled it.
+//! Dropping entries for a catalog change is therefore no change of data
+//! ([`pgcached_cache::Generations::drop_database`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -94,7 +99,14 @@ impl CatalogWatchers {
                                 classifier.registry().forget_identities(&name);
                                 metrics.invalidation(InvalidationSource::Catalog, 1);
                             }
-                            cache.generations().bump_database(&name);
+                            // The digest first: a lookup that records the old counters
+                            // and then reads the new digest would stamp a result of the old
+                            // catalog with it.
+                            cache
+                                .generations()
+                                .positions()
+                                .set_catalog(&name, digest_hash(&digest));
+                            cache.generations().drop_database(&name);
                         }
                         last = Some(digest);
                     }
@@ -102,7 +114,8 @@ impl CatalogWatchers {
                         debug!(database = %name, error = %e, "catalog digest unavailable");
                         catalog.moved(&name);
                         classifier.registry().forget_identities(&name);
-                        cache.generations().bump_database(&name);
+                        cache.generations().positions().set_catalog(&name, None);
+                        cache.generations().drop_database(&name);
                         last = None;
                         failing = true;
                     }
@@ -111,6 +124,14 @@ impl CatalogWatchers {
         });
         watchers.insert(database.to_owned(), task);
     }
+}
+
+/// The digest (an md5 in hexadecimal, the same for every pgcached reading the same catalog) as
+/// the number results are stamped with; `None` for an empty or unreadable one.
+fn digest_hash(digest: &str) -> Option<u64> {
+    let hash = u64::from_str_radix(digest.get(..16)?, 16).ok()?;
+    // 0 means "no digest" in a stamp.
+    Some(hash.max(1))
 }
 
 impl Drop for CatalogWatchers {

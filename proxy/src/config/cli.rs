@@ -142,6 +142,37 @@ pub struct Cli {
     #[arg(long, global = true, env = "PGCACHED_AUTH_QUERY", value_name = "SQL")]
     pub auth_query: Option<String>,
 
+    /// A Redis/Valkey shared by several pgcacheds as a second cache level: redis://host:port, rediss:// for TLS, redis+cluster://h1:p1,h2:p2 for a cluster [default: none]
+    #[arg(long, global = true, env = "PGCACHED_SHARED_CACHE", value_name = "URL")]
+    pub shared_cache: Option<String>,
+
+    /// How long a result lives in the shared cache [default: 300s]
+    #[arg(
+        long,
+        global = true,
+        env = "PGCACHED_SHARED_CACHE_TTL",
+        value_name = "DURATION"
+    )]
+    pub shared_cache_ttl: Option<String>,
+
+    /// Largest result written to the shared cache [default: 512KiB]
+    #[arg(
+        long,
+        global = true,
+        env = "PGCACHED_SHARED_CACHE_MAX_ENTRY",
+        value_name = "SIZE"
+    )]
+    pub shared_cache_max_entry: Option<String>,
+
+    /// Longest a lookup in the shared cache may take before the query goes to PostgreSQL [default: 20ms]
+    #[arg(
+        long,
+        global = true,
+        env = "PGCACHED_SHARED_CACHE_TIMEOUT",
+        value_name = "DURATION"
+    )]
+    pub shared_cache_timeout: Option<String>,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }

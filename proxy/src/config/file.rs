@@ -47,6 +47,14 @@ pub struct FileConfig {
     pub admin_users: Option<Vec<String>>,
     /// See `--auth-query`.
     pub auth_query: Option<String>,
+    /// See `--shared-cache`.
+    pub shared_cache: Option<String>,
+    /// See `--shared-cache-ttl`.
+    pub shared_cache_ttl: Option<String>,
+    /// See `--shared-cache-max-entry`.
+    pub shared_cache_max_entry: Option<String>,
+    /// See `--shared-cache-timeout`.
+    pub shared_cache_timeout: Option<String>,
     /// Time a client has to send its startup packet and finish TLS (file only; default 10s).
     pub startup_timeout: Option<String>,
 }

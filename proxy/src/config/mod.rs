@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::shared_cache::{self, SharedCacheSettings, SharedUrl, SharedUrlError};
 use crate::sql::names::{parse_relation, RelationName};
 use crate::upstream::url::{UpstreamUrl, UpstreamUrlError};
 
@@ -131,6 +132,8 @@ pub struct Config {
     /// The query that reads a role's SCRAM verifier, or `None` to relay TLS clients' SCRAM
     /// logins without channel binding.
     pub auth_query: Option<String>,
+    /// The shared tier (Redis/Valkey), if any.
+    pub shared_cache: Option<SharedCacheSettings>,
 }
 
 /// A setting that could not be used.
@@ -192,6 +195,15 @@ pub enum ConfigError {
     /// An empty role name in `--admin-users`.
     #[error("invalid --admin-users {0:?}: a comma-separated list of role names")]
     AdminUsers(String),
+    /// The shared-cache URL does not parse.
+    #[error("invalid --shared-cache URL: {0}")]
+    SharedCache(#[from] SharedUrlError),
+    /// A shared tier without what validates its entries.
+    #[error(
+        "--shared-cache needs --cache on and --replication auto or required: results are \
+         judged by the change stream's positions"
+    )]
+    SharedCacheWithoutStream,
 }
 
 impl Config {
@@ -314,6 +326,7 @@ impl Config {
             "" | "none" => None,
             query => Some(query.to_owned()),
         };
+        let shared_cache = shared_cache_settings(cli, file, &cache)?;
         Ok(Config {
             listen: parse_addr("listen", &listen)?,
             upstream: UpstreamUrl::parse(&upstream)?,
@@ -327,6 +340,7 @@ impl Config {
             cache,
             admin_users,
             auth_query,
+            shared_cache,
         })
     }
 
@@ -338,6 +352,55 @@ impl Config {
         };
         Config::resolve(cli, &file)
     }
+}
+
+/// The shared tier's settings, when `--shared-cache` is given.
+fn shared_cache_settings(
+    cli: &Cli,
+    file: &FileConfig,
+    cache: &CacheSettings,
+) -> Result<Option<SharedCacheSettings>, ConfigError> {
+    let Some(url) = cli.shared_cache.as_ref().or(file.shared_cache.as_ref()) else {
+        return Ok(None);
+    };
+    if url.trim().is_empty() || url.trim() == "none" {
+        return Ok(None);
+    }
+    if cache.mode == CacheMode::Off || cache.replication == ReplicationMode::Off {
+        return Err(ConfigError::SharedCacheWithoutStream);
+    }
+    let duration = |setting: &'static str, text: Option<&String>, default: Duration| match text {
+        None => Ok(default),
+        Some(text) => duration::parse(text).map_err(|reason| ConfigError::Duration {
+            setting,
+            value: text.clone(),
+            reason,
+        }),
+    };
+    Ok(Some(SharedCacheSettings {
+        url: SharedUrl::parse(url)?,
+        ttl: duration(
+            "shared cache TTL",
+            cli.shared_cache_ttl
+                .as_ref()
+                .or(file.shared_cache_ttl.as_ref()),
+            shared_cache::DEFAULT_TTL,
+        )?,
+        max_entry: parse_size(
+            "shared cache max entry",
+            cli.shared_cache_max_entry
+                .as_ref()
+                .or(file.shared_cache_max_entry.as_ref()),
+        )?
+        .unwrap_or(shared_cache::DEFAULT_MAX_ENTRY),
+        timeout: duration(
+            "shared cache timeout",
+            cli.shared_cache_timeout
+                .as_ref()
+                .or(file.shared_cache_timeout.as_ref()),
+            shared_cache::DEFAULT_TIMEOUT,
+        )?,
+    }))
 }
 
 fn parse_size(setting: &'static str, text: Option<&String>) -> Result<Option<u64>, ConfigError> {
@@ -531,6 +594,50 @@ mod tests {
             assert!(
                 matches!(result, Err(ConfigError::TableName { .. })),
                 "{bad} accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn shared_cache_settings_parse() {
+        let none = Config::resolve(&cli(&[]), &FileConfig::default()).expect("valid");
+        assert_eq!(none.shared_cache, None);
+        let config = Config::resolve(
+            &cli(&[
+                "--shared-cache",
+                "redis://127.0.0.1:6379",
+                "--shared-cache-ttl",
+                "60s",
+            ]),
+            &FileConfig::default(),
+        )
+        .expect("valid");
+        let shared = config.shared_cache.expect("set");
+        assert_eq!(shared.ttl, Duration::from_secs(60));
+        assert_eq!(shared.timeout, Duration::from_millis(20));
+        assert_eq!(shared.max_entry, 512 * 1024);
+        let file: FileConfig = toml::from_str(
+            "shared_cache = \"redis+cluster://a:1,b:2\"\nshared_cache_timeout = \"5ms\"\n",
+        )
+        .expect("toml");
+        let config = Config::resolve(&cli(&[]), &file).expect("valid");
+        let shared = config.shared_cache.expect("set");
+        assert!(shared.url.cluster);
+        assert_eq!(shared.timeout, Duration::from_millis(5));
+        for bad in [
+            &["--shared-cache", "memcached://x"][..],
+            &["--shared-cache", "redis://a:1", "--replication", "off"],
+            &["--shared-cache", "redis://a:1", "--cache", "off"],
+            &[
+                "--shared-cache",
+                "redis://a:1",
+                "--shared-cache-ttl",
+                "long",
+            ],
+        ] {
+            assert!(
+                Config::resolve(&cli(bad), &FileConfig::default()).is_err(),
+                "{bad:?} accepted"
             );
         }
     }

@@ -272,6 +272,53 @@ pub const REPLICATION_FALLBACK: Metric = metric(
 );
 
 /// The registry: every metric pgcached exports.
+// Shared tier.
+pub const SHARED_CACHE_HITS_TOTAL: Metric = metric(
+    "pgcached_shared_cache_hits_total",
+    Counter,
+    &[],
+    "Results served from the shared tier (then kept in memory)",
+);
+pub const SHARED_CACHE_MISSES_TOTAL: Metric = metric(
+    "pgcached_shared_cache_misses_total",
+    Counter,
+    &[],
+    "Lookups in the shared tier that found nothing",
+);
+pub const SHARED_CACHE_REFUSED_TOTAL: Metric = metric(
+    "pgcached_shared_cache_refused_total",
+    Counter,
+    &["reason"],
+    "Results found in the shared tier but not served here, by reason",
+);
+pub const SHARED_CACHE_ERRORS_TOTAL: Metric = metric(
+    "pgcached_shared_cache_errors_total",
+    Counter,
+    &["kind"],
+    "Failed calls to the shared tier, by kind",
+);
+pub const SHARED_CACHE_WRITES_TOTAL: Metric = metric(
+    "pgcached_shared_cache_writes_total",
+    Counter,
+    &["outcome"],
+    "Results offered to the shared tier, by outcome",
+);
+pub const SHARED_CACHE_UP: Metric = metric(
+    "pgcached_shared_cache_up",
+    Gauge,
+    &[],
+    "1 while the shared tier answers, 0 while it is down",
+);
+pub const SHARED_CACHE_DURATION_SECONDS: Metric = with_unit(
+    metric(
+        "pgcached_shared_cache_duration_seconds",
+        MetricType::Histogram(&DURATION_BUCKETS),
+        &[],
+        "Time of one lookup in the shared tier",
+    ),
+    Unit::Seconds,
+);
+
 pub const ALL: &[Metric] = &[
     CLIENT_CONNECTIONS,
     CLIENT_CONNECTIONS_TOTAL,
@@ -302,6 +349,13 @@ pub const ALL: &[Metric] = &[
     REPLICATION_RECONNECTS_TOTAL,
     REPLICATION_PROBLEM,
     REPLICATION_FALLBACK,
+    SHARED_CACHE_HITS_TOTAL,
+    SHARED_CACHE_MISSES_TOTAL,
+    SHARED_CACHE_REFUSED_TOTAL,
+    SHARED_CACHE_ERRORS_TOTAL,
+    SHARED_CACHE_WRITES_TOTAL,
+    SHARED_CACHE_UP,
+    SHARED_CACHE_DURATION_SECONDS,
 ];
 
 /// The registry entry of `name`, if pgcached exports it.

@@ -94,13 +94,23 @@ pub enum Bump {
 }
 
 impl Bump {
-    /// Applies the bump.
+    /// Applies the bump for a change made through this pgcached.
     pub fn apply(&self, generations: &Generations) {
         match self {
             Bump::Table(table) => generations.bump_table(table),
             Bump::Rows(table) => generations.bump_table_rows(table),
             Bump::ColumnSet(table, set) => generations.bump_column_set(table, *set),
             Bump::Key(key) => generations.bump_key(*key),
+        }
+    }
+
+    /// Applies the bump for a change the stream reported at `position`.
+    pub fn apply_at(&self, generations: &Generations, position: u64) {
+        match self {
+            Bump::Table(table) => generations.bump_table_at(table, position),
+            Bump::Rows(table) => generations.bump_table_rows_at(table, position),
+            Bump::ColumnSet(table, set) => generations.bump_column_set_at(table, *set, position),
+            Bump::Key(key) => generations.bump_key_at(*key, position),
         }
     }
 

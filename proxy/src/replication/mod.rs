@@ -67,6 +67,7 @@ impl Replication {
         cache: Arc<ResultCache>,
         registry: Arc<crate::pins::PinRegistry>,
         metrics: CacheMetrics,
+        journal: Option<Arc<crate::shared_cache::Journal>>,
     ) -> Replication {
         let upstream = connector.url().clone();
         let decoding = match settings.publication {
@@ -89,6 +90,7 @@ impl Replication {
                 metrics,
                 settings.mode,
                 settings.ttl_unreplicated,
+                journal,
             )),
             streams: Mutex::new(HashMap::new()),
         }

@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use metrics::{counter, gauge};
 use parking_lot::Mutex;
 use pgcached_cache::{Feed, ResultCache, TableId};
-use pgcached_invalidation::{Commit, InvalidationSink, Problem};
+use pgcached_invalidation::{Commit, InvalidationSink, Lsn, Problem, StreamStart};
 use tracing::{info, warn};
 
 use crate::cache_metrics::CacheMetrics;
@@ -107,6 +107,8 @@ pub struct CacheSink {
     mode: ReplicationMode,
     ttl_unreplicated: Duration,
     pub(super) feeds: Mutex<HashMap<String, DatabaseFeed>>,
+    /// The shared tier's record of change positions, when there is a shared tier.
+    journal: Option<Arc<crate::shared_cache::Journal>>,
 }
 
 impl CacheSink {
@@ -116,6 +118,7 @@ impl CacheSink {
         metrics: CacheMetrics,
         mode: ReplicationMode,
         ttl_unreplicated: Duration,
+        journal: Option<Arc<crate::shared_cache::Journal>>,
     ) -> CacheSink {
         CacheSink {
             cache,
@@ -124,6 +127,7 @@ impl CacheSink {
             mode,
             ttl_unreplicated,
             feeds: Mutex::new(HashMap::new()),
+            journal,
         }
     }
 
@@ -176,8 +180,9 @@ impl CacheSink {
 impl InvalidationSink for CacheSink {
     fn committed(&self, database: &str, commit: &Commit) {
         let generations = self.cache.generations();
+        let position = commit.end_lsn.0;
         if commit.whole_database {
-            generations.bump_database(database);
+            generations.bump_database_at(database, position);
             self.metrics
                 .invalidation(InvalidationSource::Replication, 1);
         }
@@ -203,8 +208,13 @@ impl InvalidationSink for CacheSink {
         }
         let bumps = Bump::distinct(bumps);
         for bump in &bumps {
-            bump.apply(generations);
+            bump.apply_at(generations, position);
         }
+        if let Some(journal) = &self.journal {
+            journal.committed(database, &commit.tables, commit.whole_database, position);
+        }
+        // After the bumps: a lookup stamped with this position sees them.
+        generations.positions().advance(database, position);
         for oid in &commit.tables {
             self.metrics.table_invalidated(&table_of(*oid));
         }
@@ -223,10 +233,16 @@ impl InvalidationSink for CacheSink {
         feed.transactions += 1;
     }
 
-    fn stream_up(&self, database: &str) {
+    fn stream_up(&self, database: &str, start: &StreamStart) {
         let generations = self.cache.generations();
         // What happened before the stream ran is unknown: drop what was filled meanwhile.
-        generations.bump_database(database);
+        generations.drop_database(database);
+        generations
+            .positions()
+            .stream_started(database, start.consistent_point.0);
+        if let Some(journal) = &self.journal {
+            journal.stream_up(database, start);
+        }
         generations.set_feed(database, Feed::Live);
         self.metrics
             .invalidation(InvalidationSource::Replication, 1);
@@ -250,10 +266,24 @@ impl InvalidationSink for CacheSink {
         gauge!(REPLICATION_FALLBACK, "database" => database.to_owned()).set(0.0);
     }
 
+    fn advanced(&self, database: &str, position: Lsn) {
+        if let Some(journal) = &self.journal {
+            journal.advanced(database, position.0);
+        }
+        self.cache
+            .generations()
+            .positions()
+            .advance(database, position.0);
+    }
+
     fn stream_down(&self, database: &str, reason: &str) {
         let generations = self.cache.generations();
         generations.set_feed(database, Feed::Down);
-        generations.bump_database(database);
+        generations.positions().stream_stopped(database);
+        if let Some(journal) = &self.journal {
+            journal.stream_down(database);
+        }
+        generations.drop_database(database);
         gauge!(REPLICATION_CONNECTED, "database" => database.to_owned()).set(0.0);
         gauge!(REPLICATION_FALLBACK, "database" => database.to_owned()).set(0.0);
         let mut feeds = self.feeds.lock();
@@ -280,7 +310,11 @@ impl InvalidationSink for CacheSink {
         if !already {
             // Entries filled under another state must not be served under this one.
             generations.set_feed(database, fallback);
-            generations.bump_database(database);
+            generations.positions().stream_stopped(database);
+            if let Some(journal) = &self.journal {
+                journal.stream_down(database);
+            }
+            generations.drop_database(database);
         }
         Self::clear_problem(database, feed);
         gauge!(REPLICATION_CONNECTED, "database" => database.to_owned()).set(0.0);

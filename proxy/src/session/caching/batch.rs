@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use pgcached_cache::{Entry, FillWait, Lookup};
+use pgcached_cache::{Entry, FillWait};
 
 use super::capture::Capture;
-use super::effects::{self, Found, KeyProtocol};
+use super::effects::{self, Answerable, Found, KeyProtocol};
 use super::expect::{Expect, QueryPath};
 use super::writes::OwnedValues;
 use super::{Attempt, CachePath, Mode, Outputs, Step, Wait};
@@ -489,10 +489,14 @@ impl CachePath {
                         &execution.arguments,
                         described.contains(&execute.portal),
                     );
-                    match self.backend.store.lookup(&key, &self.database) {
-                        Lookup::Hit(entry) => entries.push((index, execution.portal, entry)),
-                        Lookup::Wait(wait) if may_wait => return Err(Some(wait)),
-                        _ => return Err(None),
+                    let values = ExecutionValues::Bind {
+                        arguments: &execution.arguments,
+                        types: &execution.param_types,
+                    };
+                    match self.look_up_to_answer(&key, &read, may_wait, values) {
+                        Answerable::Hit(entry) => entries.push((index, execution.portal, entry)),
+                        Answerable::Wait(wait) => return Err(Some(wait)),
+                        Answerable::No => return Err(None),
                     }
                 }
                 _ => {}

@@ -19,10 +19,21 @@ use super::CachePath;
 use crate::bypass::BypassReason;
 use crate::classify::{CacheableRead, Class, Protocol, WriteClass};
 use crate::pins::reads::{row_dependencies, ExecutionValues, ReadParameters};
+use crate::shared_cache::Fetch;
 use crate::sql::transaction::mentions_isolation;
 use crate::sql::IsolationSetting;
 use crate::stats::QueryKind as StatementKind;
 use crate::wire::backend::TransactionStatus;
+
+/// Whether a read of a held batch can be answered here.
+pub(crate) enum Answerable {
+    /// In memory.
+    Hit(Arc<Entry>),
+    /// Being filled (by another session, or from the shared tier): wait, then look again.
+    Wait(FillWait),
+    /// Not without PostgreSQL.
+    No,
+}
 
 /// What a counted lookup found.
 pub(crate) enum Found {
@@ -192,12 +203,18 @@ impl CachePath {
         match self.backend.store.lookup(key, &self.database) {
             Lookup::Hit(entry) => Found::Hit(entry),
             Lookup::Miss(reservation) => {
+                let guard = self.guard(reservation, read, values);
+                // The shared tier first, when the session may wait for it: it fills this
+                // pgcached's memory, and the retry finds the result there (or misses again,
+                // without asking the tier twice).
+                let guard = match (&self.backend.shared, may_wait) {
+                    (Some(shared), true) => match shared.fetch(guard) {
+                        Fetch::Waiting(wait) => return Found::Wait(wait),
+                        Fetch::Declined(guard) => guard,
+                    },
+                    _ => guard,
+                };
                 metrics.miss();
-                let mut guard = self.record(reservation, read, values);
-                if let Some(ttl) = read.ttl {
-                    guard.set_ttl(ttl);
-                }
-                guard.set_label(Arc::clone(&read.label), Arc::clone(&read.tables));
                 Found::Miss(guard)
             }
             Lookup::Wait(wait) if may_wait => Found::Wait(wait),
@@ -209,6 +226,44 @@ impl CachePath {
                 metrics.bypass(reason.into());
                 Found::Relay
             }
+        }
+    }
+
+    /// The guard of a miss: its dependencies recorded, told the read's TTL and label.
+    fn guard(
+        &self,
+        reservation: pgcached_cache::Reservation,
+        read: &CacheableRead,
+        values: ExecutionValues<'_>,
+    ) -> FillGuard {
+        let mut guard = self.record(reservation, read, values);
+        if let Some(ttl) = read.ttl {
+            guard.set_ttl(ttl);
+        }
+        guard.set_label(Arc::clone(&read.label), Arc::clone(&read.tables));
+        guard
+    }
+
+    /// A lookup for answering a held batch locally: like the store's, except that a miss
+    /// the session may wait for is looked up in the shared tier (and comes back as a wait).
+    pub(crate) fn look_up_to_answer(
+        &self,
+        key: &CacheKey,
+        read: &CacheableRead,
+        may_wait: bool,
+        values: ExecutionValues<'_>,
+    ) -> Answerable {
+        match self.backend.store.lookup(key, &self.database) {
+            Lookup::Hit(entry) => Answerable::Hit(entry),
+            Lookup::Wait(wait) if may_wait => Answerable::Wait(wait),
+            Lookup::Miss(reservation) if may_wait => match &self.backend.shared {
+                Some(shared) => match shared.fetch(self.guard(reservation, read, values)) {
+                    Fetch::Waiting(wait) => Answerable::Wait(wait),
+                    Fetch::Declined(_) => Answerable::No,
+                },
+                None => Answerable::No,
+            },
+            Lookup::Miss(_) | Lookup::Wait(_) | Lookup::Bypass(_) => Answerable::No,
         }
     }
 

@@ -83,6 +83,8 @@ pub struct CacheShared {
     pub replication: Arc<crate::replication::Replication>,
     /// Watchers of DDL and privilege changes made outside pgcached.
     pub watchers: Arc<crate::catalog::watcher::CatalogWatchers>,
+    /// The shared tier, if any.
+    pub shared: Option<Arc<crate::shared_cache::SharedCache>>,
 }
 
 impl CacheShared {
@@ -94,6 +96,7 @@ impl CacheShared {
             metrics: self.metrics.clone(),
             max_entry: self.max_entry,
             registry: Arc::clone(self.classifier.registry()),
+            shared: self.shared.clone(),
         }
     }
 
@@ -142,6 +145,8 @@ pub(crate) struct CacheBackend {
     pub(crate) max_entry: usize,
     /// The column sets reads pin rows by (what a write's acknowledgement must bump).
     pub(crate) registry: Arc<crate::pins::PinRegistry>,
+    /// The shared tier a miss is looked up in first, if any.
+    pub(crate) shared: Option<Arc<crate::shared_cache::SharedCache>>,
 }
 
 /// Where the cache path writes, and what it updates as frames go upstream.

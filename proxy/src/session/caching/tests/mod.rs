@@ -218,6 +218,7 @@ impl Shared {
             metrics: CacheMetrics::new(Arc::clone(&self.counters)),
             max_entry: 64 * 1024,
             registry: Arc::clone(&self.registry),
+            shared: None,
         };
         let path = CachePath::new(
             backend,
