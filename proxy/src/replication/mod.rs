@@ -14,6 +14,7 @@
 //! Layout: this file starts streams and reports their status; [`sink`] applies what they
 //! report; [`sources`] is what they are given (the login, the catalog's names).
 
+mod rebump;
 pub mod sink;
 pub mod sources;
 

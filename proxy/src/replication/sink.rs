@@ -20,6 +20,7 @@ use pgcached_cache::{Feed, ResultCache, TableId};
 use pgcached_invalidation::{Commit, InvalidationSink, Lsn, Problem, StreamStart};
 use tracing::{info, warn};
 
+use super::rebump::{Bumped, Rebumps};
 use crate::cache_metrics::CacheMetrics;
 use crate::config::ReplicationMode;
 use crate::metrics::registry::{
@@ -109,6 +110,8 @@ pub struct CacheSink {
     pub(super) feeds: Mutex<HashMap<String, DatabaseFeed>>,
     /// The shared tier's record of change positions, when there is a shared tier.
     journal: Option<Arc<crate::shared_cache::Journal>>,
+    /// Streamed commits waiting to be bumped again.
+    rebumps: Arc<Rebumps>,
 }
 
 impl CacheSink {
@@ -121,6 +124,7 @@ impl CacheSink {
         journal: Option<Arc<crate::shared_cache::Journal>>,
     ) -> CacheSink {
         CacheSink {
+            rebumps: Rebumps::start(Arc::clone(cache.generations())),
             cache,
             registry,
             metrics,
@@ -210,6 +214,11 @@ impl InvalidationSink for CacheSink {
         for bump in &bumps {
             bump.apply_at(generations, position);
         }
+        // Again shortly: the commit may not be visible to snapshots yet ([`super::rebump`]).
+        self.rebumps.schedule(Bumped {
+            database: commit.whole_database.then(|| Arc::clone(&database_id)),
+            bumps: bumps.clone(),
+        });
         if let Some(journal) = &self.journal {
             journal.committed(database, &commit.tables, commit.whole_database, position);
         }
