@@ -783,9 +783,10 @@ mod unnamed {
 
 /// pgjdbc with autocommit off sends its `BEGIN` in the same batch as the first statement of the
 /// transaction, both unnamed: Parse/Bind/Execute of `BEGIN`, then Parse/Bind/Describe/Execute
-/// of the statement, one Sync. Through pgcached the server must run them in that order: with a
-/// parameter, as straight; without one, the transaction must be open, so that its update is
-/// rolled back.
+/// of the statement, one Sync. Through pgcached the server must run them in that order, and
+/// `BEGIN` must reach it even when the statement's result is cached: with a parameter the
+/// answers are as straight; without one (and cached), the transaction is open, so that its
+/// update is rolled back.
 #[test]
 #[ignore = "pgcached re-sends the batch's later unnamed Parse before the first Bind"]
 fn begin_pipelined_with_an_unnamed_statement_opens_the_transaction() {
@@ -809,6 +810,9 @@ fn begin_pipelined_with_an_unnamed_statement_opens_the_transaction() {
                 statement(select, &["1"], true),
             ],
             vec![statement("COMMIT", &[], false)],
+            // Cached: the next batch's read can be answered from the cache.
+            vec![statement(select_one, &[], true)],
+            vec![statement(select_one, &[], true)],
             vec![
                 statement("BEGIN", &[], false),
                 statement(select_one, &[], true),
@@ -844,6 +848,8 @@ fn begin_pipelined_with_an_unnamed_statement_opens_the_transaction() {
             lines(&["1", "2", "C UPDATE 1", "Z"]),
             lines(&begin_and_read),
             lines(&["1", "2", "C COMMIT", "Z"]),
+            lines(&read),
+            lines(&read),
             lines(&begin_and_read),
             lines(&["1", "2", "C UPDATE 1", "Z"]),
             lines(&["1", "2", "C ROLLBACK", "Z"]),
