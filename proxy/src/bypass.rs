@@ -89,8 +89,12 @@ pub enum BypassReason {
     ListenNotify,
 
     // The session's state when the read arrives.
-    /// Inside a transaction block.
+    /// Inside a failed transaction block.
     InTransaction,
+    /// Runs at REPEATABLE READ or SERIALIZABLE, or at a level not known.
+    Isolation,
+    /// Inside a block that wrote a table the read depends on.
+    OwnWrites,
     /// Behind other requests still in flight.
     Pipelined,
     /// An Execute of a portal the session cannot trace to a statement.
@@ -116,7 +120,7 @@ pub enum BypassReason {
 
 impl BypassReason {
     /// Every reason.
-    pub const ALL: [BypassReason; 44] = [
+    pub const ALL: [BypassReason; 46] = [
         BypassReason::Classifying,
         BypassReason::VolatileFunction,
         BypassReason::SessionState,
@@ -152,6 +156,8 @@ impl BypassReason {
         BypassReason::Explain,
         BypassReason::ListenNotify,
         BypassReason::InTransaction,
+        BypassReason::Isolation,
+        BypassReason::OwnWrites,
         BypassReason::Pipelined,
         BypassReason::UnknownStatement,
         BypassReason::RowLimit,
@@ -202,6 +208,8 @@ impl BypassReason {
             Explain => "explain",
             ListenNotify => "listen_notify",
             InTransaction => "in_transaction",
+            Isolation => "isolation",
+            OwnWrites => "own_writes",
             Pipelined => "pipelined",
             UnknownStatement => "unknown_statement",
             RowLimit => "row_limit",
@@ -251,7 +259,9 @@ impl BypassReason {
             Show => "SHOW reads session settings, not tables",
             Explain => "EXPLAIN output depends on planner state",
             ListenNotify => "LISTEN/NOTIFY is session signalling",
-            InTransaction => "inside a transaction block whose isolation or own writes keep it from reading the cache",
+            InTransaction => "inside a failed transaction block: PostgreSQL refuses every statement until ROLLBACK",
+            Isolation => "runs at REPEATABLE READ or SERIALIZABLE (whose snapshot must hold), or at an isolation level pgcached does not know (after a procedure call, a DO block, set_config, ...): relayed",
+            OwnWrites => "inside a transaction block that wrote a table this read depends on: it may see the block's uncommitted rows, so it is relayed and not cached",
             Pipelined => "sent behind other requests still in flight: relayed in order",
             UnknownStatement => "executes a portal pgcached cannot trace to its statement",
             RowLimit => "executes a portal with a row limit (read in parts): relayed",
@@ -302,6 +312,6 @@ mod tests {
                 "docs/METRICS.md does not list the bypass reason {label}"
             );
         }
-        assert_eq!(seen.len(), 44, "every variant has its own label");
+        assert_eq!(seen.len(), 46, "every variant has its own label");
     }
 }

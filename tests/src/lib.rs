@@ -20,6 +20,7 @@ pub mod dashboard;
 pub mod external;
 pub mod proxy;
 pub mod raw;
+pub mod statements;
 
 pub use clients::{connect, url, Endpoint};
 pub use cluster::shared_cluster;

@@ -9,8 +9,9 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use pgcached_local_cluster::{ClusterOptions, LocalCluster};
+use pgcached_local_cluster::LocalCluster;
 use pgcached_tests::proxy::caching_config_for;
+use pgcached_tests::statements::{cluster_with_statement_stats, executions};
 use pgcached_tests::{connect, url, Endpoint, TestProxy};
 use tokio_postgres::{Client, SimpleQueryMessage};
 
@@ -24,24 +25,11 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// A cluster with pg_stat_statements, shared by this binary.
 fn cluster() -> &'static LocalCluster {
     CLUSTER.get_or_init(|| {
-        let cluster = LocalCluster::start(ClusterOptions {
-            extra_settings: vec![(
-                "shared_preload_libraries".to_owned(),
-                "'pg_stat_statements'".to_owned(),
-            )],
-            ..pgcached_tests::cluster::options()
-        })
-        .expect("cluster");
-        cluster
-            .psql(
-                "app",
-                "CREATE EXTENSION pg_stat_statements;
-                 CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL);
-                 INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 100) g;
-                 GRANT SELECT, UPDATE ON items TO PUBLIC;",
-            )
-            .expect("setup");
-        cluster
+        cluster_with_statement_stats(
+            "CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL);
+             INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 100) g;
+             GRANT SELECT, UPDATE ON items TO PUBLIC;",
+        )
     })
 }
 
@@ -93,19 +81,6 @@ async fn warm(proxy: &TestProxy, client: &Client, sql: &str) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// Executions of statements whose text contains `fragment`, per pg_stat_statements.
-async fn executions(admin: &Client, fragment: &str) -> i64 {
-    admin
-        .query_one(
-            "SELECT coalesce(sum(calls), 0)::bigint FROM pg_stat_statements \
-             WHERE query LIKE '%' || $1 || '%' AND query NOT LIKE '%pg_stat_statements%'",
-            &[&fragment],
-        )
-        .await
-        .expect("pg_stat_statements")
-        .get(0)
 }
 
 #[tokio::test]
@@ -411,11 +386,16 @@ async fn concurrent_identical_misses_send_one_query_upstream() {
         .await
         .expect("setup");
     let proxy = caching_proxy();
-    let sql = "SELECT slow_square(id)::text FROM items WHERE id = 6 /* single-flight */";
-    // The first execution is relayed while the catalog classifies the statement.
+    // The first execution has the shape judged (and fills its own entry); the concurrent
+    // ones read another value of the same shape, a miss for all six at once.
     let first = through(&proxy, "postgres", None).await;
-    column(&first, sql).await;
+    column(
+        &first,
+        "SELECT slow_square(id)::text FROM items WHERE id = 5 /* single-flight */",
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
+    let sql = "SELECT slow_square(id)::text FROM items WHERE id = 6 /* single-flight */";
     let before = executions(&admin, "single-flight").await;
     let mut sessions = Vec::new();
     for _ in 0..6 {

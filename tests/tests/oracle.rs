@@ -8,7 +8,12 @@
 //! - read your writes: a read that began after a write through pgcached was acknowledged never
 //!   returns an older value of that row;
 //! - a rolled-back write (it adds 1,000,000) never shows;
-//! - a write made straight to PostgreSQL is visible through pgcached within 1 s.
+//! - a write made straight to PostgreSQL is visible through pgcached within 1 s;
+//! - inside transaction blocks through pgcached (READ COMMITTED and REPEATABLE READ, reads
+//!   before and after a write of their own, committed or rolled back): a block reads its own
+//!   write exactly; in READ COMMITTED each read obeys the rules above; in REPEATABLE READ every
+//!   read of a row returns the same value, and never one whose write was sent after the
+//!   block's first read had returned (too new for its snapshot).
 //!
 //! It runs for a bounded time and prints the measured delay for external writes.
 
@@ -18,20 +23,29 @@ use std::time::{Duration, Instant};
 use pgcached_local_cluster::LocalCluster;
 use pgcached_tests::proxy::caching_config_for;
 use pgcached_tests::{connect, url, Endpoint, TestProxy};
+use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
 const KEYS: i32 = 4;
 const RUN_FOR: Duration = Duration::from_secs(12);
 const ROLLED_BACK: i64 = 1_000_000;
 
-/// A committed write: row, value, when its acknowledgement was received, and whether it went
-/// through pgcached.
+/// A committed write: row, value, when it was sent and when its acknowledgement (of the
+/// COMMIT, in a block) was received, and whether it went through pgcached.
 #[derive(Clone, Copy)]
 struct Write {
     key: i32,
     value: i64,
+    sent: Instant,
     acked: Instant,
     proxied: bool,
+}
+
+/// One REPEATABLE READ block's reads of rows it did not write: (row, value), and when its
+/// first read had returned (its snapshot was taken by then).
+struct SnapshotReads {
+    reads: Vec<(i32, i64)>,
+    snapshot_by: Instant,
 }
 
 /// A read through pgcached: row, value, when it began.
@@ -45,6 +59,8 @@ struct Read {
 struct Log {
     writes: Mutex<Vec<Write>>,
     reads: Mutex<Vec<Read>>,
+    snapshots: Mutex<Vec<SnapshotReads>>,
+    block_reads: std::sync::atomic::AtomicUsize,
 }
 
 /// A small deterministic generator (xorshift), seeded per task.
@@ -74,12 +90,14 @@ async fn proxied_writer(client: Client, log: Arc<Log>, seed: u64, deadline: Inst
     let mut random = Random(seed);
     while Instant::now() < deadline {
         let key = random.below(KEYS as u64) as i32 + 1;
+        let sent = Instant::now();
         match random.below(4) {
             0 => {
                 let value = update(&client, key, 1).await;
                 log.writes.lock().expect("log").push(Write {
                     key,
                     value,
+                    sent,
                     acked: Instant::now(),
                     proxied: true,
                 });
@@ -91,6 +109,7 @@ async fn proxied_writer(client: Client, log: Arc<Log>, seed: u64, deadline: Inst
                 log.writes.lock().expect("log").push(Write {
                     key,
                     value,
+                    sent,
                     acked: Instant::now(),
                     proxied: true,
                 });
@@ -109,12 +128,14 @@ async fn proxied_writer(client: Client, log: Arc<Log>, seed: u64, deadline: Inst
                 writes.push(Write {
                     key,
                     value: a,
+                    sent,
                     acked,
                     proxied: true,
                 });
                 writes.push(Write {
                     key: other,
                     value: b,
+                    sent,
                     acked,
                     proxied: true,
                 });
@@ -128,14 +149,146 @@ async fn external_writer(client: Client, log: Arc<Log>, deadline: Instant) {
     let mut random = Random(99);
     while Instant::now() < deadline {
         let key = random.below(KEYS as u64) as i32 + 1;
+        let sent = Instant::now();
         let value = update(&client, key, 1).await;
         log.writes.lock().expect("log").push(Write {
             key,
             value,
+            sent,
             acked: Instant::now(),
             proxied: false,
         });
         tokio::time::sleep(Duration::from_millis(20 + random.below(30))).await;
+    }
+}
+
+/// A row's value through `client`, by the simple protocol (`simple`) or a prepared statement.
+async fn read_value(
+    client: &Client,
+    prepared: &tokio_postgres::Statement,
+    key: i32,
+    simple: bool,
+) -> i64 {
+    if simple {
+        let rows = client
+            .simple_query(&format!("SELECT v FROM oracle WHERE k = {key}"))
+            .await
+            .expect("read");
+        rows.iter()
+            .find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).and_then(|v| v.parse().ok()),
+                _ => None,
+            })
+            .expect("a row")
+    } else {
+        client
+            .query_one(prepared, &[&key])
+            .await
+            .expect("read")
+            .get(0)
+    }
+}
+
+/// Transaction blocks through pgcached: reads, maybe a write of one row (then reads of it and
+/// of others), COMMIT or ROLLBACK; READ COMMITTED or REPEATABLE READ.
+async fn block_worker(client: Client, log: Arc<Log>, seed: u64, deadline: Instant) {
+    let mut random = Random(seed);
+    let prepared = client
+        .prepare("SELECT v FROM oracle WHERE k = $1")
+        .await
+        .expect("prepare");
+    while Instant::now() < deadline {
+        let repeatable = random.below(2) == 0;
+        client
+            .batch_execute(if repeatable {
+                "BEGIN ISOLATION LEVEL REPEATABLE READ"
+            } else {
+                "BEGIN"
+            })
+            .await
+            .expect("begin");
+        let mut snapshot = SnapshotReads {
+            reads: Vec::new(),
+            snapshot_by: Instant::now(),
+        };
+        let mut seen: Vec<(i32, i64)> = Vec::new();
+        let mut rc_reads = Vec::new();
+        let mut own: Option<(i32, i64, Instant)> = None;
+        let mut aborted = false;
+        let steps = 2 + random.below(5);
+        for step in 0..steps {
+            let key = random.below(KEYS as u64) as i32 + 1;
+            if own.is_none() && step > 0 && random.below(3) == 0 {
+                let sent = Instant::now();
+                match client
+                    .query_one(
+                        "UPDATE oracle SET v = v + 1 WHERE k = $1 RETURNING v",
+                        &[&key],
+                    )
+                    .await
+                {
+                    Ok(row) => own = Some((key, row.get(0), sent)),
+                    Err(e)
+                        if repeatable && e.code() == Some(&SqlState::T_R_SERIALIZATION_FAILURE) =>
+                    {
+                        // Another writer changed the row after this block's snapshot.
+                        aborted = true;
+                        break;
+                    }
+                    Err(e) => panic!("update in a block: {e}"),
+                }
+                continue;
+            }
+            let began = Instant::now();
+            let value = read_value(&client, &prepared, key, random.below(2) == 0).await;
+            log.block_reads
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if step == 0 {
+                snapshot.snapshot_by = Instant::now();
+            }
+            match own {
+                Some((written, expected, _)) if written == key => {
+                    assert_eq!(
+                        value, expected,
+                        "a block did not read its own write of row {key}"
+                    );
+                    continue;
+                }
+                _ => {}
+            }
+            if repeatable {
+                if let Some((_, first)) = seen.iter().find(|(k, _)| *k == key) {
+                    assert_eq!(
+                        *first, value,
+                        "REPEATABLE READ saw row {key} change within its block"
+                    );
+                }
+                seen.push((key, value));
+                snapshot.reads.push((key, value));
+            } else {
+                rc_reads.push(Read { key, value, began });
+            }
+        }
+        let commit = !aborted && random.below(3) != 0;
+        client
+            .batch_execute(if commit { "COMMIT" } else { "ROLLBACK" })
+            .await
+            .expect("end");
+        let acked = Instant::now();
+        log.reads.lock().expect("log").extend(rc_reads);
+        if repeatable {
+            log.snapshots.lock().expect("log").push(snapshot);
+        }
+        if let (true, Some((key, value, sent))) = (commit, own) {
+            log.writes.lock().expect("log").push(Write {
+                key,
+                value,
+                sent,
+                acked,
+                proxied: true,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(random.below(10))).await;
     }
 }
 
@@ -148,26 +301,7 @@ async fn reader(client: Client, log: Arc<Log>, seed: u64, deadline: Instant) {
     while Instant::now() < deadline {
         let key = random.below(KEYS as u64) as i32 + 1;
         let began = Instant::now();
-        let value: i64 = if random.below(2) == 0 {
-            client
-                .query_one(&prepared, &[&key])
-                .await
-                .expect("read")
-                .get(0)
-        } else {
-            let rows = client
-                .simple_query(&format!("SELECT v FROM oracle WHERE k = {key}"))
-                .await
-                .expect("read");
-            rows.iter()
-                .find_map(|m| match m {
-                    tokio_postgres::SimpleQueryMessage::Row(r) => {
-                        r.get(0).and_then(|v| v.parse().ok())
-                    }
-                    _ => None,
-                })
-                .expect("a row")
-        };
+        let value = read_value(&client, &prepared, key, random.below(2) != 0).await;
         log.reads
             .lock()
             .expect("log")
@@ -203,6 +337,8 @@ async fn concurrent_reads_and_writes_keep_the_invariants() {
     let log = Arc::new(Log {
         writes: Mutex::new(Vec::new()),
         reads: Mutex::new(Vec::new()),
+        snapshots: Mutex::new(Vec::new()),
+        block_reads: std::sync::atomic::AtomicUsize::new(0),
     });
     let deadline = Instant::now() + RUN_FOR;
     let mut tasks = Vec::new();
@@ -221,6 +357,14 @@ async fn concurrent_reads_and_writes_keep_the_invariants() {
         Arc::clone(&log),
         deadline,
     )));
+    for seed in [21u64, 22] {
+        tasks.push(tokio::spawn(block_worker(
+            through().await,
+            Arc::clone(&log),
+            seed,
+            deadline,
+        )));
+    }
     for seed in [11u64, 12, 13] {
         tasks.push(tokio::spawn(reader(
             through().await,
@@ -283,6 +427,24 @@ async fn concurrent_reads_and_writes_keep_the_invariants() {
             }
         }
     }
+    // Snapshots: no read of a REPEATABLE READ block shows a write sent after its snapshot.
+    let snapshots = log.snapshots.lock().expect("log");
+    for block in snapshots.iter() {
+        for (key, value) in &block.reads {
+            if let Some(write) = writes.iter().find(|w| w.key == *key && w.value == *value) {
+                assert!(
+                    write.sent < block.snapshot_by,
+                    "REPEATABLE READ read {value} of row {key}, written after its snapshot"
+                );
+            }
+        }
+    }
+    let block_reads = log.block_reads.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        snapshots.len() > 20 && block_reads > 200,
+        "{} REPEATABLE READ blocks, {block_reads} reads in blocks",
+        snapshots.len()
+    );
     external_delays.sort();
     if !external_delays.is_empty() {
         println!(
@@ -303,9 +465,10 @@ async fn concurrent_reads_and_writes_keep_the_invariants() {
         reads.len()
     );
     println!(
-        "oracle: {} of {} reads were cache hits",
+        "oracle: {} of {} reads were cache hits; {block_reads} reads in blocks, {} REPEATABLE READ blocks",
         cache.hits(),
-        reads.len()
+        reads.len(),
+        snapshots.len()
     );
 }
 

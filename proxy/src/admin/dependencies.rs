@@ -9,7 +9,7 @@ use crate::pins::PinType;
 /// The tables a write names, for their names.
 pub fn write_tables(write: &WriteClass) -> Vec<u32> {
     match write {
-        WriteClass::Database => Vec::new(),
+        WriteClass::Database | WriteClass::Judging => Vec::new(),
         WriteClass::Known(effect) => std::iter::once(effect.target.oid)
             .chain(effect.whole.iter().map(|t| t.oid))
             .collect(),

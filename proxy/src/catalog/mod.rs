@@ -19,6 +19,7 @@
 //! The same connection gives the replication stream the names of the database's tables (see
 //! [`Catalog::relation_names`]), with a version the watcher moves whenever the catalog changed.
 
+pub(crate) mod isolation;
 pub mod queries;
 pub mod tables;
 pub mod watcher;
@@ -43,9 +44,16 @@ pub enum Resolution {
     Cacheable(Vec<u32>),
     /// Not cacheable, with a short reason used as a metric label.
     NotCacheable(BypassReason),
-    /// Not cacheable because it calls a function that is not immutable: it may also change
-    /// session state (`set_config`), so the session's fingerprint must change too.
-    CallsVolatile,
+    /// Not cacheable because it calls a function that is not immutable. `user_defined` when
+    /// such a function may be one defined outside `pg_catalog`, whose body pgcached does not
+    /// know: it may write tables or change session settings; `names_isolation` when such a
+    /// body names transaction isolation or `set_config`.
+    CallsVolatile {
+        /// A non-immutable function may be defined outside `pg_catalog`.
+        user_defined: bool,
+        /// The body of one names isolation or `set_config`.
+        names_isolation: bool,
+    },
 }
 
 /// A relation's schema and name, as stored in the catalog (case as created, unquoted).
@@ -92,13 +100,15 @@ pub struct Catalog {
     /// relations (say, an application that inlines literals) needs no round trip. Cleared when
     /// the catalog watcher sees a change.
     facts: parking_lot::Mutex<Facts>,
+    /// The transaction isolation sessions inherit ([`isolation`]).
+    isolation: isolation::IsolationDefaults,
 }
 
 /// Catalog answers per database, relation and function.
 #[derive(Default)]
 struct Facts {
     relations: HashMap<(String, RelationName), Result<Vec<u32>, BypassReason>>,
-    functions: HashMap<(String, FunctionName), bool>,
+    functions: HashMap<(String, FunctionName), FunctionFacts>,
     /// Schema and name per database and relation OID.
     names: HashMap<(String, u32), TableName>,
     /// Per database and relation name: the table's facts, when its rows can be pinned.
@@ -119,6 +129,7 @@ impl Catalog {
             publication,
             versions: parking_lot::Mutex::new(HashMap::new()),
             facts: parking_lot::Mutex::new(Facts::default()),
+            isolation: isolation::IsolationDefaults::default(),
         }
     }
 
@@ -129,25 +140,36 @@ impl Catalog {
         deps: &ReadDeps,
     ) -> Result<Resolution, CatalogError> {
         let client = self.client(database).await?;
+        let mut volatile: Option<(bool, bool)> = None;
         for function in &deps.functions {
             if function.schema.is_none() && SPECIAL_FORMS.contains(&function.name.as_str()) {
                 continue;
             }
             let key = (database.to_owned(), function.clone());
             let known = self.facts.lock().functions.get(&key).copied();
-            let immutable = match known {
-                Some(immutable) => immutable,
+            let facts = match known {
+                Some(facts) => facts,
                 None => {
-                    let immutable = is_immutable(&client, function).await?;
-                    self.remember(|facts| {
-                        facts.functions.insert(key, immutable);
+                    let facts = function_facts(&client, function).await?;
+                    self.remember(|all| {
+                        all.functions.insert(key, facts);
                     });
-                    immutable
+                    facts
                 }
             };
-            if !immutable {
-                return Ok(Resolution::CallsVolatile);
+            if !facts.immutable {
+                let (user_defined, names_isolation) = volatile.unwrap_or((false, false));
+                volatile = Some((
+                    user_defined || facts.user_defined,
+                    names_isolation || facts.names_isolation,
+                ));
             }
+        }
+        if let Some((user_defined, names_isolation)) = volatile {
+            return Ok(Resolution::CallsVolatile {
+                user_defined,
+                names_isolation,
+            });
         }
         let mut tables = BTreeSet::new();
         for relation in &deps.relations {
@@ -281,13 +303,26 @@ impl Catalog {
         Ok(rows.iter().map(|row| row.get::<_, u32>(0)).collect())
     }
 
-    /// A digest of the catalog facts caching depends on (see [`queries::FINGERPRINT`]).
+    /// A digest of the catalog facts caching depends on (see [`queries::FINGERPRINT`]); reading
+    /// it also refreshes the server's default isolation for `database`.
     pub async fn fingerprint(&self, database: &str) -> Result<String, CatalogError> {
         let client = self.client(database).await?;
         let row = client
             .query_one(queries::FINGERPRINT, &[&self.publication])
             .await?;
+        let value: Option<String> = row.get(1);
+        let source: Option<String> = row.get(2);
+        let level = isolation::server_level(
+            value.as_deref().unwrap_or(""),
+            source.as_deref().unwrap_or(""),
+        );
+        self.isolation.set_server(database, level);
         Ok(row.get::<_, Option<String>>(0).unwrap_or_default())
+    }
+
+    /// The catalog of `database` changed: what sessions inherit is read again at login.
+    pub(crate) fn forget_role_settings(&self, database: &str) {
+        self.isolation.forget_roles(database);
     }
 
     /// Every table, partitioned table and materialized view of `database` by the name
@@ -320,10 +355,21 @@ impl Catalog {
     }
 }
 
-async fn is_immutable(
+/// What the catalog says of the overloads a call may resolve to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FunctionFacts {
+    /// Every one is IMMUTABLE (and there is at least one).
+    immutable: bool,
+    /// One of them is defined outside `pg_catalog` (or none is known).
+    user_defined: bool,
+    /// The body of one defined outside `pg_catalog` names isolation or `set_config`.
+    names_isolation: bool,
+}
+
+async fn function_facts(
     client: &tokio_postgres::Client,
     function: &FunctionName,
-) -> Result<bool, CatalogError> {
+) -> Result<FunctionFacts, CatalogError> {
     let arity = function.arity.map(i32::from);
     let row = client
         .query_one(
@@ -333,7 +379,14 @@ async fn is_immutable(
         .await?;
     let overloads: i64 = row.get(0);
     let immutable: i64 = row.get(1);
-    Ok(overloads > 0 && overloads == immutable)
+    let user_defined: i64 = row.get(2);
+    let bodies: Option<String> = row.get(3);
+    Ok(FunctionFacts {
+        immutable: overloads > 0 && overloads == immutable,
+        user_defined: overloads == 0 || user_defined > 0,
+        names_isolation: overloads == 0
+            || bodies.is_some_and(|text| crate::sql::transaction::mentions_isolation(&text)),
+    })
 }
 
 /// Adds the tables a relation depends on to `tables`, or says why it is not cacheable.

@@ -10,12 +10,15 @@ SELECT c.oid, n.nspname::text AS nspname, c.relkind, c.relpersistence,
   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
  WHERE c.relname = $1 AND ($2::text IS NULL OR n.nspname = $2)";
 
-/// Overload count and immutable overload count of a function: `$1` name, `$2` schema or NULL,
+/// Overload count, immutable overload count, count of overloads outside `pg_catalog` and their
+/// bodies of a function: `$1` name, `$2` schema or NULL,
 /// `$3` the call's argument count or NULL. Overloads that could take that many arguments
 /// (exact count, variadic, or defaults) are all considered, since the catalog alone cannot tell
 /// which one the call resolves to.
 pub const FUNCTION_VOLATILITY: &str = "\
-SELECT count(*), count(*) FILTER (WHERE p.provolatile = 'i')
+SELECT count(*), count(*) FILTER (WHERE p.provolatile = 'i'),
+       count(*) FILTER (WHERE n.nspname <> 'pg_catalog'),
+       string_agg(p.prosrc, ' ') FILTER (WHERE n.nspname <> 'pg_catalog')
   FROM pg_catalog.pg_proc p
   JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
  WHERE p.proname = $1 AND ($2::text IS NULL OR n.nspname = $2)
@@ -106,8 +109,29 @@ SELECT md5(concat_ws('|',
   (SELECT concat_ws(',', p.oid, p.pubinsert, p.pubupdate, p.pubdelete, p.pubtruncate, p.pubviaroot)
      FROM pg_catalog.pg_publication p WHERE p.pubname = $1::text),
   (SELECT string_agg(pt::text, ';' ORDER BY pt.schemaname, pt.tablename)
-     FROM pg_catalog.pg_publication_tables pt WHERE pt.pubname = $1::text)
-))";
+     FROM pg_catalog.pg_publication_tables pt WHERE pt.pubname = $1::text),
+  (SELECT string_agg(concat_ws(',', s.setdatabase, s.setrole, s.setconfig::text), ';'
+                     ORDER BY s.setdatabase, s.setrole)
+     FROM pg_catalog.pg_db_role_setting s)
+)),
+  (SELECT reset_val FROM pg_catalog.pg_settings WHERE name = 'default_transaction_isolation'),
+  (SELECT source FROM pg_catalog.pg_settings WHERE name = 'default_transaction_isolation')";
+
+/// A role's and database's settings that apply to a session of role `$1` in this database,
+/// ranked as PostgreSQL applies them (0 wins): the role in this database, the role, the
+/// database, every role.
+pub const ROLE_SETTINGS: &str = "SELECT CASE WHEN s.setrole <> 0 AND s.setdatabase <> 0 THEN 0
+            WHEN s.setrole <> 0 THEN 1
+            WHEN s.setdatabase <> 0 THEN 2
+            ELSE 3 END,
+       s.setconfig
+  FROM pg_catalog.pg_db_role_setting s
+ WHERE s.setrole IN (0, (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = $1))
+   AND s.setdatabase IN (0, (SELECT d.oid FROM pg_catalog.pg_database d
+                              WHERE d.datname = current_database()))";
+
+/// The default isolation of pgcached's own session, and where it came from.
+pub const SERVER_ISOLATION: &str = "SELECT reset_val, source FROM pg_catalog.pg_settings WHERE name = 'default_transaction_isolation'";
 
 /// Every relation whose changes a decoder reports, by the name test_decoding prints
 /// (`quote_qualified_identifier`): permanent tables, partitioned tables and materialized views.

@@ -89,6 +89,7 @@ impl CatalogWatchers {
                             if last.is_some() {
                                 info!(database = %name, "catalog changed; cached results and classifications dropped");
                                 catalog.forget_facts();
+                                catalog.forget_role_settings(&name);
                                 classifier.clear();
                                 classifier.registry().forget_identities(&name);
                                 metrics.invalidation(InvalidationSource::Catalog, 1);

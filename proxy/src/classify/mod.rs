@@ -4,11 +4,13 @@
 //! synchronously the first time a text is seen (about 30 µs): it must, because whether a
 //! statement changes session state (`SET`), creates temporary objects or writes has to be known
 //! before the statement is relayed. For reads, the catalog step ([`crate::catalog`]) runs in the
-//! background; until it has answered, the read is relayed uncached (bypass reason
-//! `classifying`). Every later occurrence of the same text is one memo lookup: a cache hit never
+//! background. A session that meets a read being judged waits for the verdict, for at most
+//! [`wait::JUDGE_WAIT`] (longer for reads calling functions, see [`wait`]); past that it relays
+//! the read uncached (bypass reason `classifying`). Every later occurrence of the same text is one memo lookup: a cache hit never
 //! parses.
 
 mod pins;
+mod wait;
 mod writes;
 
 use std::collections::HashSet;
@@ -27,8 +29,9 @@ use crate::pins::PinRegistry;
 use crate::sql::names::RelationName;
 use crate::sql::text::{self, Hints};
 use crate::sql::write::WriteInfo;
-use crate::sql::{self, ReadDeps, StatementKind};
+use crate::sql::{self, IsolationSetting, ReadDeps, StatementKind, TransactionStep};
 pub use pins::WholeReason;
+pub(crate) use wait::limit_for;
 
 /// Most distinct statements remembered per process.
 pub const MEMO_CAPACITY: usize = 20_000;
@@ -95,14 +98,23 @@ pub enum Class {
     Classifying { calls_functions: bool },
     /// A read that is never cached, with the reason (a metric label).
     Uncacheable(BypassReason),
-    /// A read calling a non-immutable function: uncached, and it may change session state.
-    CallsVolatile,
-    /// Changes session state (SET, RESET, SET ROLE, DISCARD, ...).
-    SessionState,
+    /// A read calling a non-immutable function: uncached. `may_change_session` when the
+    /// function may be user-defined (or is `set_config`): it may write tables or change session
+    /// settings in ways pgcached cannot see; `may_change_isolation` when its text or its body
+    /// names isolation or `set_config`.
+    CallsVolatile {
+        /// It may write tables or change session settings.
+        may_change_session: bool,
+        /// It may change the session's transaction isolation.
+        may_change_isolation: bool,
+    },
+    /// Changes session state (SET, RESET, SET ROLE, DISCARD, ...), with what it does to
+    /// transaction isolation.
+    SessionState(IsolationSetting),
     /// Creates temporary objects: the session's reads may see rows nobody else sees.
     TempObjects,
     /// BEGIN, COMMIT, ROLLBACK, SAVEPOINT, ...
-    TransactionControl,
+    TransactionControl(TransactionStep),
     /// Writes data or changes the schema: what its acknowledgement invalidates.
     Write(WriteClass),
     /// Anything else (CALL, DO, SHOW, unparsable, ...): effects unknown.
@@ -110,16 +122,24 @@ pub enum Class {
 }
 
 impl Class {
+    /// True while the catalog has not judged the statement: a session may wait for the verdict.
+    pub(crate) fn is_being_judged(&self) -> bool {
+        matches!(
+            self,
+            Class::Classifying { .. } | Class::Write(WriteClass::Judging)
+        )
+    }
+
     /// Why the statement is relayed uncached; `None` for a cacheable read.
     pub fn bypass_reason(&self) -> Option<BypassReason> {
         Some(match self {
             Class::Cacheable(_) => return None,
             Class::Classifying { .. } => BypassReason::Classifying,
             Class::Uncacheable(reason) => *reason,
-            Class::CallsVolatile => BypassReason::VolatileFunction,
-            Class::SessionState => BypassReason::SessionState,
+            Class::CallsVolatile { .. } => BypassReason::VolatileFunction,
+            Class::SessionState(_) => BypassReason::SessionState,
             Class::TempObjects => BypassReason::TemporaryObjects,
-            Class::TransactionControl => BypassReason::TransactionControl,
+            Class::TransactionControl(_) => BypassReason::TransactionControl,
             Class::Write(_) => BypassReason::Write,
             Class::Other => BypassReason::NotARead,
         })
@@ -129,8 +149,11 @@ impl Class {
 /// What a write's acknowledgement invalidates.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WriteClass {
-    /// Its reach is unknown (or not judged yet): the whole database.
+    /// Its reach is unknown: the whole database.
     Database,
+    /// The catalog has not judged its reach yet: the whole database, unless the session can
+    /// wait for the verdict ([`wait`]).
+    Judging,
     /// Its target's rows by key, and the tables it reaches.
     Known(Arc<WriteEffect>),
 }
@@ -229,6 +252,8 @@ pub struct Classifier {
     rules: TableRules,
     /// The column sets reads pin rows by.
     registry: Arc<PinRegistry>,
+    /// Told each time a background resolution lands ([`wait`]).
+    judged: tokio::sync::Notify,
 }
 
 /// A statement waiting for the catalog's verdict.
@@ -255,6 +280,7 @@ impl Classifier {
             resolvers: Arc::new(tokio::sync::Semaphore::new(MAX_RESOLVERS)),
             rules,
             registry,
+            judged: tokio::sync::Notify::new(),
         }
     }
 
@@ -277,7 +303,10 @@ impl Classifier {
         sql: &str,
     ) -> Result<Class, catalog::CatalogError> {
         if mentions_set_config(sql) {
-            return Ok(Class::CallsVolatile);
+            return Ok(Class::CallsVolatile {
+                may_change_session: true,
+                may_change_isolation: true,
+            });
         }
         match sql::analyze(sql).kind {
             StatementKind::Read(deps) => {
@@ -323,11 +352,17 @@ impl Classifier {
         }
         if protocol == Protocol::Simple && !mentions_set_config(sql) {
             if let Some(shape) = sql::shape::of(sql) {
-                if let Some(class) = self.shapes.get(&MemoKeyRef(database, &shape.text)) {
-                    return class;
-                }
-                if let Some(class) = self.classify_text(database, &shape.text, sql, Memo::Shapes) {
-                    return class;
+                let class = match self.shapes.get(&MemoKeyRef(database, &shape.text)) {
+                    Some(class) => Some(class),
+                    None => self.classify_text(database, &shape.text, sql, Memo::Shapes),
+                };
+                match class {
+                    // What the statement does to isolation is in its literals
+                    // (`SET default_transaction_isolation = 'serializable'`): read the text.
+                    Some(Class::SessionState(setting))
+                        if setting != IsolationSetting::Untouched => {}
+                    Some(class) => return class,
+                    None => {}
                 }
             }
         }
@@ -348,8 +383,12 @@ impl Classifier {
         if mentions_set_config(sql) {
             // Changes settings (role, search_path, ...) from inside any statement: never cached,
             // and the session's later reads must not share entries with other sessions.
-            self.memo(memo).insert(key, Class::CallsVolatile);
-            return Some(Class::CallsVolatile);
+            let class = Class::CallsVolatile {
+                may_change_session: true,
+                may_change_isolation: true,
+            };
+            self.memo(memo).insert(key, class.clone());
+            return Some(class);
         }
         self.parses
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -364,7 +403,7 @@ impl Classifier {
             StatementKind::Write(info) if info.shape.is_some() => {
                 // Until the catalog says what it reaches: the whole database.
                 self.resolve_in_background(key, memo, Pending::Write(info));
-                return Some(Class::Write(WriteClass::Database));
+                return Some(Class::Write(WriteClass::Judging));
             }
             kind => Self::syntactic_class(kind),
         };
@@ -384,9 +423,9 @@ impl Classifier {
                 BypassReason::SelectInto | BypassReason::DataModifyingCte,
             ) => Class::Write(WriteClass::Database),
             StatementKind::UncacheableRead(reason) => Class::Uncacheable(reason),
-            StatementKind::SessionState => Class::SessionState,
+            StatementKind::SessionState(setting) => Class::SessionState(setting),
             StatementKind::CreatesTempObjects => Class::TempObjects,
-            StatementKind::TransactionControl => Class::TransactionControl,
+            StatementKind::TransactionControl(step) => Class::TransactionControl(step),
             StatementKind::Write(_) => Class::Write(WriteClass::Database),
             StatementKind::Other | StatementKind::Unparsable => Class::Other,
         }
@@ -403,7 +442,15 @@ impl Classifier {
         let oids = match self.catalog.resolve(database, deps).await? {
             Resolution::Cacheable(oids) => oids,
             Resolution::NotCacheable(reason) => return Ok(Class::Uncacheable(reason)),
-            Resolution::CallsVolatile => return Ok(Class::CallsVolatile),
+            Resolution::CallsVolatile {
+                user_defined,
+                names_isolation,
+            } => {
+                return Ok(Class::CallsVolatile {
+                    may_change_session: user_defined,
+                    may_change_isolation: names_isolation,
+                })
+            }
         };
         if hints.nocache {
             return Ok(Class::Uncacheable(BypassReason::NocacheHint));
@@ -482,6 +529,7 @@ impl Classifier {
                 };
             classifier.memo(memo).insert(key.clone(), class);
             classifier.in_flight.lock().remove(&key);
+            classifier.judged.notify_waiters();
         });
     }
 }

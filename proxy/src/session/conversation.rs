@@ -87,17 +87,6 @@ impl Conversation {
         matches!(self.phase, Phase::Ready(_)) && self.outstanding == 0 && !self.batch_open
     }
 
-    /// True when the session is idle outside a transaction block: a request may be answered
-    /// by pgcached alone, in the order the client expects.
-    pub(crate) fn may_answer_locally(&self) -> bool {
-        self.is_idle() && self.phase == Phase::Ready(TransactionStatus::Idle)
-    }
-
-    /// The phase, with the latest transaction status.
-    pub(crate) fn phase(&self) -> Phase {
-        self.phase
-    }
-
     /// True when PostgreSQL announced with a FATAL error that it is closing.
     pub(crate) fn upstream_fatal(&self) -> bool {
         self.upstream_fatal
@@ -129,7 +118,6 @@ mod tests {
             Some(TransactionStatus::InBlock)
         );
         assert!(c.is_idle());
-        assert!(!c.may_answer_locally(), "in a transaction block");
     }
 
     #[test]
@@ -142,10 +130,8 @@ mod tests {
         assert!(!c.is_idle());
         c.sent(FrontendTag::Sync);
         assert!(!c.is_idle());
-        assert!(!c.may_answer_locally());
         c.received(BackendTag::ReadyForQuery, b"Z\0\0\0\x05I");
         assert!(c.is_idle());
-        assert!(c.may_answer_locally());
     }
 
     #[test]

@@ -20,7 +20,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::caching::server::ServerAction;
-use super::caching::{CachePath, Outputs, Step};
+use super::caching::{Attempt, CachePath, Outputs, Step, Wait};
 use super::conversation::Conversation;
 use super::outbox::Outbox;
 use crate::metrics::ProxyMetrics;
@@ -42,10 +42,14 @@ pub(crate) enum ClientPiece {
     StreamMore(Bytes),
 }
 
-/// A frame waiting for another session's fill of the same result.
+/// A frame waiting for another session's fill of the same result, or for its statements'
+/// verdict.
 pub(crate) struct Parked {
     frame: FrontendMessage,
-    /// Completes when the fill ended or the wait timed out.
+    /// How the frame is handled when the wait is over.
+    retry_as: Attempt,
+    /// Completes when the wait is over: true if what it waited for happened, false if it
+    /// timed out.
     pub(crate) wait: Pin<Box<dyn Future<Output = bool> + Send>>,
 }
 
@@ -126,7 +130,9 @@ impl SessionMachine {
                 boxes.upstream,
                 boxes.client,
             );
-            cache.retry(parked.frame, &mut out);
+            if let Step::Park(wait, frame) = cache.retry(parked.frame, parked.retry_as, &mut out) {
+                self.parked = Some(park(wait, frame));
+            }
         }
         while self.parked.is_none() {
             let Some(piece) = self.deferred.pop_front() else {
@@ -156,10 +162,7 @@ impl SessionMachine {
                 match self.cache.as_mut() {
                     Some(cache) => {
                         if let Step::Park(wait, frame) = cache.client_frame(frame, &mut out) {
-                            self.parked = Some(Parked {
-                                frame,
-                                wait: Box::pin(wait.wait(SINGLE_FLIGHT_WAIT)),
-                            });
+                            self.parked = Some(park(wait, frame));
                         }
                     }
                     None => {
@@ -219,6 +222,23 @@ impl SessionMachine {
         if let Some(cache) = self.cache.as_mut() {
             cache.end();
         }
+    }
+}
+
+/// A frame parked for `wait`, bounded: [`SINGLE_FLIGHT_WAIT`] for a fill, the wait's own limit for a
+/// verdict.
+fn park(wait: Wait, frame: FrontendMessage) -> Parked {
+    let retry_as = wait.retry_as();
+    let wait: Pin<Box<dyn Future<Output = bool> + Send>> = match wait {
+        Wait::Fill(fill) => Box::pin(fill.wait(SINGLE_FLIGHT_WAIT)),
+        Wait::Judged { verdict, limit } => {
+            Box::pin(async move { tokio::time::timeout(limit, verdict).await.is_ok() })
+        }
+    };
+    Parked {
+        frame,
+        retry_as,
+        wait,
     }
 }
 

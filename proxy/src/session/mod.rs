@@ -187,11 +187,20 @@ pub async fn run(
         Some(shared) if !startup.is_replication() => {
             // The database is real and the client may use it: follow its changes.
             shared.follow(startup.database());
+            let inherited = shared
+                .classifier
+                .catalog()
+                .inherited_isolation(startup.database(), startup.user());
+            let transactions = caching::transaction::Transactions::new(
+                caching::transaction::startup_default(&startup.parameters),
+                inherited,
+            );
             Some(caching::CachePath::new(
                 shared.backend(),
                 startup.database(),
                 startup.user(),
                 fingerprint::Fingerprint::from_startup(&startup.parameters),
+                transactions,
             ))
         }
         _ => None,

@@ -10,22 +10,25 @@
 //! - [`write`]: what a write changes: its table, pinned rows, set columns, inserted rows.
 //! - [`shape`]: a text with its literals replaced by parameters (a lexer pass, no parse).
 //! - [`text`]: `pgcached:` hints in comments, and the text with its literals removed.
+//! - [`transaction`]: what a statement does to transaction isolation.
 
 pub mod names;
 pub mod pins;
 pub mod read;
 pub mod shape;
 pub mod text;
+pub mod transaction;
 pub mod write;
 
 use crate::bypass::BypassReason;
 
-use sqlparser::ast::{ObjectName, Set, Statement};
+use sqlparser::ast::{ObjectName, Statement};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
 pub use names::{FunctionName, RelationName};
 pub use read::ReadDeps;
+pub use transaction::{Isolation, IsolationSetting, TransactionStep};
 
 /// Nesting depth at which parsing gives up (and the statement is relayed uncached).
 const RECURSION_LIMIT: usize = 48;
@@ -44,12 +47,13 @@ pub enum StatementKind {
     Read(ReadDeps),
     /// A read that is never cached, with the reason.
     UncacheableRead(BypassReason),
-    /// Changes session state (SET, RESET, SET ROLE, SET SESSION AUTHORIZATION, DISCARD, LOAD).
-    SessionState,
+    /// Changes session state (SET, RESET, SET ROLE, SET SESSION AUTHORIZATION, DISCARD, LOAD),
+    /// with what it does to transaction isolation.
+    SessionState(IsolationSetting),
     /// Creates temporary objects.
     CreatesTempObjects,
     /// Transaction control.
-    TransactionControl,
+    TransactionControl(TransactionStep),
     /// Writes data or changes the schema; for INSERT, UPDATE and DELETE, what the text tells.
     Write(write::WriteInfo),
     /// Anything else that parses.
@@ -86,16 +90,18 @@ fn kind_of(statement: &Statement) -> StatementKind {
             Ok(deps) => StatementKind::Read(deps),
             Err(reason) => StatementKind::UncacheableRead(reason),
         },
-        Statement::Set(Set::SetTransaction { .. }) => StatementKind::SessionState,
         Statement::Set(_)
         | Statement::Reset { .. }
         | Statement::Discard { .. }
-        | Statement::Load { .. } => StatementKind::SessionState,
+        | Statement::Load { .. } => StatementKind::SessionState(transaction::setting(statement)),
         Statement::StartTransaction { .. }
         | Statement::Commit { .. }
         | Statement::Rollback { .. }
         | Statement::Savepoint { .. }
-        | Statement::ReleaseSavepoint { .. } => StatementKind::TransactionControl,
+        | Statement::ReleaseSavepoint { .. } => match transaction::step(statement) {
+            Some(step) => StatementKind::TransactionControl(step),
+            None => StatementKind::Other,
+        },
         Statement::CreateTable(table) if table.temporary || is_temp_schema(&table.name) => {
             StatementKind::CreatesTempObjects
         }

@@ -91,15 +91,42 @@ fn uncacheable_reads_say_why() {
 #[test]
 fn other_statements_are_sorted() {
     for (sql, expected) in [
-        ("SET search_path = s1", StatementKind::SessionState),
-        ("set role alice", StatementKind::SessionState),
-        ("RESET ALL", StatementKind::SessionState),
-        ("DISCARD ALL", StatementKind::SessionState),
-        ("SET SESSION AUTHORIZATION bob", StatementKind::SessionState),
-        ("BEGIN", StatementKind::TransactionControl),
-        ("COMMIT", StatementKind::TransactionControl),
-        ("ROLLBACK", StatementKind::TransactionControl),
-        ("SAVEPOINT a", StatementKind::TransactionControl),
+        (
+            "SET search_path = s1",
+            StatementKind::SessionState(IsolationSetting::Untouched),
+        ),
+        (
+            "set role alice",
+            StatementKind::SessionState(IsolationSetting::Untouched),
+        ),
+        (
+            "RESET ALL",
+            StatementKind::SessionState(IsolationSetting::Default(None)),
+        ),
+        (
+            "DISCARD ALL",
+            StatementKind::SessionState(IsolationSetting::Default(None)),
+        ),
+        (
+            "SET SESSION AUTHORIZATION bob",
+            StatementKind::SessionState(IsolationSetting::Untouched),
+        ),
+        (
+            "BEGIN",
+            StatementKind::TransactionControl(TransactionStep::Begin(None)),
+        ),
+        (
+            "COMMIT",
+            StatementKind::TransactionControl(TransactionStep::End { chain: false }),
+        ),
+        (
+            "ROLLBACK",
+            StatementKind::TransactionControl(TransactionStep::End { chain: false }),
+        ),
+        (
+            "SAVEPOINT a",
+            StatementKind::TransactionControl(TransactionStep::Savepoint),
+        ),
         (
             "CREATE TEMP TABLE x (a int)",
             StatementKind::CreatesTempObjects,

@@ -3,6 +3,8 @@
 
 /// ReadyForQuery, idle.
 pub const READY_IDLE: &[u8] = b"Z\0\0\0\x05I";
+/// ReadyForQuery, in a transaction block.
+pub const READY_IN_BLOCK: &[u8] = b"Z\0\0\0\x05T";
 /// ParseComplete.
 pub const PARSE_COMPLETE: &[u8] = b"1\0\0\0\x04";
 /// BindComplete.

@@ -15,17 +15,15 @@ use pgcached_cache::{Entry, FillWait, Lookup};
 use super::capture::Capture;
 use super::effects::{self, Found, KeyProtocol};
 use super::expect::{Expect, QueryPath};
-use super::simple::not_now_reason;
 use super::writes::OwnedValues;
-use super::{CachePath, Mode, Outputs, Step};
+use super::{Attempt, CachePath, Mode, Outputs, Step, Wait};
 use crate::bypass::BypassReason;
-use crate::classify::{Class, Protocol};
+use crate::classify::{limit_for, Class, Protocol};
 use crate::pins::reads::ExecutionValues;
-use crate::session::conversation::Phase;
 use crate::stats::QueryKind as StatementKind;
 use crate::wire::backend::TransactionStatus;
 use crate::wire::extended::Execute;
-use crate::wire::fixed::{BIND_COMPLETE, PARSE_COMPLETE, READY_IDLE};
+use crate::wire::fixed::{BIND_COMPLETE, PARSE_COMPLETE};
 use crate::wire::frontend::{Frontend, FrontendMessage, FrontendTag};
 
 /// A held batch larger than this is relayed instead of held (large Bind values).
@@ -62,6 +60,21 @@ impl Batch {
     pub(crate) fn is_holding(&self) -> bool {
         matches!(self, Batch::Holding(held) if !held.frames.is_empty())
     }
+}
+
+/// One Execute of a held batch, resolved.
+#[derive(Debug, Clone)]
+struct HeldExecution {
+    /// Its frame's index in the batch (of its Bind, until it is executed).
+    index: usize,
+    /// The portal it executes.
+    portal: Bytes,
+    /// The statement text the portal binds.
+    sql: Bytes,
+    /// The statement's declared parameter types.
+    param_types: Bytes,
+    /// The Bind's formats, values and result formats.
+    arguments: Bytes,
 }
 
 /// What the held batch's Sync leads to.
@@ -102,7 +115,7 @@ impl CachePath {
                 self.statements.parsed(parse, &frame.bytes);
                 !parse.name.is_empty()
             }
-            Frontend::Bind(bind) => !self.statements.bound(bind),
+            Frontend::Bind(bind) => !self.statements.bound(bind, &frame.bytes),
             Frontend::Describe(target) => target.kind != b'P',
             Frontend::Execute(execute) => execute.max_rows != 0,
             Frontend::Close(target) => {
@@ -151,27 +164,30 @@ impl CachePath {
     fn relay_batch_frame(&mut self, frame: FrontendMessage, out: &mut Outputs<'_>) {
         match &frame.message {
             Frontend::Parse(parse) => {
+                // Held frames were all recorded when they arrived; recording each again as it
+                // goes upstream keeps the registry in the order the server sees them (a batch
+                // may prepare the unnamed statement more than once).
+                self.statements.parsed(parse, &frame.bytes);
                 if parse.name.is_empty() {
                     self.statements.server_prepared_unnamed(&frame.bytes);
                 }
                 self.expect.push_back(Expect::Parse { swallow: false });
             }
             Frontend::Bind(bind) => {
-                if let Some(parse) = self.statements.reparse_for(&bind.statement) {
-                    // The server's unnamed statement is another one: prepare the client's again
-                    // and swallow the answer the client does not expect.
-                    self.expect.push_back(Expect::Parse { swallow: true });
-                    out.forward(FrontendTag::Parse, parse);
-                }
-                self.expect.push_back(Expect::Bind);
+                self.statements.bound(bind, &frame.bytes);
+                self.ensure_server_statement(&bind.statement, out);
+                self.statements.server_bound(&bind.portal);
+                self.expect.push_back(Expect::Bind { swallow: false });
             }
             Frontend::Describe(target) if target.kind == b'P' => {
+                self.ensure_server_portal(&target.name, out);
                 self.expect.push_back(Expect::DescribePortal)
             }
             Frontend::Describe(_) => self.expect.push_back(Expect::DescribeStatement),
             Frontend::Close(_) => self.expect.push_back(Expect::Close),
             Frontend::Execute(execute) => {
-                let capture = self.capture_for(execute, out.conversation.phase());
+                self.ensure_server_portal(&execute.portal, out);
+                let capture = self.capture_for(execute);
                 if capture.is_some() {
                     if let Batch::Streaming { path, .. } = &mut self.batch {
                         *path = QueryPath::Miss;
@@ -182,6 +198,27 @@ impl CachePath {
             Frontend::Query { .. } | Frontend::Other => {}
         }
         out.forward(frame.tag, frame.bytes);
+    }
+
+    /// Before a Bind of `statement` goes upstream: if the server's unnamed statement is another
+    /// one (the client's was answered locally, or replaced since), prepare the client's again
+    /// and swallow the answer the client does not expect.
+    fn ensure_server_statement(&mut self, statement: &Bytes, out: &mut Outputs<'_>) {
+        if let Some(parse) = self.statements.reparse_for(statement) {
+            self.expect.push_back(Expect::Parse { swallow: true });
+            out.forward(FrontendTag::Parse, parse);
+        }
+    }
+
+    /// Before an Execute or Describe of `portal` goes upstream: if its Bind was answered
+    /// locally inside a transaction block (where portals outlive Sync), bind it on the server
+    /// first and swallow the BindComplete.
+    fn ensure_server_portal(&mut self, portal: &Bytes, out: &mut Outputs<'_>) {
+        if let Some((bind, statement)) = self.statements.rebind(portal) {
+            self.ensure_server_statement(&statement, out);
+            self.expect.push_back(Expect::Bind { swallow: true });
+            out.forward(FrontendTag::Bind, bind);
+        }
     }
 
     /// The statement class and key parts an Execute of `portal` runs.
@@ -196,10 +233,9 @@ impl CachePath {
         ))
     }
 
-    /// For an Execute being relayed: its effects apply; a capture if its result is cacheable
-    /// and not cached.
-    /// `phase` is where the conversation stands (fills need the last status to be idle).
-    fn capture_for(&mut self, execute: &Execute, phase: Phase) -> Option<Capture> {
+    /// For an Execute being relayed: its effects apply; a capture if its result is cacheable,
+    /// not cached, and the transaction state allows it.
+    fn capture_for(&mut self, execute: &Execute) -> Option<Capture> {
         let Some((class, sql, param_types, arguments)) = self.execution(&execute.portal) else {
             self.backend.metrics.query(StatementKind::Other);
             self.backend.metrics.bypass(BypassReason::UnknownStatement);
@@ -217,13 +253,12 @@ impl CachePath {
             }
             return None;
         };
-        let idle = phase == Phase::Ready(TransactionStatus::Idle);
-        if !idle || execute.max_rows != 0 {
-            let reason = if execute.max_rows != 0 {
-                BypassReason::RowLimit
-            } else {
-                not_now_reason(phase)
-            };
+        let allowed = if execute.max_rows != 0 {
+            Err(BypassReason::RowLimit)
+        } else {
+            self.transaction_allows(read)
+        };
+        if let Err(reason) = allowed {
             self.backend.metrics.query(StatementKind::ReadUncacheable);
             self.backend.metrics.bypass(reason);
             return None;
@@ -257,20 +292,29 @@ impl CachePath {
         self.expect
             .iter()
             .rev()
-            .take_while(|e| !matches!(e, Expect::Bind) && !e.ends_request())
+            .take_while(|e| !matches!(e, Expect::Bind { .. }) && !e.ends_request())
             .any(|e| matches!(e, Expect::DescribePortal))
     }
 
-    /// Sync: answer the held batch locally when every Execute hits; else relay it.
+    /// Sync: answer the held batch locally when every Execute hits; else relay it. Statements
+    /// of the batch still being judged are waited for first.
     pub(super) fn sync(
         &mut self,
         frame: FrontendMessage,
         out: &mut Outputs<'_>,
-        first: bool,
+        attempt: Attempt,
     ) -> Step {
         if let Batch::Holding(held) = &self.batch {
             if !held.must_relay {
-                match self.answer_locally(first) {
+                if attempt.may_wait_for_verdict() {
+                    let (judging, classes) = self.held_statements_being_judged();
+                    if !judging.is_empty() {
+                        let verdict = self.backend.classify.until_judged(&self.database, judging);
+                        let limit = limit_for(&classes);
+                        return Step::Park(Wait::Judged { verdict, limit }, frame);
+                    }
+                }
+                match self.answer_locally(attempt.may_wait_for_fill()) {
                     LocalAnswer::Answer(answer) => {
                         let executes = self.held_executes();
                         for bytes in answer {
@@ -279,14 +323,20 @@ impl CachePath {
                         for _ in 0..executes {
                             out.client_info.query(true);
                         }
-                        out.answer(Bytes::from_static(READY_IDLE));
+                        out.answer(self.ready_frame());
+                        if self.transactions.status() == TransactionStatus::Idle {
+                            // Outside a transaction block, Sync ends the implicit transaction
+                            // and with it every portal.
+                            self.statements.transaction_ended();
+                        } else {
+                            // Inside one, portals outlive Sync: the server lacks these.
+                            let bound = self.held_portals();
+                            self.statements.answered_in_block(bound.iter());
+                        }
                         self.batch = Batch::Idle;
-                        // Outside a transaction block, Sync ends the implicit transaction and
-                        // with it every portal.
-                        self.statements.transaction_ended();
                         return Step::Done;
                     }
-                    LocalAnswer::Wait(wait) => return Step::Park(wait, frame),
+                    LocalAnswer::Wait(wait) => return Step::Park(Wait::Fill(wait), frame),
                     LocalAnswer::Relay => {}
                 }
             }
@@ -297,14 +347,97 @@ impl CachePath {
             _ => (Instant::now(), QueryPath::Passthrough),
         };
         let writes = std::mem::take(&mut self.request_writes);
+        let tx = std::mem::take(&mut self.request_tx);
         self.expect.push_back(Expect::Sync {
             started,
             path,
             writes,
+            tx,
+            failed: false,
         });
         self.batch = Batch::Idle;
         out.forward(frame.tag, frame.bytes);
         Step::Done
+    }
+
+    /// What each Execute of the held batch runs, resolved in the batch's order (a batch may
+    /// prepare the unnamed statement, or bind a portal, more than once). `None` when an
+    /// Execute runs a portal the batch did not bind: only PostgreSQL knows what that portal is
+    /// now (a portal run to completion, or one of an earlier batch of the block).
+    fn held_executions(&self) -> Option<Vec<HeldExecution>> {
+        let Batch::Holding(held) = &self.batch else {
+            return None;
+        };
+        let mut parsed: Vec<(&Bytes, &Bytes, &Bytes)> = Vec::new();
+        let mut bound: Vec<HeldExecution> = Vec::new();
+        let mut executions = Vec::new();
+        for (index, frame) in held.frames.iter().enumerate() {
+            match &frame.message {
+                Frontend::Parse(parse) => {
+                    parsed.retain(|(name, _, _)| **name != parse.name);
+                    parsed.push((&parse.name, &parse.sql, &parse.param_types));
+                }
+                Frontend::Bind(bind) => {
+                    let (sql, param_types) =
+                        match parsed.iter().find(|(name, _, _)| **name == bind.statement) {
+                            Some((_, sql, types)) => ((*sql).clone(), (*types).clone()),
+                            None => {
+                                let statement = self.statements.statement(&bind.statement)?;
+                                (statement.sql.clone(), statement.param_types.clone())
+                            }
+                        };
+                    bound.retain(|execution| execution.portal != bind.portal);
+                    bound.push(HeldExecution {
+                        index,
+                        portal: bind.portal.clone(),
+                        sql,
+                        param_types,
+                        arguments: bind.arguments.clone(),
+                    });
+                }
+                Frontend::Execute(execute) => {
+                    let execution = bound.iter().find(|e| e.portal == execute.portal)?;
+                    executions.push(HeldExecution {
+                        index,
+                        ..execution.clone()
+                    });
+                }
+                _ => {}
+            }
+        }
+        Some(executions)
+    }
+
+    /// The statements of the held batch's Executes that are being judged.
+    fn held_statements_being_judged(&self) -> (Vec<(String, Protocol)>, Vec<Class>) {
+        let mut judging: Vec<(String, Protocol)> = Vec::new();
+        let mut classes = Vec::new();
+        for execution in self.held_executions().unwrap_or_default() {
+            let class = self.classify(&execution.sql, Protocol::Extended);
+            if let Class::Classifying { .. } = class {
+                let text = String::from_utf8_lossy(&execution.sql).into_owned();
+                if !judging.iter().any(|(known, _)| *known == text) {
+                    judging.push((text, Protocol::Extended));
+                    classes.push(class);
+                }
+            }
+        }
+        (judging, classes)
+    }
+
+    /// The portals the held batch binds.
+    fn held_portals(&self) -> Vec<Bytes> {
+        match &self.batch {
+            Batch::Holding(held) => held
+                .frames
+                .iter()
+                .filter_map(|f| match &f.message {
+                    Frontend::Bind(bind) => Some(bind.portal.clone()),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
     }
 
     fn held_executes(&self) -> usize {
@@ -333,6 +466,7 @@ impl CachePath {
             return Err(None);
         };
         // First pass: every Execute's entry.
+        let mut executions = self.held_executions().ok_or(None)?.into_iter().peekable();
         let mut entries: Vec<(usize, Bytes, Arc<Entry>)> = Vec::new();
         let mut described: Vec<Bytes> = Vec::new();
         for (index, frame) in held.frames.iter().enumerate() {
@@ -340,20 +474,23 @@ impl CachePath {
                 Frontend::Describe(target) => described.push(target.name.clone()),
                 Frontend::Bind(bind) => described.retain(|p| *p != bind.portal),
                 Frontend::Execute(execute) => {
-                    let (class, sql, param_types, arguments) =
-                        self.execution(&execute.portal).ok_or(None)?;
-                    if !matches!(class, Class::Cacheable(_)) {
+                    let execution = executions.next_if(|e| e.index == index).ok_or(None)?;
+                    let Class::Cacheable(read) = self.classify(&execution.sql, Protocol::Extended)
+                    else {
+                        return Err(None);
+                    };
+                    if self.transaction_allows(&read).is_err() {
                         return Err(None);
                     }
                     let key = self.key(
                         KeyProtocol::Extended,
-                        &sql,
-                        &param_types,
-                        &arguments,
+                        &execution.sql,
+                        &execution.param_types,
+                        &execution.arguments,
                         described.contains(&execute.portal),
                     );
                     match self.backend.store.lookup(&key, &self.database) {
-                        Lookup::Hit(entry) => entries.push((index, execute.portal.clone(), entry)),
+                        Lookup::Hit(entry) => entries.push((index, execution.portal, entry)),
                         Lookup::Wait(wait) if may_wait => return Err(Some(wait)),
                         _ => return Err(None),
                     }

@@ -12,12 +12,17 @@ use std::sync::Arc;
 use bytes::Bytes;
 use pgcached_cache::{CacheKey, Dependencies, Entry, FillGuard, FillWait, Lookup};
 
+use super::expect::Expect;
+use super::transaction::TxEffect;
 use super::writes::{OwnedValues, PendingWrite, WriteScope};
 use super::CachePath;
 use crate::bypass::BypassReason;
 use crate::classify::{CacheableRead, Class, Protocol, WriteClass};
 use crate::pins::reads::{row_dependencies, ExecutionValues, ReadParameters};
+use crate::sql::transaction::mentions_isolation;
+use crate::sql::IsolationSetting;
 use crate::stats::QueryKind as StatementKind;
+use crate::wire::backend::TransactionStatus;
 
 /// What a counted lookup found.
 pub(crate) enum Found {
@@ -55,11 +60,12 @@ pub(crate) fn statement_kind(class: &Class) -> StatementKind {
         Class::Cacheable(_)
         | Class::Classifying { .. }
         | Class::Uncacheable(_)
-        | Class::CallsVolatile => StatementKind::ReadUncacheable,
+        | Class::CallsVolatile { .. } => StatementKind::ReadUncacheable,
         Class::Write(_) => StatementKind::Write,
-        Class::SessionState | Class::TempObjects | Class::TransactionControl | Class::Other => {
-            StatementKind::Other
-        }
+        Class::SessionState(_)
+        | Class::TempObjects
+        | Class::TransactionControl(_)
+        | Class::Other => StatementKind::Other,
     }
 }
 
@@ -84,13 +90,46 @@ impl CachePath {
             self.statements.clear();
         }
         match class {
-            Class::SessionState => self.fingerprint.fold(sql),
-            Class::TempObjects | Class::CallsVolatile => self.fingerprint.make_private(),
+            Class::SessionState(setting) => {
+                // A statement that only sets the isolation level changes no result: the level
+                // decides whether anything is served at all (`transaction_allows`).
+                if !matches!(
+                    setting,
+                    IsolationSetting::Current(_) | IsolationSetting::Default(Some(_))
+                ) {
+                    self.fingerprint.fold(sql);
+                }
+                if *setting != IsolationSetting::Untouched {
+                    self.request_tx.push(TxEffect::Setting(*setting));
+                }
+            }
+            Class::TransactionControl(step) => self.request_tx.push(TxEffect::Step(*step)),
+            Class::TempObjects => self.fingerprint.make_private(),
+            Class::CallsVolatile {
+                may_change_session,
+                may_change_isolation,
+            } => {
+                if *may_change_session {
+                    // A function pgcached does not know may change settings or write any
+                    // table.
+                    self.fingerprint.make_private();
+                    self.add_writes(WriteScope::Database);
+                }
+                if *may_change_isolation {
+                    self.request_tx
+                        .push(TxEffect::Setting(IsolationSetting::Unknown));
+                }
+            }
             Class::Other => {
                 self.fingerprint.make_private();
                 self.add_writes(WriteScope::Database);
+                self.request_tx.push(TxEffect::Opaque {
+                    names_isolation: mentions_isolation(&String::from_utf8_lossy(sql)),
+                });
             }
-            Class::Write(WriteClass::Database) => self.add_writes(WriteScope::Database),
+            Class::Write(WriteClass::Database | WriteClass::Judging) => {
+                self.add_writes(WriteScope::Database)
+            }
             Class::Write(WriteClass::Known(effect)) => {
                 self.add_writes(WriteScope::Writes(vec![PendingWrite {
                     effect: Arc::clone(effect),
@@ -99,12 +138,38 @@ impl CachePath {
             }
             Class::Classifying {
                 calls_functions: true,
-            } => self.fingerprint.make_private(),
-            Class::Cacheable(_)
-            | Class::Classifying { .. }
-            | Class::Uncacheable(_)
-            | Class::TransactionControl => {}
+            } => {
+                // Not judged yet: its functions may be user-defined.
+                self.fingerprint.make_private();
+                self.add_writes(WriteScope::Database);
+                self.request_tx
+                    .push(TxEffect::Setting(IsolationSetting::Unknown));
+            }
+            Class::Cacheable(_) | Class::Classifying { .. } | Class::Uncacheable(_) => {}
         }
+    }
+
+    /// Whether the transaction state lets a read executed now (after the request's statements
+    /// so far) be answered from the cache or fill it; else why not. It must run at READ
+    /// COMMITTED, where each statement takes a new snapshot, and, inside a block, read no
+    /// table the block has written (its uncommitted rows would show). Writes of requests still
+    /// in flight, or earlier in this one, are acknowledged before the read's fill and bump
+    /// what they reach, which refuses the fill.
+    pub(crate) fn transaction_allows(&self, read: &CacheableRead) -> Result<(), BypassReason> {
+        if self.transactions.status() == TransactionStatus::Failed {
+            return Err(BypassReason::InTransaction);
+        }
+        if self.expect.iter().any(Expect::changes_transactions) {
+            return Err(BypassReason::Pipelined);
+        }
+        let prediction = self.transactions.predict(&self.request_tx);
+        if !prediction.level.is_read_committed() {
+            return Err(BypassReason::Isolation);
+        }
+        if prediction.in_block && self.transaction_writes.reaches(&read.tables) {
+            return Err(BypassReason::OwnWrites);
+        }
+        Ok(())
     }
 
     /// The request being built may write `scope` too.

@@ -8,6 +8,7 @@
 use std::time::Instant;
 
 use super::capture::Capture;
+use super::transaction::TxEffect;
 use super::writes::WriteScope;
 
 /// Which path a relayed query took, for `pgcached_query_duration_seconds{path}` (hits are
@@ -32,11 +33,15 @@ pub(crate) enum Expect {
         path: QueryPath,
         /// What the request may write: its ReadyForQuery invalidates it.
         writes: WriteScope,
+        /// What it does to the transaction state, applied at its ReadyForQuery.
+        tx: Vec<TxEffect>,
+        /// PostgreSQL answered it with an error.
+        failed: bool,
     },
     /// ParseComplete; `swallow` when pgcached injected the Parse itself.
     Parse { swallow: bool },
-    /// BindComplete.
-    Bind,
+    /// BindComplete; `swallow` when pgcached injected the Bind itself.
+    Bind { swallow: bool },
     /// ParameterDescription then RowDescription or NoData.
     DescribeStatement,
     /// RowDescription or NoData for a portal.
@@ -53,6 +58,10 @@ pub(crate) enum Expect {
         path: QueryPath,
         /// What the batch may write.
         writes: WriteScope,
+        /// What it does to the transaction state, applied at its ReadyForQuery.
+        tx: Vec<TxEffect>,
+        /// PostgreSQL answered it with an error.
+        failed: bool,
     },
 }
 
@@ -60,5 +69,10 @@ impl Expect {
     /// True for the expectation a ReadyForQuery answers.
     pub(crate) fn ends_request(&self) -> bool {
         matches!(self, Expect::Simple { .. } | Expect::Sync { .. })
+    }
+
+    /// True for a request whose statements change the transaction state.
+    pub(crate) fn changes_transactions(&self) -> bool {
+        matches!(self, Expect::Simple { tx, .. } | Expect::Sync { tx, .. } if !tx.is_empty())
     }
 }

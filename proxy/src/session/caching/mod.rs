@@ -40,12 +40,15 @@ pub(crate) mod expect;
 pub(crate) mod server;
 pub(crate) mod simple;
 pub(crate) mod statements;
+pub(crate) mod transaction;
 pub(crate) mod writes;
 
 #[cfg(test)]
 mod tests;
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -63,6 +66,7 @@ use batch::Batch;
 use capture::PendingFill;
 use expect::{Expect, QueryPath};
 use statements::Statements;
+use transaction::{Transactions, TxEffect};
 use writes::WriteScope;
 
 /// What all sessions share for caching (the admin console reads it too).
@@ -101,16 +105,26 @@ impl CacheShared {
     }
 }
 
+/// A future the relay awaits for a parked frame.
+pub(crate) type WaitFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
 /// Statement classification as the cache path sees it.
 pub(crate) trait Classify: Send + Sync {
     /// The class of `sql` in `database`, as it arrived by `protocol` (never waits; a statement
     /// being judged comes back as [`Class::Classifying`]).
     fn classify(&self, database: &Arc<str>, sql: &str, protocol: Protocol) -> Class;
+
+    /// Completes once none of `statements` is being judged (unbounded: the caller bounds it).
+    fn until_judged(&self, database: &Arc<str>, statements: Vec<(String, Protocol)>) -> WaitFuture;
 }
 
 impl Classify for Arc<Classifier> {
     fn classify(&self, database: &Arc<str>, sql: &str, protocol: Protocol) -> Class {
         Classifier::classify(self, database, sql, protocol)
+    }
+
+    fn until_judged(&self, database: &Arc<str>, statements: Vec<(String, Protocol)>) -> WaitFuture {
+        Box::pin(Arc::clone(self).until_judged(Arc::clone(database), statements))
     }
 }
 
@@ -173,9 +187,60 @@ impl Outputs<'_> {
 pub(crate) enum Step {
     /// Done: the frame was answered, held or relayed.
     Done,
-    /// Another session is filling the result: wait for it (bounded), then hand this frame
-    /// back with [`CachePath::retry`].
-    Park(FillWait, FrontendMessage),
+    /// Wait (bounded), then hand this frame back with [`CachePath::retry`].
+    Park(Wait, FrontendMessage),
+}
+
+/// What a parked frame waits for.
+pub(crate) enum Wait {
+    /// The catalog's verdict on its statements, for at most `limit`; then it is handled as
+    /// [`Attempt::Judged`].
+    Judged {
+        /// Completes when no statement is being judged any more.
+        verdict: WaitFuture,
+        /// The longest wait ([`crate::classify::limit_for`]).
+        limit: std::time::Duration,
+    },
+    /// Another session's fill of its result; then it is handled as [`Attempt::Filled`].
+    Fill(FillWait),
+}
+
+impl Wait {
+    /// How the frame is handled when the wait is over.
+    pub(crate) fn retry_as(&self) -> Attempt {
+        match self {
+            Wait::Judged { .. } => Attempt::Judged,
+            Wait::Fill(_) => Attempt::Filled,
+        }
+    }
+}
+
+/// Which time a client frame is handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Attempt {
+    /// As it arrived.
+    First,
+    /// After waiting for its statements' verdict: not handled before.
+    Judged,
+    /// After waiting for another session's fill: its effects were applied and it was counted.
+    Filled,
+}
+
+impl Attempt {
+    /// Statements being judged may be waited for.
+    pub(crate) fn may_wait_for_verdict(self) -> bool {
+        self == Attempt::First
+    }
+
+    /// The frame's effects are applied and its statement counted now.
+    pub(crate) fn applies_effects(self) -> bool {
+        self != Attempt::Filled
+    }
+
+    /// A fill in flight elsewhere may be waited for.
+    pub(crate) fn may_wait_for_fill(self) -> bool {
+        self != Attempt::Filled
+    }
 }
 
 /// Whether the cache path still models the conversation.
@@ -207,6 +272,11 @@ pub(crate) struct CachePath {
     request_writes: WriteScope,
     /// What the current transaction block has written (invalidated again when it ends).
     transaction_writes: WriteScope,
+    /// The transaction state as acknowledged: in a block or not, at which level.
+    transactions: Transactions,
+    /// What the request being built does to the transaction state, in order; it goes with the
+    /// request's expectation like `request_writes`.
+    request_tx: Vec<TxEffect>,
     /// The RowDescription or NoData last answered to a Describe of a portal.
     row_description: Option<Bytes>,
     /// The login's ReadyForQuery (which answers no request) has been seen.
@@ -217,12 +287,14 @@ pub(crate) struct CachePath {
 }
 
 impl CachePath {
-    /// The cache path of a session of `role` on `database`, with its startup fingerprint.
+    /// The cache path of a session of `role` on `database`, with its startup fingerprint and
+    /// transaction state.
     pub(crate) fn new(
         backend: CacheBackend,
         database: &str,
         role: &str,
         fingerprint: Fingerprint,
+        transactions: Transactions,
     ) -> CachePath {
         CachePath {
             backend,
@@ -236,6 +308,8 @@ impl CachePath {
             fills: Vec::new(),
             request_writes: WriteScope::Nothing,
             transaction_writes: WriteScope::Nothing,
+            transactions,
+            request_tx: Vec::new(),
             row_description: None,
             started: false,
             utf8_client: false,
@@ -266,15 +340,21 @@ impl CachePath {
 
     /// Handles one complete frame from the client.
     pub(crate) fn client_frame(&mut self, frame: FrontendMessage, out: &mut Outputs<'_>) -> Step {
-        self.handle(frame, out, true)
+        self.handle(frame, out, Attempt::First)
     }
 
-    /// Handles a parked frame again after its wait; it never waits twice.
-    pub(crate) fn retry(&mut self, frame: FrontendMessage, out: &mut Outputs<'_>) {
-        let _ = self.handle(frame, out, false);
+    /// Handles a parked frame again after its wait (`attempt` from [`Wait::retry_as`]); after
+    /// a fill's wait it never waits again.
+    pub(crate) fn retry(
+        &mut self,
+        frame: FrontendMessage,
+        attempt: Attempt,
+        out: &mut Outputs<'_>,
+    ) -> Step {
+        self.handle(frame, out, attempt)
     }
 
-    fn handle(&mut self, frame: FrontendMessage, out: &mut Outputs<'_>, first: bool) -> Step {
+    fn handle(&mut self, frame: FrontendMessage, out: &mut Outputs<'_>, attempt: Attempt) -> Step {
         if self.mode == Mode::Lost {
             self.release_held(out);
             out.forward(frame.tag, frame.bytes);
@@ -286,7 +366,7 @@ impl CachePath {
         match frame.tag {
             FrontendTag::Query => {
                 self.release_held(out);
-                self.simple_query(frame, out, first)
+                self.simple_query(frame, out, attempt)
             }
             FrontendTag::Parse
             | FrontendTag::Bind
@@ -296,7 +376,7 @@ impl CachePath {
                 self.batch_message(frame, out);
                 Step::Done
             }
-            FrontendTag::Sync => self.sync(frame, out, first),
+            FrontendTag::Sync => self.sync(frame, out, attempt),
             FrontendTag::FunctionCall => {
                 self.release_held(out);
                 self.backend.metrics.query(StatementKind::Other);
@@ -346,6 +426,10 @@ impl CachePath {
             started: std::time::Instant::now(),
             path: QueryPath::Passthrough,
             writes: WriteScope::Database,
+            tx: vec![TxEffect::Opaque {
+                names_isolation: true,
+            }],
+            failed: false,
         });
     }
 

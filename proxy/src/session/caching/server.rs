@@ -2,9 +2,10 @@
 //! it answers ([`super::expect`]), captured if it belongs to a result being cached, swallowed if
 //! it answers a Parse pgcached injected, and otherwise relayed.
 //!
-//! At ReadyForQuery a request is over: with status `I` the complete captures are filled (each
-//! through its guard), and if the request wrote, the database's generation is bumped before the
-//! ReadyForQuery reaches the client, so no later read of any client sees a result from before.
+//! At ReadyForQuery a request is over: if it wrote, what it wrote is invalidated before the
+//! ReadyForQuery reaches the client, so no later read of any client sees a result from before;
+//! its effects on the transaction state apply; then its complete captures are filled (each
+//! through its guard).
 
 use bytes::Bytes;
 
@@ -59,7 +60,16 @@ impl CachePath {
                 }
                 _ => self.desync(),
             },
-            BackendTag::BindComplete => self.pop_if(|e| matches!(e, Expect::Bind)),
+            BackendTag::BindComplete => match self.expect.front() {
+                Some(Expect::Bind { swallow }) => {
+                    let swallow = *swallow;
+                    self.expect.pop_front();
+                    if swallow {
+                        return ServerAction::Drop;
+                    }
+                }
+                _ => self.desync(),
+            },
             BackendTag::CloseComplete => self.pop_if(|e| matches!(e, Expect::Close)),
             BackendTag::ParameterDescription => {
                 if !matches!(self.expect.front(), Some(Expect::DescribeStatement)) {
@@ -167,7 +177,8 @@ impl CachePath {
         }
     }
 
-    /// An ErrorResponse: the statement failed; in a batch, the server skips to Sync.
+    /// An ErrorResponse: the statement failed; in a batch, the server skips to Sync. The
+    /// request may have run only part of its statements.
     fn error(&mut self) {
         self.spoil_front();
         self.fills.clear();
@@ -177,16 +188,23 @@ impl CachePath {
             }
             self.expect.pop_front();
         }
+        if let Some(Expect::Simple { failed, .. } | Expect::Sync { failed, .. }) =
+            self.expect.front_mut()
+        {
+            *failed = true;
+        }
     }
 
     /// ReadyForQuery: the end of a request; fills and invalidation happen here.
     fn ready(&mut self, status: TransactionStatus) {
-        let writes = match self.expect.pop_front() {
+        let (writes, tx, failed) = match self.expect.pop_front() {
             Some(Expect::Simple {
                 capture,
                 started,
                 path,
                 writes,
+                tx,
+                failed,
             }) => {
                 if let Some(capture) = capture {
                     if let Some(fill) = capture.into_fill(Bytes::new()) {
@@ -194,15 +212,17 @@ impl CachePath {
                     }
                 }
                 self.backend.metrics.duration(path, started);
-                writes
+                (writes, tx, failed)
             }
             Some(Expect::Sync {
                 started,
                 path,
                 writes,
+                tx,
+                failed,
             }) => {
                 self.backend.metrics.duration(path, started);
-                writes
+                (writes, tx, failed)
             }
             None if !self.started => {
                 // The ReadyForQuery that ends the login answers no request.
@@ -226,14 +246,16 @@ impl CachePath {
             let block = std::mem::take(&mut self.transaction_writes);
             self.transaction_writes = block.join(writes);
         }
-        let fills = std::mem::take(&mut self.fills);
+        self.transactions.acknowledged(&tx, failed, status);
         if idle {
             // The transaction is over, and with it every portal.
             self.statements.transaction_ended();
-            for fill in fills {
-                let outcome = fill.guard.fill(fill.response, fill.meta);
-                self.backend.metrics.filled(outcome);
-            }
+        }
+        // Captures were only made for reads that saw committed rows and nothing of their own
+        // block's writes (see `transaction_allows`); a failed request left none.
+        for fill in std::mem::take(&mut self.fills) {
+            let outcome = fill.guard.fill(fill.response, fill.meta);
+            self.backend.metrics.filled(outcome);
         }
     }
 

@@ -9,24 +9,23 @@ use super::capture::Capture;
 use super::effects::{self, Found, KeyProtocol};
 use super::expect::{Expect, QueryPath};
 use super::writes::OwnedValues;
-use super::{CachePath, Outputs, Step};
+use super::{Attempt, CachePath, Outputs, Step, Wait};
 use crate::bypass::BypassReason;
-use crate::classify::{Class, Protocol};
+use crate::classify::{limit_for, Class, Protocol};
 use crate::pins::reads::ExecutionValues;
-use crate::session::conversation::Phase;
 use crate::stats::QueryKind as StatementKind;
 use crate::wire::backend::TransactionStatus;
-use crate::wire::fixed::READY_IDLE;
+use crate::wire::fixed::{READY_IDLE, READY_IN_BLOCK};
 use crate::wire::frontend::{Frontend, FrontendMessage};
 
 impl CachePath {
-    /// A Query frame. `first` is false when it comes back after a wait: its effects were
-    /// applied and it was counted the first time.
+    /// A Query frame, as `attempt` (after a fill's wait its effects were applied and it was
+    /// counted the first time).
     pub(super) fn simple_query(
         &mut self,
         frame: FrontendMessage,
         out: &mut Outputs<'_>,
-        first: bool,
+        attempt: Attempt,
     ) -> Step {
         let started = Instant::now();
         let Frontend::Query { sql } = &frame.message else {
@@ -35,6 +34,16 @@ impl CachePath {
             return Step::Done;
         };
         let class = self.classify(sql, Protocol::Simple);
+        if attempt.may_wait_for_verdict() && class.is_being_judged() {
+            let text = String::from_utf8_lossy(sql).into_owned();
+            let verdict = self
+                .backend
+                .classify
+                .until_judged(&self.database, vec![(text, Protocol::Simple)]);
+            let limit = limit_for([&class]);
+            return Step::Park(Wait::Judged { verdict, limit }, frame);
+        }
+        let first = attempt.applies_effects();
         if first {
             self.apply_effects(&class, sql, OwnedValues::Literals(sql.clone()));
         }
@@ -46,11 +55,16 @@ impl CachePath {
             self.relay_simple(frame.bytes, None, started, out);
             return Step::Done;
         };
-        if !self.may_answer_locally(out) {
-            self.backend.metrics.query(StatementKind::ReadUncacheable);
-            self.backend
-                .metrics
-                .bypass(not_now_reason(out.conversation.phase()));
+        let allowed = if self.may_answer_locally(out) {
+            self.transaction_allows(read)
+        } else {
+            Err(BypassReason::Pipelined)
+        };
+        if let Err(reason) = allowed {
+            if first {
+                self.backend.metrics.query(StatementKind::ReadUncacheable);
+                self.backend.metrics.bypass(reason);
+            }
             self.relay_simple(frame.bytes, None, started, out);
             return Step::Done;
         }
@@ -59,10 +73,15 @@ impl CachePath {
         }
         let key = self.key(KeyProtocol::Simple, sql, &[], &[], false);
         let text = std::str::from_utf8(sql).unwrap_or("");
-        match self.look_up(&key, read, first, ExecutionValues::Literals(text)) {
+        match self.look_up(
+            &key,
+            read,
+            attempt.may_wait_for_fill(),
+            ExecutionValues::Literals(text),
+        ) {
             Found::Hit(entry) => {
                 out.answer(entry.response.clone());
-                out.answer(Bytes::from_static(READY_IDLE));
+                out.answer(self.ready_frame());
                 self.backend
                     .metrics
                     .hit(entry.response.len(), started, entry.cost);
@@ -72,7 +91,7 @@ impl CachePath {
                 let capture = Capture::new(guard, self.backend.max_entry, false);
                 self.relay_simple(frame.bytes, Some(capture), started, out);
             }
-            Found::Wait(wait) => return Step::Park(wait, frame),
+            Found::Wait(wait) => return Step::Park(Wait::Fill(wait), frame),
             Found::Relay => self.relay_simple(frame.bytes, None, started, out),
         }
         Step::Done
@@ -92,28 +111,31 @@ impl CachePath {
             QueryPath::Passthrough
         };
         let writes = std::mem::take(&mut self.request_writes);
+        let tx = std::mem::take(&mut self.request_tx);
         self.expect.push_back(Expect::Simple {
             capture,
             started,
             path,
             writes,
+            tx,
+            failed: false,
         });
         out.forward(crate::wire::frontend::FrontendTag::Query, frame);
     }
 
-    /// True when a request may be answered by pgcached alone now: nothing in flight, outside a
-    /// transaction block.
+    /// True when a request may be answered by pgcached alone now, in the order the client
+    /// expects: nothing in flight. Whether the transaction state lets a read be served is
+    /// [`CachePath::transaction_allows`].
     pub(super) fn may_answer_locally(&self, out: &Outputs<'_>) -> bool {
-        self.expect.is_empty() && out.conversation.may_answer_locally()
+        self.expect.is_empty() && out.conversation.is_idle()
     }
-}
 
-/// Why a cacheable read is relayed uncached right now.
-pub(super) fn not_now_reason(phase: Phase) -> BypassReason {
-    match phase {
-        Phase::Ready(TransactionStatus::InBlock | TransactionStatus::Failed) => {
-            BypassReason::InTransaction
+    /// The ReadyForQuery that ends a request answered locally: the session's status is
+    /// unchanged by a read.
+    pub(super) fn ready_frame(&self) -> Bytes {
+        match self.transactions.status() {
+            TransactionStatus::InBlock => Bytes::from_static(READY_IN_BLOCK),
+            TransactionStatus::Idle | TransactionStatus::Failed => Bytes::from_static(READY_IDLE),
         }
-        _ => BypassReason::Pipelined,
     }
 }

@@ -32,6 +32,8 @@ pub(crate) struct Portal {
     pub(crate) statement: Bytes,
     /// Parameter formats, values and result formats, as sent.
     pub(crate) arguments: Bytes,
+    /// The Bind frame, to re-send if the server never got it.
+    pub(crate) bind: Bytes,
 }
 
 /// The registry of one session.
@@ -41,6 +43,9 @@ pub(crate) struct Statements {
     portals: HashMap<Bytes, Portal>,
     /// The Parse frame of the server's current unnamed statement.
     server_unnamed: Option<Bytes>,
+    /// Portals whose latest Bind was answered locally inside a transaction block, where
+    /// portals outlive Sync: the server does not have them (or has an older one of the name).
+    stale_portals: std::collections::HashSet<Bytes>,
 }
 
 impl Statements {
@@ -61,16 +66,37 @@ impl Statements {
         );
     }
 
-    /// Records a Bind; false when its statement is unknown here.
-    pub(crate) fn bound(&mut self, bind: &Bind) -> bool {
+    /// Records a Bind (its frame is `frame`); false when its statement is unknown here.
+    pub(crate) fn bound(&mut self, bind: &Bind, frame: &Bytes) -> bool {
         self.portals.insert(
             bind.portal.clone(),
             Portal {
                 statement: bind.statement.clone(),
                 arguments: bind.arguments.clone(),
+                bind: frame.clone(),
             },
         );
         self.statements.contains_key(&bind.statement)
+    }
+
+    /// A Bind of `portal` went to the server.
+    pub(crate) fn server_bound(&mut self, portal: &Bytes) {
+        self.stale_portals.remove(portal);
+    }
+
+    /// These portals were bound by a batch answered locally inside a transaction block.
+    pub(crate) fn answered_in_block<'a>(&mut self, portals: impl Iterator<Item = &'a Bytes>) {
+        self.stale_portals.extend(portals.cloned());
+    }
+
+    /// For an Execute or Describe of `portal` going to the server: its Bind frame and
+    /// statement name, when the server does not have it (it was answered locally).
+    pub(crate) fn rebind(&mut self, portal: &Bytes) -> Option<(Bytes, Bytes)> {
+        if !self.stale_portals.remove(portal) {
+            return None;
+        }
+        let portal = self.portals.get(portal)?;
+        Some((portal.bind.clone(), portal.statement.clone()))
     }
 
     /// Forgets a statement (`kind` `S`) or portal (`P`) closed by the client.
@@ -80,6 +106,11 @@ impl Statements {
         } else {
             self.portals.remove(name);
         }
+    }
+
+    /// The statement named `name`.
+    pub(crate) fn statement(&self, name: &Bytes) -> Option<&Statement> {
+        self.statements.get(name)
     }
 
     /// The statement and portal an Execute of `portal` runs.
@@ -92,12 +123,14 @@ impl Statements {
     /// Portals end with the transaction (outside a block: at Sync).
     pub(crate) fn transaction_ended(&mut self) {
         self.portals.clear();
+        self.stale_portals.clear();
     }
 
     /// Forgets everything (DISCARD ALL, DEALLOCATE, or caching stopped).
     pub(crate) fn clear(&mut self) {
         self.statements.clear();
         self.portals.clear();
+        self.stale_portals.clear();
         self.server_unnamed = None;
     }
 

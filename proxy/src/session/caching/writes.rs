@@ -69,6 +69,22 @@ impl WriteScope {
         !matches!(self, WriteScope::Nothing)
     }
 
+    /// True when these writes may have changed rows of any of `tables`.
+    pub(crate) fn reaches(&self, tables: &[pgcached_cache::TableId]) -> bool {
+        match self {
+            WriteScope::Nothing => false,
+            WriteScope::Database => true,
+            WriteScope::Writes(writes) => writes.iter().any(|write| {
+                tables.contains(&write.effect.target)
+                    || write
+                        .effect
+                        .whole
+                        .iter()
+                        .any(|table| tables.contains(table))
+            }),
+        }
+    }
+
     /// Both scopes.
     pub(crate) fn join(self, other: WriteScope) -> WriteScope {
         match (self, other) {

@@ -255,3 +255,60 @@ fn a_described_portal_without_rows_replays_its_no_data() {
     assert!(session.sent().is_empty());
     assert_eq!(session.answered(), b"12nCZ");
 }
+
+#[test]
+fn a_batch_preparing_the_unnamed_statement_twice_answers_each_execute_with_its_own() {
+    const A: &str = "SELECT a FROM t WHERE k = $1";
+    const B: &str = "SELECT b FROM t WHERE k = $1";
+    let shared = Shared::new(Classes::default().read(A, 7).read(B, 7));
+    let batch = vec![
+        parse("", A),
+        bind("", "", "1"),
+        execute("", 0),
+        parse("", B),
+        bind("", "", "1"),
+        execute("", 0),
+        sync(),
+    ];
+    let mut session = shared.session();
+    session.client(&batch);
+    assert_eq!(
+        session.sent(),
+        b"PBEPBES",
+        "relayed as sent: no statement re-prepared out of order"
+    );
+    session.server_all(&[
+        parse_complete(),
+        bind_complete(),
+        data_row("a"),
+        command_complete("SELECT 1"),
+        parse_complete(),
+        bind_complete(),
+        data_row("b"),
+        command_complete("SELECT 1"),
+        ready(b'I'),
+    ]);
+    assert_eq!(shared.store.len(), 2);
+    let mut other = shared.session();
+    other.client(&batch);
+    assert!(other.sent().is_empty());
+    let answer = other.answered_frames();
+    let rows: Vec<&Bytes> = answer.iter().filter(|f| f[0] == b'D').collect();
+    assert_eq!(rows, vec![&data_row("a"), &data_row("b")]);
+}
+
+#[test]
+fn an_execute_of_a_portal_the_batch_did_not_bind_goes_to_postgresql() {
+    let shared = Shared::new(Classes::default().read(READ, 7));
+    filled(&shared, "1", "one");
+    let mut session = shared.session();
+    session.client(&batch("1"));
+    assert!(session.sent().is_empty());
+    session.answered();
+    session.client(&[execute("", 0), sync()]);
+    assert_eq!(
+        session.sent(),
+        b"ES",
+        "only PostgreSQL knows that portal now"
+    );
+}

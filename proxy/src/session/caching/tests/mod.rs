@@ -3,6 +3,7 @@
 //! in-memory result store, and a classification given by each test. No socket, no PostgreSQL.
 
 mod batches;
+mod judging;
 mod parking;
 mod row_keys;
 mod server_side;
@@ -29,33 +30,59 @@ use crate::stats::{Clients, Counters, QueryKind};
 /// The database every test session uses.
 const DATABASE: &str = "app";
 
-/// Classification from a fixed table: each test says what its statements are.
+/// Classification from a fixed table: each test says what its statements are. A statement
+/// can be "being judged" until the test gives its verdict ([`Shared::judge`]).
 #[derive(Default)]
-pub(super) struct Classes(HashMap<String, Class>);
+pub(super) struct Classes {
+    known: parking_lot::Mutex<HashMap<String, Class>>,
+    judging: parking_lot::Mutex<HashMap<String, Class>>,
+    /// Told (one permit) when a verdict is given.
+    landed: Arc<tokio::sync::Notify>,
+}
+
+/// The class of `BEGIN` (with an isolation level, or the default).
+pub(super) fn begin(level: Option<crate::sql::Isolation>) -> Class {
+    Class::TransactionControl(crate::sql::TransactionStep::Begin(level))
+}
+
+/// The class of `COMMIT` or `ROLLBACK`.
+pub(super) fn end() -> Class {
+    Class::TransactionControl(crate::sql::TransactionStep::End { chain: false })
+}
+
+/// The class of a `SET` that leaves isolation alone.
+pub(super) fn set() -> Class {
+    Class::SessionState(crate::sql::IsolationSetting::Untouched)
+}
+
+/// The class of a cacheable read of table `oid` as a whole.
+pub(super) fn cacheable(sql: &str, oid: u32) -> Class {
+    let tables: Arc<[TableId]> = Arc::from(vec![TableId {
+        database: Arc::from(DATABASE),
+        oid,
+    }]);
+    Class::Cacheable(Arc::new(CacheableRead {
+        whole: Arc::clone(&tables),
+        whole_reasons: Arc::from(vec![]),
+        pins: Arc::from(vec![]),
+        tables,
+        ttl: None,
+        label: Arc::from(sql),
+    }))
+}
 
 impl Classes {
     /// A cacheable read of table `oid`.
-    pub(super) fn read(mut self, sql: &str, oid: u32) -> Classes {
-        let tables: Arc<[TableId]> = Arc::from(vec![TableId {
-            database: Arc::from(DATABASE),
-            oid,
-        }]);
-        let read = CacheableRead {
-            whole: Arc::clone(&tables),
-            whole_reasons: Arc::from(vec![]),
-            pins: Arc::from(vec![]),
-            tables,
-            ttl: None,
-            label: Arc::from(sql),
-        };
-        self.0
-            .insert(sql.to_owned(), Class::Cacheable(Arc::new(read)));
+    pub(super) fn read(self, sql: &str, oid: u32) -> Classes {
+        self.known
+            .lock()
+            .insert(sql.to_owned(), cacheable(sql, oid));
         self
     }
 
     /// A cacheable read of table `oid` pinned by column `k` to `value`, its set registered.
     pub(super) fn pinned_read(
-        mut self,
+        self,
         sql: &str,
         oid: u32,
         value: &str,
@@ -89,14 +116,22 @@ impl Classes {
             ttl: None,
             label: Arc::from(sql),
         };
-        self.0
+        self.known
+            .lock()
             .insert(sql.to_owned(), Class::Cacheable(Arc::new(read)));
         self
     }
 
     /// Any other class.
-    pub(super) fn with(mut self, sql: &str, class: Class) -> Classes {
-        self.0.insert(sql.to_owned(), class);
+    pub(super) fn with(self, sql: &str, class: Class) -> Classes {
+        self.known.lock().insert(sql.to_owned(), class);
+        self
+    }
+
+    /// `sql` is being judged: [`Class::Classifying`] (a write: `WriteClass::Judging`) until
+    /// [`Shared::judge`] gives `verdict`.
+    pub(super) fn judging(self, sql: &str, verdict: Class) -> Classes {
+        self.judging.lock().insert(sql.to_owned(), verdict);
         self
     }
 }
@@ -108,7 +143,31 @@ impl Classify for Classes {
         sql: &str,
         _protocol: crate::classify::Protocol,
     ) -> Class {
-        self.0.get(sql).cloned().unwrap_or(Class::Other)
+        if let Some(verdict) = self.judging.lock().get(sql) {
+            return match verdict {
+                Class::Write(_) => Class::Write(crate::classify::WriteClass::Judging),
+                _ => Class::Classifying {
+                    calls_functions: false,
+                },
+            };
+        }
+        self.known.lock().get(sql).cloned().unwrap_or(Class::Other)
+    }
+
+    fn until_judged(
+        &self,
+        _database: &Arc<str>,
+        statements: Vec<(String, crate::classify::Protocol)>,
+    ) -> super::WaitFuture {
+        let pending = |classes: &Classes| {
+            let judging = classes.judging.lock();
+            statements.iter().any(|(sql, _)| judging.contains_key(sql))
+        };
+        if !pending(self) {
+            return Box::pin(std::future::ready(()));
+        }
+        let landed = Arc::clone(&self.landed);
+        Box::pin(async move { landed.notified().await })
     }
 }
 
@@ -119,6 +178,8 @@ pub(super) struct Shared {
     pub(super) registry: Arc<crate::pins::PinRegistry>,
     classes: Arc<Classes>,
     clients: Arc<Clients>,
+    /// The isolation level sessions inherit.
+    pub(super) inherited: super::transaction::Level,
 }
 
 impl Shared {
@@ -145,6 +206,7 @@ impl Shared {
             registry,
             classes: Arc::new(classes),
             clients: Arc::new(Clients::default()),
+            inherited: super::transaction::Level::Known(crate::sql::Isolation::ReadCommitted),
         }
     }
 
@@ -162,6 +224,10 @@ impl Shared {
             DATABASE,
             "alice",
             Fingerprint::from_startup(&Default::default()),
+            super::transaction::Transactions::new(
+                None,
+                crate::catalog::isolation::Inherited::fixed(self.inherited),
+            ),
         );
         let registration = self.clients.register(NewClient {
             peer: "127.0.0.1:5000".parse().expect("address"),
@@ -184,6 +250,18 @@ impl Shared {
         session.server(ready(b'I'));
         session.answered();
         session
+    }
+
+    /// The verdict on `sql` lands.
+    pub(super) fn judge(&self, sql: &str) {
+        let verdict = self
+            .classes
+            .judging
+            .lock()
+            .remove(sql)
+            .expect("being judged");
+        self.classes.known.lock().insert(sql.to_owned(), verdict);
+        self.classes.landed.notify_one();
     }
 
     pub(super) fn hits(&self) -> u64 {

@@ -39,8 +39,8 @@ fn shared() -> Shared {
         .pinned_read(ROW_2, 100, "2", &registry)
         .read("SELECT count(*) FROM t", 100)
         .with(UPDATE_1, Class::Write(WriteClass::Known(Arc::new(effect))))
-        .with("BEGIN", Class::TransactionControl)
-        .with("COMMIT", Class::TransactionControl);
+        .with("BEGIN", begin(None))
+        .with("COMMIT", end());
     Shared::with_registry(classes, registry)
 }
 

@@ -43,7 +43,13 @@ fn another_session_of_the_same_role_and_state_shares_the_entry() {
 
 #[test]
 fn reads_that_are_not_cacheable_are_relayed_and_never_filled() {
-    let shared = Shared::new(Classes::default().with("SELECT now()", Class::CallsVolatile));
+    let shared = Shared::new(Classes::default().with(
+        "SELECT now()",
+        Class::CallsVolatile {
+            may_change_session: false,
+            may_change_isolation: false,
+        },
+    ));
     let mut session = shared.session();
     for _ in 0..2 {
         session.client(&[query("SELECT now()")]);
@@ -59,7 +65,7 @@ fn a_set_changes_the_key_so_entries_are_not_shared_across_states() {
     let shared = Shared::new(
         Classes::default()
             .read(READ, 100)
-            .with("SET search_path = other", Class::SessionState),
+            .with("SET search_path = other", set()),
     );
     let mut plain = shared.session();
     plain.read_through(READ, "public");
