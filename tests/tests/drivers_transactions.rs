@@ -1,6 +1,6 @@
 //! Drivers and ORMs with their default transaction handling, through pgcached with the cache on:
-//! what they read is what PostgreSQL answers, and how many of their repeated primary-key reads,
-//! each inside a transaction block, are served from the cache.
+//! what they read is what PostgreSQL answers, and their repeated primary-key reads are served
+//! from the cache even though each one runs inside a transaction block.
 //!
 //! Most drivers an application uses wrap every unit of work in a transaction: psycopg 2 and 3
 //! (autocommit off), SQLAlchemy's `Session` and `engine.connect()`, Django with
@@ -10,12 +10,15 @@
 //! once straight to PostgreSQL and once through pgcached, in two phases:
 //!
 //! - reads: [`ITERATIONS`] reads by primary key of three keys in turn, each committed. The
-//!   console's `SHOW STATS` around the run through pgcached counts the cache hits they got.
+//!   console's `SHOW STATS` around the run through pgcached must count at least [`MIN_HITS`]
+//!   cache hits: READ COMMITTED blocks that have written nothing are answered from the cache.
 //! - writes: connection A updates a key in a transaction and reads its own write; connection B
 //!   reads the old value until A commits, then both read the new one; an update rolled back is
 //!   seen by nobody afterwards, a fresh connection included.
 //!
-//! Both transcripts must equal the expected one (and so each other); the hit count is printed.
+//! Both transcripts must equal the expected one (and so each other). The hit count is asserted
+//! last, after every correctness check, except for the drivers whose reads pgcached still
+//! relays ([`Hits::Gap`], each with its reason; their results are compared all the same).
 //!
 //! The isolation tests (psycopg 3, `tests/clients/tx_isolation.py`) hold pgcached to
 //! PostgreSQL's semantics where the cache must stay out of the way: a REPEATABLE READ snapshot
@@ -48,6 +51,8 @@ const PGJDBC_JAR: &str = "/usr/share/java/postgresql.jar";
 
 /// Reads of the reads phase (the clients loop this many times).
 const ITERATIONS: u64 = 200;
+/// Cache hits the reads phase must get through pgcached: half of its reads.
+const MIN_HITS: u64 = ITERATIONS / 2;
 /// The keys the reads phase reads in turn, and their values.
 const READ_ROWS: [(i32, &str); 3] = [(1, "one"), (2, "two"), (3, "three")];
 /// The key the writes phase updates, its value before, after the commit, and in the rollback.
@@ -359,10 +364,38 @@ impl Program {
     }
 }
 
+/// What the reads phase through pgcached must show in `SHOW STATS`.
+#[derive(Debug, Clone, Copy)]
+enum Hits {
+    /// At least [`MIN_HITS`] cache hits.
+    Expected,
+    /// Not asserted yet: pgcached relays these reads for the reason given (the count is
+    /// printed); the results are still compared.
+    Gap(&'static str),
+}
+
+/// Django (USE_TZ) runs `SELECT set_config('TimeZone', $1, false)` when the server's zone differs.
+const DJANGO_SET_CONFIG: &str =
+    "Django sets the time zone with set_config() at connect, after which pgcached treats \
+     the session's isolation level as unknown";
+/// SQLAlchemy's asyncpg dialect reads `version()` and `current_schema()` on each new connection.
+const ASYNCPG_CLASSIFYING: &str =
+    "the dialect's first statements call functions (version(), current_schema()) while \
+     pgcached is still classifying them, after which it treats the session's isolation \
+     level as unknown";
+/// pgjdbc with autocommit off sends `BEGIN` with the first statement of each transaction.
+const PGJDBC_PIPELINED_BEGIN: &str =
+    "BEGIN comes in the same batch as the read, and a batch is answered from the cache \
+     only when every Execute is a hit";
+/// sqlx closes the unnamed portal after each execution.
+const SQLX_CLOSE: &str =
+    "each execution closes its portal in the batch (Bind, Execute, Close, Sync), and a \
+     batch with a Close is relayed";
+
 /// Runs the workload for one driver straight to PostgreSQL (both phases in one run) and
 /// through pgcached (one run per phase, so that `SHOW STATS` brackets the reads phase alone),
 /// and checks the transcripts, then the hits of the reads phase.
-fn check(driver: &str, table: &str, run: impl Fn(u16, Phase) -> Value) {
+fn check(driver: &str, table: &str, expect: Hits, run: impl Fn(u16, Phase) -> Value) {
     let started = Instant::now();
     let stack = Stack::start();
     let reset = format!("UPDATE {table} SET v = '{INITIAL}' WHERE id = {KEY}");
@@ -391,12 +424,22 @@ fn check(driver: &str, table: &str, run: impl Fn(u16, Phase) -> Value) {
         "{driver}: {hits} of {ITERATIONS} reads in transactions were cache hits ({during_reads}); {:.1} s",
         started.elapsed().as_secs_f64()
     );
+    if let Hits::Gap(why) = expect {
+        println!("{driver}: hits not asserted: {why}");
+        return;
+    }
+    assert!(
+        hits >= MIN_HITS,
+        "{driver}: {hits} of {ITERATIONS} repeated primary-key reads in the driver's \
+         transactions were served from the cache, want at least {MIN_HITS}. SHOW STATS over \
+         the reads: {during_reads}"
+    );
 }
 
 #[test]
 fn psycopg2_transactions_read_correctly_and_hit_the_cache() {
     let program = Program::Python("tx_psycopg.py", Some("psycopg2"));
-    check("psycopg2", "tx_psycopg2", |port, phase| {
+    check("psycopg2", "tx_psycopg2", Hits::Expected, |port, phase| {
         program.run(port, phase, "tx_psycopg2")
     });
 }
@@ -404,7 +447,7 @@ fn psycopg2_transactions_read_correctly_and_hit_the_cache() {
 #[test]
 fn psycopg3_transactions_read_correctly_and_hit_the_cache() {
     let program = Program::Python("tx_psycopg.py", Some("psycopg3"));
-    check("psycopg 3", "tx_psycopg3", |port, phase| {
+    check("psycopg 3", "tx_psycopg3", Hits::Expected, |port, phase| {
         program.run(port, phase, "tx_psycopg3")
     });
 }
@@ -415,6 +458,7 @@ fn sqlalchemy_orm_over_psycopg_reads_correctly_and_hits_the_cache() {
     check(
         "SQLAlchemy ORM (psycopg)",
         "tx_sa_orm_psycopg",
+        Hits::Expected,
         |port, phase| program.run(port, phase, "tx_sa_orm_psycopg"),
     );
 }
@@ -425,6 +469,7 @@ fn sqlalchemy_orm_over_asyncpg_reads_correctly_and_hits_the_cache() {
     check(
         "SQLAlchemy ORM (asyncpg)",
         "tx_sa_orm_asyncpg",
+        Hits::Gap(ASYNCPG_CLASSIFYING),
         |port, phase| program.run(port, phase, "tx_sa_orm_asyncpg"),
     );
 }
@@ -435,6 +480,7 @@ fn sqlalchemy_connect_loop_reads_correctly_and_hits_the_cache() {
     check(
         "SQLAlchemy engine.connect()",
         "tx_sa_core",
+        Hits::Expected,
         |port, phase| program.run(port, phase, "tx_sa_core"),
     );
 }
@@ -442,29 +488,32 @@ fn sqlalchemy_connect_loop_reads_correctly_and_hits_the_cache() {
 #[test]
 fn django_atomic_requests_read_correctly_and_hit_the_cache() {
     let program = Program::Python("tx_django.py", None);
-    check("Django", "tx_django", |port, phase| {
-        program.run(port, phase, "tx_django")
-    });
+    check(
+        "Django",
+        "tx_django",
+        Hits::Gap(DJANGO_SET_CONFIG),
+        |port, phase| program.run(port, phase, "tx_django"),
+    );
 }
 
 #[test]
-#[ignore = "pgcached re-sends the batch's later unnamed Parse before the first Bind (see begin_pipelined_with_an_unnamed_statement_opens_the_transaction)"]
 fn pgjdbc_autocommit_reads_correctly_and_hits_the_cache() {
     let program = Program::Jdbc("autocommit");
     check(
         "pgjdbc (autocommit)",
         "tx_jdbc_autocommit",
+        Hits::Expected,
         |port, phase| program.run(port, phase, "tx_jdbc_autocommit"),
     );
 }
 
 #[test]
-#[ignore = "pgcached re-sends the batch's later unnamed Parse before the first Bind (see begin_pipelined_with_an_unnamed_statement_opens_the_transaction)"]
 fn pgjdbc_manual_commit_reads_correctly_and_hits_the_cache() {
     let program = Program::Jdbc("manual");
     check(
         "pgjdbc (autocommit off)",
         "tx_jdbc_manual",
+        Hits::Gap(PGJDBC_PIPELINED_BEGIN),
         |port, phase| program.run(port, phase, "tx_jdbc_manual"),
     );
 }
@@ -472,7 +521,7 @@ fn pgjdbc_manual_commit_reads_correctly_and_hits_the_cache() {
 #[test]
 fn ruby_pg_transactions_read_correctly_and_hit_the_cache() {
     let program = Program::Ruby("tx_ruby_pg.rb");
-    check("Ruby pg", "tx_ruby_pg", |port, phase| {
+    check("Ruby pg", "tx_ruby_pg", Hits::Expected, |port, phase| {
         program.run(port, phase, "tx_ruby_pg")
     });
 }
@@ -480,9 +529,12 @@ fn ruby_pg_transactions_read_correctly_and_hit_the_cache() {
 #[test]
 fn postgres_js_transactions_read_correctly_and_hit_the_cache() {
     let program = Program::Node("tx_postgres_js.js");
-    check("postgres.js", "tx_postgres_js", |port, phase| {
-        program.run(port, phase, "tx_postgres_js")
-    });
+    check(
+        "postgres.js",
+        "tx_postgres_js",
+        Hits::Expected,
+        |port, phase| program.run(port, phase, "tx_postgres_js"),
+    );
 }
 
 /// sqlx with its defaults: a pool (up to 10 connections), statements prepared and kept per
@@ -604,7 +656,7 @@ fn sqlx_transactions_read_correctly_and_hit_the_cache() {
         .enable_all()
         .build()
         .expect("sqlx runtime");
-    check("sqlx", "tx_sqlx", |port, phase| {
+    check("sqlx", "tx_sqlx", Hits::Gap(SQLX_CLOSE), |port, phase| {
         sqlx_workload::run(&runtime, port, phase, "tx_sqlx")
     });
 }
@@ -788,7 +840,6 @@ mod unnamed {
 /// answers are as straight; without one (and cached), the transaction is open, so that its
 /// update is rolled back.
 #[test]
-#[ignore = "pgcached re-sends the batch's later unnamed Parse before the first Bind"]
 fn begin_pipelined_with_an_unnamed_statement_opens_the_transaction() {
     use unnamed::{batch, statement};
 
