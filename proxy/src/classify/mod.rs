@@ -165,8 +165,34 @@ fn mentions_set_config(sql: &str) -> bool {
         .any(|w| w.eq_ignore_ascii_case(b"set_config"))
 }
 
+/// True when a `set_config` call in the text may set the transaction isolation: its first
+/// argument is not a plain string literal (a parameter, an expression), or is one naming
+/// isolation. `set_config('TimeZone', $1, false)`, as Django runs at connect, is not.
+fn set_config_may_change_isolation(sql: &str) -> bool {
+    let lower = sql.to_ascii_lowercase();
+    let mut rest = lower.as_str();
+    while let Some(at) = rest.find("set_config") {
+        rest = &rest[at + "set_config".len()..];
+        let Some(args) = rest.trim_start().strip_prefix('(') else {
+            // Named without a call (a comment, an identifier): it may be anything.
+            return true;
+        };
+        let Some(literal) = args.trim_start().strip_prefix('\'') else {
+            return true;
+        };
+        let Some(end) = literal.find('\'') else {
+            return true;
+        };
+        let name = &literal[..end];
+        if literal[end + 1..].starts_with('\'') || name.contains("isolation") {
+            return true;
+        }
+    }
+    false
+}
+
 /// Built-in functions known not to change session state (whatever their volatility).
-const WELL_KNOWN: [&str; 24] = [
+const WELL_KNOWN: [&str; 29] = [
     "count",
     "sum",
     "avg",
@@ -191,11 +217,21 @@ const WELL_KNOWN: [&str; 24] = [
     "concat",
     "random",
     "generate_series",
+    "version",
+    "current_database",
+    "current_schema",
+    "current_setting",
+    "pg_backend_pid",
 ];
 
+/// A function known not to change session state: one of [`WELL_KNOWN`], or any function named
+/// with its `pg_catalog` schema (built-in; `set_config` is caught by its text before this).
 fn is_well_known(function: &crate::sql::FunctionName) -> bool {
-    matches!(function.schema.as_deref(), None | Some("pg_catalog"))
-        && WELL_KNOWN.contains(&function.name.as_str())
+    match function.schema.as_deref() {
+        Some("pg_catalog") => true,
+        None => WELL_KNOWN.contains(&function.name.as_str()),
+        Some(_) => false,
+    }
 }
 
 /// Memo key: database and statement text.
@@ -305,7 +341,7 @@ impl Classifier {
         if mentions_set_config(sql) {
             return Ok(Class::CallsVolatile {
                 may_change_session: true,
-                may_change_isolation: true,
+                may_change_isolation: set_config_may_change_isolation(sql),
             });
         }
         match sql::analyze(sql).kind {
@@ -385,7 +421,7 @@ impl Classifier {
             // and the session's later reads must not share entries with other sessions.
             let class = Class::CallsVolatile {
                 may_change_session: true,
-                may_change_isolation: true,
+                may_change_isolation: set_config_may_change_isolation(sql),
             };
             self.memo(memo).insert(key, class.clone());
             return Some(class);
@@ -537,6 +573,27 @@ impl Classifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn set_config_changes_isolation_only_when_its_name_may_be_isolation() {
+        for harmless in [
+            "SELECT set_config('TimeZone', $1, false)",
+            "SELECT pg_catalog.set_config('search_path', '', false)",
+            "select SET_CONFIG ( 'application_name', 'x', true), set_config('a.b', 'c', false)",
+        ] {
+            assert!(!set_config_may_change_isolation(harmless), "{harmless}");
+        }
+        for may in [
+            "SELECT set_config('default_transaction_isolation', 'serializable', false)",
+            "SELECT set_config('transaction_isolation', $1, true)",
+            "SELECT set_config($1, $2, false)",
+            "SELECT set_config(name, 'x', false) FROM t",
+            "SELECT set_config('it''s', 'x', false)",
+            "SELECT 1 /* set_config */",
+        ] {
+            assert!(set_config_may_change_isolation(may), "{may}");
+        }
+    }
 
     fn name(schema: &str, table: &str) -> TableName {
         TableName {
