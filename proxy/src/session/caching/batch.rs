@@ -23,7 +23,7 @@ use crate::pins::reads::ExecutionValues;
 use crate::stats::QueryKind as StatementKind;
 use crate::wire::backend::TransactionStatus;
 use crate::wire::extended::Execute;
-use crate::wire::fixed::{BIND_COMPLETE, PARSE_COMPLETE};
+use crate::wire::fixed::{BIND_COMPLETE, CLOSE_COMPLETE, PARSE_COMPLETE};
 use crate::wire::frontend::{Frontend, FrontendMessage, FrontendTag};
 
 /// A held batch larger than this is relayed instead of held (large Bind values).
@@ -49,8 +49,8 @@ pub(crate) enum Batch {
 pub(crate) struct Held {
     frames: Vec<FrontendMessage>,
     bytes: usize,
-    /// The batch cannot be answered locally (named Parse, Close, Describe of a statement, a row
-    /// limit, an unknown statement): it is relayed at Sync.
+    /// The batch cannot be answered locally (named Parse, Close or Describe of a statement, a
+    /// row limit, an unknown statement): it is relayed at Sync.
     must_relay: bool,
     started: Instant,
 }
@@ -120,7 +120,10 @@ impl CachePath {
             Frontend::Execute(execute) => execute.max_rows != 0,
             Frontend::Close(target) => {
                 self.statements.closed(target.kind, &target.name);
-                true
+                // Closing a portal can be answered here (sqlx closes its portal in every
+                // batch): PostgreSQL treats a portal it never bound as closed too. Closing a
+                // statement changes what later Binds find on the server: relayed.
+                target.kind != b'P'
             }
             Frontend::Query { .. } | Frontend::Other => {
                 let _ = self.lose_track(frame, out);
@@ -395,6 +398,9 @@ impl CachePath {
                         arguments: bind.arguments.clone(),
                     });
                 }
+                Frontend::Close(target) if target.kind == b'P' => {
+                    bound.retain(|execution| execution.portal != target.name);
+                }
                 Frontend::Execute(execute) => {
                     let execution = bound.iter().find(|e| e.portal == execute.portal)?;
                     executions.push(HeldExecution {
@@ -525,6 +531,9 @@ impl CachePath {
                     let (_, _, entry) = entries.iter().find(|(i, _, _)| *i == index).ok_or(None)?;
                     served += entry.response.len();
                     answer.push(entry.response.clone());
+                }
+                Frontend::Close(target) if target.kind == b'P' => {
+                    answer.push(Bytes::from_static(CLOSE_COMPLETE));
                 }
                 Frontend::Close(_) | Frontend::Query { .. } | Frontend::Other => return Err(None),
             }

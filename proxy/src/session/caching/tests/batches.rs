@@ -458,3 +458,31 @@ fn a_statement_closed_and_parsed_again_in_a_batch_is_relayed_in_order() {
     assert_eq!(answered_value(&shared, READ, "1"), data_row("of t"));
     assert_eq!(answered_value(&shared, OTHER_READ, "1"), data_row("of u"));
 }
+
+#[test]
+fn a_batch_closing_its_portal_is_answered_locally_and_a_later_execute_of_it_is_relayed() {
+    let shared = Shared::new(Classes::default().read(READ, 7));
+    filled(&shared, "1", "one");
+    let mut session = shared.session();
+    // sqlx: Parse, Bind, Describe, Execute, Close portal, Sync.
+    session.client(&[
+        parse("", READ),
+        bind("", "", "1"),
+        describe(b'P', ""),
+        execute("", 0),
+        close(b'P', ""),
+        sync(),
+    ]);
+    assert!(session.sent().is_empty(), "PostgreSQL is not touched");
+    let answer = session.answered_frames();
+    assert_eq!(
+        answer.iter().map(|f| f[0]).collect::<Vec<_>>(),
+        b"12TDC3Z",
+        "CloseComplete in its place"
+    );
+    assert_eq!(shared.hits(), 1);
+    // The closed portal is gone: executing it again is PostgreSQL's to refuse (the unnamed
+    // statement, answered locally, is prepared on the server first).
+    session.client(&[bind("", "", "1"), close(b'P', ""), execute("", 0), sync()]);
+    assert_eq!(session.sent(), b"PBCES");
+}
