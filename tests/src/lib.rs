@@ -23,6 +23,7 @@ pub mod dashboard;
 pub mod external;
 pub mod history;
 pub mod proxy;
+pub mod random;
 pub mod raw;
 pub mod redis;
 pub mod statements;

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use pgcached_local_cluster::LocalCluster;
 use pgcached_tests::proxy::caching_config_for;
+use pgcached_tests::random::Random;
 use pgcached_tests::{connect, url, Endpoint, TestProxy};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
@@ -63,18 +64,6 @@ struct Log {
     block_reads: std::sync::atomic::AtomicUsize,
 }
 
-/// A small deterministic generator (xorshift), seeded per task.
-struct Random(u64);
-
-impl Random {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
 async fn update(client: &Client, key: i32, delta: i64) -> i64 {
     client
         .query_one(
@@ -87,7 +76,7 @@ async fn update(client: &Client, key: i32, delta: i64) -> i64 {
 }
 
 async fn proxied_writer(client: Client, log: Arc<Log>, seed: u64, deadline: Instant) {
-    let mut random = Random(seed);
+    let mut random = Random::new(seed);
     while Instant::now() < deadline {
         let key = random.below(KEYS as u64) as i32 + 1;
         let sent = Instant::now();
@@ -146,7 +135,7 @@ async fn proxied_writer(client: Client, log: Arc<Log>, seed: u64, deadline: Inst
 }
 
 async fn external_writer(client: Client, log: Arc<Log>, deadline: Instant) {
-    let mut random = Random(99);
+    let mut random = Random::new(99);
     while Instant::now() < deadline {
         let key = random.below(KEYS as u64) as i32 + 1;
         let sent = Instant::now();
@@ -192,7 +181,7 @@ async fn read_value(
 /// Transaction blocks through pgcached: reads, maybe a write of one row (then reads of it and
 /// of others), COMMIT or ROLLBACK; READ COMMITTED or REPEATABLE READ.
 async fn block_worker(client: Client, log: Arc<Log>, seed: u64, deadline: Instant) {
-    let mut random = Random(seed);
+    let mut random = Random::new(seed);
     let prepared = client
         .prepare("SELECT v FROM oracle WHERE k = $1")
         .await
@@ -293,7 +282,7 @@ async fn block_worker(client: Client, log: Arc<Log>, seed: u64, deadline: Instan
 }
 
 async fn reader(client: Client, log: Arc<Log>, seed: u64, deadline: Instant) {
-    let mut random = Random(seed);
+    let mut random = Random::new(seed);
     let prepared = client
         .prepare("SELECT v FROM oracle WHERE k = $1")
         .await

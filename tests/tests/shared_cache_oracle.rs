@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use pgcached_local_cluster::LocalCluster;
 use pgcached_tests::proxy::caching_config_for;
+use pgcached_tests::random::Random;
 use pgcached_tests::redis::{available, RedisServer};
 use pgcached_tests::{connect, url, Endpoint, TestProxy};
 use tokio_postgres::Client;
@@ -48,17 +49,6 @@ struct Log {
     reads: Mutex<Vec<Read>>,
 }
 
-struct Random(u64);
-
-impl Random {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
 async fn update(client: &Client, key: i32, delta: i64) -> i64 {
     client
         .query_one(
@@ -71,7 +61,7 @@ async fn update(client: &Client, key: i32, delta: i64) -> i64 {
 }
 
 async fn writer(client: Client, log: Arc<Log>, via: usize, seed: u64, deadline: Instant) {
-    let mut random = Random(seed);
+    let mut random = Random::new(seed);
     while Instant::now() < deadline {
         let key = random.below(KEYS as u64) as i32 + 1;
         match random.below(3) {
@@ -106,7 +96,7 @@ async fn writer(client: Client, log: Arc<Log>, via: usize, seed: u64, deadline: 
 }
 
 async fn reader(client: Client, log: Arc<Log>, via: usize, seed: u64, deadline: Instant) {
-    let mut random = Random(seed);
+    let mut random = Random::new(seed);
     let prepared = client
         .prepare("SELECT v FROM oracle WHERE k = $1")
         .await

@@ -38,7 +38,6 @@
 
 mod batch;
 mod model;
-mod random;
 mod reads;
 mod writer;
 mod writes;
@@ -55,7 +54,7 @@ use pgcached_tests::{connect, url, Endpoint, TestProxy};
 use tokio_postgres::Client;
 
 use model::{read_back, Group, SCHEMA};
-use random::{seed, Random};
+use pgcached_tests::random::{seed, Random};
 use reads::{answer, reader, Query};
 use writer::{Conn, Writer};
 

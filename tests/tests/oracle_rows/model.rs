@@ -7,7 +7,7 @@ use pgcached_tests::history::{Row, State};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, SimpleQueryMessage};
 
-use crate::random::Random;
+use pgcached_tests::random::Random;
 
 pub(crate) const SCHEMA: &str = "
 CREATE SEQUENCE ver;

@@ -10,8 +10,8 @@ use tokio_postgres::types::Type;
 use tokio_postgres::{Client, Statement};
 
 use crate::model::{emails, inline, int, simple_rows, sql_params, tags, text, Group, Param};
-use crate::random::Random;
 use crate::{Run, BOUND};
+use pgcached_tests::random::Random;
 
 /// What readers read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

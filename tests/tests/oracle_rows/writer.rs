@@ -11,10 +11,10 @@ use tokio_postgres::{Client, Statement};
 
 use crate::batch::{RawConn, DIVISION_BY_ZERO, FAILING};
 use crate::model::{read_back, sql_params, Group, Param};
-use crate::random::Random;
 use crate::reads::{answer, observe, probes, wait_visible, Query};
 use crate::writes::{write_for, Write};
 use crate::Run;
+use pgcached_tests::random::Random;
 
 /// A connection with its prepared statements.
 pub(crate) struct Conn {

@@ -3,7 +3,7 @@
 use pgcached_tests::history::State;
 
 use crate::model::{column, emails, free, inline, int, ints, tags, text, Group, Param};
-use crate::random::Random;
+use pgcached_tests::random::Random;
 
 /// One write statement.
 #[derive(Debug, Clone)]

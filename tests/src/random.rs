@@ -1,10 +1,11 @@
-//! A small deterministic generator, and the run's seed.
+//! A small deterministic generator for the randomized oracles, and the run's seed
+//! (`PGCACHED_ORACLE_SEED`).
 
 /// A small deterministic generator (xorshift), seeded per task.
-pub(crate) struct Random(u64);
+pub struct Random(u64);
 
 impl Random {
-    pub(crate) fn new(seed: u64) -> Random {
+    pub fn new(seed: u64) -> Random {
         // splitmix64, so that nearby seeds give unrelated sequences.
         let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -12,7 +13,7 @@ impl Random {
         Random((z ^ (z >> 31)) | 1)
     }
 
-    pub(crate) fn below(&mut self, n: u64) -> u64 {
+    pub fn below(&mut self, n: u64) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -20,12 +21,12 @@ impl Random {
     }
 
     /// An integer in `low..=high`.
-    pub(crate) fn int(&mut self, low: i32, high: i32) -> i32 {
+    pub fn int(&mut self, low: i32, high: i32) -> i32 {
         low + self.below((high - low + 1) as u64) as i32
     }
 
     /// An integer in `low..=high`, seven times in eight one of the first two.
-    pub(crate) fn hot(&mut self, low: i32, high: i32) -> i32 {
+    pub fn hot(&mut self, low: i32, high: i32) -> i32 {
         if self.below(8) == 0 {
             self.int(low, high)
         } else {
@@ -33,16 +34,16 @@ impl Random {
         }
     }
 
-    pub(crate) fn pick<T: Clone>(&mut self, items: &[T]) -> T {
+    pub fn pick<T: Clone>(&mut self, items: &[T]) -> T {
         items[self.below(items.len() as u64) as usize].clone()
     }
 
-    pub(crate) fn chance(&mut self, one_in: u64) -> bool {
+    pub fn chance(&mut self, one_in: u64) -> bool {
         self.below(one_in) == 0
     }
 }
 
-pub(crate) fn seed() -> u64 {
+pub fn seed() -> u64 {
     std::env::var("PGCACHED_ORACLE_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
