@@ -13,10 +13,11 @@ use pgcached_cache::{FillOutcome, ResultCache, TableId};
 use crate::bypass::BypassReason;
 use crate::classify::Classifier;
 use crate::metrics::registry::{
-    CACHE_BYPASS_TOTAL, CACHE_BYTES, CACHE_ENTRIES, CACHE_EVICTIONS_TOTAL, CACHE_FILLS_TOTAL,
-    CACHE_HITS_TOTAL, CACHE_HIT_BYTES_TOTAL, CACHE_MISSES_TOTAL, CLASSIFY_MEMO_ENTRIES,
-    DB_TIME_SAVED_MICROSECONDS_TOTAL, INVALIDATIONS_TOTAL, INVALIDATION_SCOPES_TOTAL,
-    QUERIES_TOTAL, QUERY_DURATION_SECONDS, STATEMENTS_PARSED_TOTAL,
+    BEGINS_DEFERRED_TOTAL, BLOCKS_LOCAL_TOTAL, CACHE_BYPASS_TOTAL, CACHE_BYTES, CACHE_ENTRIES,
+    CACHE_EVICTIONS_TOTAL, CACHE_FILLS_TOTAL, CACHE_HITS_TOTAL, CACHE_HIT_BYTES_TOTAL,
+    CACHE_MISSES_TOTAL, CLASSIFY_MEMO_ENTRIES, DB_TIME_SAVED_MICROSECONDS_TOTAL,
+    INVALIDATIONS_TOTAL, INVALIDATION_SCOPES_TOTAL, QUERIES_TOTAL, QUERY_DURATION_SECONDS,
+    STATEMENTS_PARSED_TOTAL,
 };
 use crate::session::caching::expect::QueryPath;
 use crate::stats::{Counters, InvalidationSource, QueryKind, TableActivity};
@@ -28,6 +29,8 @@ pub struct CacheMetrics {
     hit_bytes: Counter,
     saved: Counter,
     misses: Counter,
+    begins_deferred: Counter,
+    blocks_local: Counter,
     hit_duration: Histogram,
     miss_duration: Histogram,
     passthrough_duration: Histogram,
@@ -47,6 +50,8 @@ impl CacheMetrics {
             hit_bytes: counter!(CACHE_HIT_BYTES_TOTAL),
             saved: counter!(DB_TIME_SAVED_MICROSECONDS_TOTAL),
             misses: counter!(CACHE_MISSES_TOTAL),
+            begins_deferred: counter!(BEGINS_DEFERRED_TOTAL),
+            blocks_local: counter!(BLOCKS_LOCAL_TOTAL),
             hit_duration: metrics::histogram!(QUERY_DURATION_SECONDS, "path" => "hit"),
             miss_duration: metrics::histogram!(QUERY_DURATION_SECONDS, "path" => "miss"),
             passthrough_duration: metrics::histogram!(QUERY_DURATION_SECONDS, "path" => "passthrough"),
@@ -75,6 +80,16 @@ impl CacheMetrics {
     pub fn miss(&self) {
         self.misses.increment(1);
         Counters::add(&self.counters.misses, 1);
+    }
+
+    /// A BEGIN answered here, kept until its block needs PostgreSQL.
+    pub(crate) fn begin_deferred(&self) {
+        self.begins_deferred.increment(1);
+    }
+
+    /// A block begun here ended without reaching PostgreSQL.
+    pub(crate) fn block_ended_locally(&self) {
+        self.blocks_local.increment(1);
     }
 
     /// A client statement of `kind`.

@@ -140,6 +140,7 @@ impl Server {
                     classifier,
                     metrics,
                     max_entry: usize::try_from(config.cache.max_entry).unwrap_or(usize::MAX),
+                    defer_begin: config.cache.defer_begin == crate::config::DeferBegin::On,
                     replication,
                     watchers,
                     shared,

@@ -462,3 +462,79 @@ async fn savepoints_keep_reads_right() {
     run(&client, "UPDATE items SET name = 'item 7' WHERE id = 7").await;
     assert_eq!(value(&other, sql).await.as_deref(), Some("item 7"));
 }
+
+/// `tag`'s executions after running `block`'s statements (separated by `; `) five times.
+async fn reached_by_blocks(admin: &Client, client: &Client, block: &str, tag: &str) -> i64 {
+    let before = executions(admin, tag).await;
+    for _ in 0..5 {
+        for statement in block.split("; ") {
+            if statement.starts_with("SELECT") {
+                value(client, statement).await;
+            } else {
+                run(client, statement).await;
+            }
+        }
+    }
+    executions(admin, tag).await - before
+}
+
+#[tokio::test]
+async fn a_block_of_hits_never_reaches_postgresql_and_one_that_needs_it_runs_inside_a_block() {
+    let _serial = SERIAL.lock().await;
+    let proxy = caching_proxy();
+    let admin = admin().await;
+    let client = through(&proxy, "postgres").await;
+    let other = through(&proxy, "postgres").await;
+    let sql = "SELECT name FROM items WHERE id = 3 /* deferred-read */";
+    warm(&proxy, &client, sql).await;
+    warm(&proxy, &other, sql).await;
+    let block = format!("BEGIN /* deferred-begin */; {sql}; COMMIT /* deferred-end */");
+    for tag in ["deferred-begin", "deferred-read", "deferred-end"] {
+        assert_eq!(
+            reached_by_blocks(&admin, &client, &block, tag).await,
+            0,
+            "{tag}: a block of hits is answered by pgcached alone"
+        );
+    }
+
+    // The first statement that needs PostgreSQL runs inside the block: the same transaction
+    // id twice (outside a block, each call would get its own).
+    let begins = executions(&admin, "deferred-begin").await;
+    run(&client, "BEGIN /* deferred-begin */").await;
+    assert_eq!(value(&client, sql).await.as_deref(), Some("item 3"));
+    let xid = "SELECT pg_current_xact_id()::text";
+    let first = value(&client, xid).await;
+    assert_eq!(value(&client, xid).await, first, "one transaction");
+    run(&client, "UPDATE items SET name = 'deferred' WHERE id = 3").await;
+    assert_eq!(value(&client, sql).await.as_deref(), Some("deferred"));
+    assert_eq!(value(&other, sql).await.as_deref(), Some("item 3"));
+    run(&client, "ROLLBACK").await;
+    assert_eq!(executions(&admin, "deferred-begin").await, begins + 1);
+    assert_eq!(value(&client, sql).await.as_deref(), Some("item 3"));
+    assert_eq!(value(&other, sql).await.as_deref(), Some("item 3"));
+    assert_ne!(value(&client, xid).await, first, "the block is over");
+
+    // A committed block's write is everyone's at once.
+    run(&client, "BEGIN").await;
+    assert_eq!(value(&client, sql).await.as_deref(), Some("item 3"));
+    run(&client, "UPDATE items SET name = 'kept' WHERE id = 3").await;
+    run(&client, "COMMIT").await;
+    assert_eq!(value(&other, sql).await.as_deref(), Some("kept"));
+    run(&client, "UPDATE items SET name = 'item 3' WHERE id = 3").await;
+
+    // With --defer-begin off every BEGIN is relayed.
+    let mut config = caching_config_for(cluster(), &[]);
+    config.cache.defer_begin = pgcached::config::DeferBegin::Off;
+    let relaying = TestProxy::with_config(config);
+    let client = through(&relaying, "postgres").await;
+    warm(&relaying, &client, sql).await;
+    assert_eq!(
+        reached_by_blocks(&admin, &client, &block, "deferred-begin").await,
+        5
+    );
+    assert_eq!(
+        reached_by_blocks(&admin, &client, &block, "deferred-read").await,
+        0,
+        "the reads are hits all the same"
+    );
+}

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use super::{CacheMode, LogFormat, ReplicationMode};
+use super::{CacheMode, DeferBegin, LogFormat, ReplicationMode};
 
 /// pgcached: a transparent caching proxy for PostgreSQL.
 #[derive(Debug, Clone, Parser)]
@@ -93,6 +93,10 @@ pub struct Cli {
         value_name = "DURATION"
     )]
     pub cache_ttl: Option<String>,
+
+    /// Answer a READ COMMITTED BEGIN in pgcached and send it with the block's first statement that needs PostgreSQL: on or off [default: on]
+    #[arg(long, global = true, env = "PGCACHED_DEFER_BEGIN", value_name = "MODE")]
+    pub defer_begin: Option<DeferBegin>,
 
     /// Follow writes made outside pgcached by logical decoding: auto, required or off [default: auto]
     #[arg(long, global = true, env = "PGCACHED_REPLICATION", value_name = "MODE")]

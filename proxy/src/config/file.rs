@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{CacheMode, ConfigError, LogFormat, ReplicationMode};
+use super::{CacheMode, ConfigError, DeferBegin, LogFormat, ReplicationMode};
 
 /// Settings read from the config file; `None` means "not set here".
 #[derive(Debug, Default, Clone, serde::Deserialize)]
@@ -35,6 +35,8 @@ pub struct FileConfig {
     pub cache_ttl: Option<String>,
     /// See `--replication`.
     pub replication: Option<ReplicationMode>,
+    /// See `--defer-begin`.
+    pub defer_begin: Option<DeferBegin>,
     /// See `--publication`.
     pub publication: Option<String>,
     /// See `--cache-ttl-unreplicated`.

@@ -50,6 +50,18 @@ pub enum CacheMode {
     On,
 }
 
+/// Whether pgcached answers a READ COMMITTED `BEGIN` itself and sends it to PostgreSQL with
+/// the block's first statement that needs the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DeferBegin {
+    /// Every BEGIN is relayed as it comes.
+    Off,
+    /// A block that only reads cached results never reaches PostgreSQL.
+    #[default]
+    On,
+}
+
 /// How writes made outside pgcached reach the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -91,6 +103,8 @@ pub struct CacheSettings {
     pub allow_tables: Vec<RelationName>,
     /// Reads of a table matching one of these are never cached.
     pub deny_tables: Vec<RelationName>,
+    /// Whether a READ COMMITTED BEGIN waits in pgcached until its block needs PostgreSQL.
+    pub defer_begin: DeferBegin,
 }
 
 /// Log line format.
@@ -287,6 +301,7 @@ impl Config {
                 &cli.cache_deny_tables,
                 &file.cache_deny_tables,
             )?,
+            defer_begin: cli.defer_begin.or(file.defer_begin).unwrap_or_default(),
         };
         let admin_users = list(&cli.admin_users, &file.admin_users);
         if let Some(bad) = admin_users

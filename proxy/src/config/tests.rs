@@ -191,3 +191,17 @@ fn example_config_file_is_valid() {
     let file: FileConfig = toml::from_str(text).expect("example.toml parses");
     Config::resolve(&cli(&[]), &file).expect("example.toml resolves");
 }
+
+#[test]
+fn defer_begin_is_on_unless_turned_off() {
+    let config = Config::resolve(&cli(&[]), &FileConfig::default()).expect("valid");
+    assert_eq!(config.cache.defer_begin, DeferBegin::On);
+    let config =
+        Config::resolve(&cli(&["--defer-begin", "off"]), &FileConfig::default()).expect("valid");
+    assert_eq!(config.cache.defer_begin, DeferBegin::Off);
+    let file: FileConfig = toml::from_str("defer_begin = \"off\"\n").expect("toml");
+    let config = Config::resolve(&cli(&[]), &file).expect("valid");
+    assert_eq!(config.cache.defer_begin, DeferBegin::Off);
+    let config = Config::resolve(&cli(&["--defer-begin", "on"]), &file).expect("valid");
+    assert_eq!(config.cache.defer_begin, DeferBegin::On, "the flag wins");
+}

@@ -39,6 +39,10 @@ pub enum SessionError {
     /// The PostgreSQL connection failed mid-session.
     #[error("connection to PostgreSQL lost: {0}")]
     UpstreamIo(std::io::Error),
+    /// A BEGIN pgcached answered locally and sent ahead of its block's first statement did not
+    /// open the block; nothing of the block was sent, and the session closes.
+    #[error("PostgreSQL did not open the transaction block pgcached had begun")]
+    DeferredBeginFailed,
     /// PostgreSQL closed the connection without saying why.
     #[error("PostgreSQL closed the connection unexpectedly")]
     UpstreamClosed,
@@ -67,7 +71,9 @@ impl ClientFacing for SessionError {
             SessionError::ClientIo(_) => ErrorKind::ClientLost,
             SessionError::UpstreamConnect(_) => ErrorKind::UpstreamUnavailable,
             SessionError::UpstreamIo(_) => ErrorKind::UpstreamLost,
-            SessionError::UpstreamClosed => ErrorKind::UpstreamLost,
+            SessionError::UpstreamClosed | SessionError::DeferredBeginFailed => {
+                ErrorKind::UpstreamLost
+            }
             SessionError::TooManyClients(_) => ErrorKind::TooManyClients,
             SessionError::Shutdown => ErrorKind::Shutdown,
             SessionError::Login(e) => e.kind(),
@@ -84,6 +90,9 @@ impl ClientFacing for SessionError {
             SessionError::UpstreamClosed => {
                 Cow::Borrowed("PostgreSQL closed the connection unexpectedly")
             }
+            SessionError::DeferredBeginFailed => Cow::Borrowed(
+                "PostgreSQL did not open the transaction block; none of its statements ran",
+            ),
             SessionError::Login(e) => e.client_message(),
             _ => Cow::Borrowed(self.kind().client_text()),
         }
@@ -104,6 +113,13 @@ mod tests {
             .map(|m| String::from_utf8_lossy(m).into_owned())
             .unwrap_or_default();
         (code, message)
+    }
+
+    #[test]
+    fn a_deferred_begin_that_failed_closes_with_a_connection_failure() {
+        let (code, message) = told(&SessionError::DeferredBeginFailed);
+        assert_eq!(code, "08006");
+        assert!(message.contains("none of its statements ran"), "{message}");
     }
 
     #[test]

@@ -164,6 +164,18 @@ pub const CACHE_MISSES_TOTAL: Metric = metric(
     &[],
     "Cacheable reads not in the cache",
 );
+pub const BEGINS_DEFERRED_TOTAL: Metric = metric(
+    "pgcached_begins_deferred_total",
+    Counter,
+    &[],
+    "READ COMMITTED BEGINs answered by pgcached and sent with their block's first statement that needs PostgreSQL",
+);
+pub const BLOCKS_LOCAL_TOTAL: Metric = metric(
+    "pgcached_blocks_local_total",
+    Counter,
+    &[],
+    "Transaction blocks begun and ended by pgcached without reaching PostgreSQL",
+);
 pub const CACHE_BYPASS_TOTAL: Metric = metric(
     "pgcached_cache_bypass_total",
     Counter,
@@ -332,6 +344,8 @@ pub const ALL: &[Metric] = &[
     UPSTREAM_ERRORS_TOTAL,
     CACHE_HITS_TOTAL,
     CACHE_MISSES_TOTAL,
+    BEGINS_DEFERRED_TOTAL,
+    BLOCKS_LOCAL_TOTAL,
     CACHE_BYPASS_TOTAL,
     CACHE_FILLS_TOTAL,
     CACHE_ENTRIES,

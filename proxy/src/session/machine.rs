@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use super::begin_gate::BeginGate;
 use super::caching::server::ServerAction;
 use super::caching::{Attempt, CachePath, Outputs, Step, Wait};
 use super::conversation::Conversation;
@@ -70,6 +71,9 @@ pub(crate) struct SessionMachine {
     parked: Option<Parked>,
     /// Pieces received while a frame is parked, handled in order after it.
     deferred: VecDeque<ClientPiece>,
+    /// A BEGIN the cache path answered locally, sent with its block's first frame for
+    /// PostgreSQL.
+    gate: BeginGate,
 }
 
 impl SessionMachine {
@@ -86,6 +90,7 @@ impl SessionMachine {
             client_info,
             parked: None,
             deferred: VecDeque::new(),
+            gate: BeginGate::default(),
         }
     }
 
@@ -98,8 +103,20 @@ impl SessionMachine {
     pub(crate) fn is_idle(&self) -> bool {
         self.conversation.is_idle()
             && self.parked.is_none()
+            && self.gate.held_bytes() == 0
             && self.deferred.is_empty()
             && !self.cache.as_ref().is_some_and(CachePath::holds_frames)
+    }
+
+    /// True when a BEGIN the cache path deferred failed to open its block: the session must
+    /// close (nothing of the block reached PostgreSQL).
+    pub(crate) fn begin_failed(&self) -> bool {
+        self.gate.failed()
+    }
+
+    /// Bytes for PostgreSQL held until a deferred BEGIN is acknowledged.
+    pub(crate) fn held_upstream_bytes(&self) -> usize {
+        self.gate.held_bytes()
     }
 
     /// The parked frame's wait, if a frame is parked.
@@ -127,6 +144,7 @@ impl SessionMachine {
                 &mut self.conversation,
                 &self.metrics,
                 &self.client_info,
+                &mut self.gate,
                 boxes.upstream,
                 boxes.client,
             );
@@ -153,6 +171,7 @@ impl SessionMachine {
             &mut self.conversation,
             &self.metrics,
             &self.client_info,
+            &mut self.gate,
             boxes.upstream,
             boxes.client,
         );
@@ -184,7 +203,7 @@ impl SessionMachine {
                 }
                 out.forward(tag, bytes);
             }
-            ClientPiece::StreamMore(bytes) => out.upstream.push(bytes),
+            ClientPiece::StreamMore(bytes) => out.forward_more(bytes),
         }
     }
 
@@ -205,11 +224,20 @@ impl SessionMachine {
 
     /// Handles one frame from the server (`frame` is the whole frame, or its first bytes when
     /// `whole` is false).
-    pub(crate) fn server_frame(&mut self, tag: u8, frame: &[u8], whole: bool) -> ServerAction {
+    pub(crate) fn server_frame(
+        &mut self,
+        tag: u8,
+        frame: &[u8],
+        whole: bool,
+        upstream: &mut Outbox,
+    ) -> ServerAction {
         let tag = BackendTag::of(tag);
         let status = self.conversation.received(tag, frame);
         if tag == BackendTag::ErrorResponse {
             self.metrics.upstream_error(frame);
+        }
+        if let Some(action) = self.gate.server_frame(tag, status, upstream) {
+            return action;
         }
         match self.cache.as_mut() {
             Some(cache) => cache.server_frame(tag, frame, whole, status),
@@ -247,6 +275,7 @@ fn outputs<'a>(
     conversation: &'a mut Conversation,
     metrics: &'a ProxyMetrics,
     client_info: &'a ClientInfo,
+    gate: &'a mut BeginGate,
     upstream: &'a mut Outbox,
     client: &'a mut Outbox,
 ) -> Outputs<'a> {
@@ -256,5 +285,6 @@ fn outputs<'a>(
         conversation,
         metrics,
         client_info,
+        gate,
     }
 }

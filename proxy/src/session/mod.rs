@@ -7,6 +7,8 @@
 //! - [`inbound`]: received bytes cut into frames without copying.
 //! - [`machine`]: the session's state machine: conversation, counting, parking, cache path.
 //! - [`conversation`]: what the frames say about the session (idle, transaction status, ...).
+//! - [`begin_gate`]: a BEGIN answered locally, sent with its block's first statement that
+//!   needs PostgreSQL.
 //! - [`caching`]: the cache path: hits answered locally, misses captured, invalidation.
 //! - [`fingerprint`]: the session-state part of every cache key.
 //! - [`outbox`]: bytes queued for a peer.
@@ -14,6 +16,7 @@
 //! PostgreSQL checks every login ([`crate::auth`]): the client's StartupMessage goes upstream
 //! unchanged and pgcached never knows a password.
 
+pub(crate) mod begin_gate;
 pub mod caching;
 pub(crate) mod conversation;
 pub mod fingerprint;

@@ -82,7 +82,9 @@ pub(crate) async fn run(
 
         tokio::select! {
             read = read_into(&mut client_read, &mut from_client.buf),
-                if reading && !parked && to_upstream.bytes < HIGH_WATER =>
+                if reading
+                && !parked
+                && to_upstream.bytes + machine.held_upstream_bytes() < HIGH_WATER =>
             {
                 match read {
                     Ok(0) => {
@@ -141,10 +143,15 @@ pub(crate) async fn run(
                     }
                     Ok(_) => {
                         let cut = from_upstream.cut_runs(&mut to_client, |tag, bytes, whole| {
-                            machine.server_frame(tag, bytes, whole)
+                            machine.server_frame(tag, bytes, whole, &mut to_upstream)
                         });
                         if let Err(bad) = cut {
                             let error = SessionError::UpstreamFrame(bad);
+                            say_fatal(&mut to_client, &from_upstream, &error);
+                            to_upstream.clear();
+                            closing = Some((Err(error), deadline()));
+                        } else if machine.begin_failed() && closing.is_none() {
+                            let error = SessionError::DeferredBeginFailed;
                             say_fatal(&mut to_client, &from_upstream, &error);
                             to_upstream.clear();
                             closing = Some((Err(error), deadline()));

@@ -28,7 +28,7 @@ use sqlparser::parser::Parser;
 
 pub use names::{FunctionName, RelationName};
 pub use read::ReadDeps;
-pub use transaction::{Isolation, IsolationSetting, TransactionStep};
+pub use transaction::{CompletionTag, Isolation, IsolationSetting, TransactionStep};
 
 /// Nesting depth at which parsing gives up (and the statement is relayed uncached).
 const RECURSION_LIMIT: usize = 48;

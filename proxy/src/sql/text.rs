@@ -169,7 +169,7 @@ fn block_comment_body(sql: &str, start: usize, end: usize) -> &str {
 }
 
 /// Index just past the `*/` closing the comment opened at `start` (comments nest in SQL).
-fn block_comment_end(bytes: &[u8], start: usize) -> usize {
+pub(crate) fn block_comment_end(bytes: &[u8], start: usize) -> usize {
     let mut depth = 0usize;
     let mut i = start;
     while i + 1 < bytes.len() {

@@ -228,6 +228,65 @@ pub fn mentions_isolation(text: &str) -> bool {
     .any(|word| lower.contains(word))
 }
 
+/// The command tag PostgreSQL completes a transaction-control statement with, as a cache path
+/// answering it locally must: `BEGIN` (for `BEGIN`), `START TRANSACTION`, `COMMIT` (for
+/// `COMMIT` and `END`) or `ROLLBACK` (for `ROLLBACK` and `ABORT`). Read from the statement's
+/// first word, after comments; `None` for anything else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompletionTag {
+    /// `BEGIN`.
+    Begin,
+    /// `START TRANSACTION`.
+    StartTransaction,
+    /// `COMMIT`.
+    Commit,
+    /// `ROLLBACK`.
+    Rollback,
+}
+
+impl CompletionTag {
+    /// The tag of `sql`'s transaction-control statement, by its first word.
+    pub fn of(sql: &[u8]) -> Option<CompletionTag> {
+        let word = first_word(sql)?;
+        let is = |name: &str| word.eq_ignore_ascii_case(name.as_bytes());
+        Some(if is("begin") {
+            CompletionTag::Begin
+        } else if is("start") {
+            CompletionTag::StartTransaction
+        } else if is("commit") || is("end") {
+            CompletionTag::Commit
+        } else if is("rollback") || is("abort") {
+            CompletionTag::Rollback
+        } else {
+            return None;
+        })
+    }
+}
+
+/// The first word of `sql`, after whitespace and comments (`--` to the end of the line, and
+/// `/* ... */`, which nest in PostgreSQL).
+fn first_word(sql: &[u8]) -> Option<&[u8]> {
+    let mut i = 0;
+    while i < sql.len() {
+        let rest = &sql[i..];
+        if rest[0].is_ascii_whitespace() {
+            i += 1;
+        } else if rest.starts_with(b"--") {
+            i += rest.iter().position(|b| *b == b'\n').unwrap_or(rest.len());
+        } else if rest.starts_with(b"/*") {
+            // An unterminated comment reads to the end: no word.
+            i = super::text::block_comment_end(sql, i);
+        } else {
+            let len = rest
+                .iter()
+                .position(|b| !b.is_ascii_alphabetic())
+                .unwrap_or(rest.len());
+            return (len > 0).then(|| &rest[..len]);
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -342,5 +401,33 @@ mod tests {
         ));
         assert!(mentions_isolation("SET a = 1; RESET ALL"));
         assert!(!mentions_isolation("SELECT 1; SELECT 2"));
+    }
+
+    #[test]
+    fn completion_tags_follow_the_first_word() {
+        for (sql, tag) in [
+            ("BEGIN", Some(CompletionTag::Begin)),
+            (
+                "  begin isolation level read committed",
+                Some(CompletionTag::Begin),
+            ),
+            (
+                "/* a /* nested */ comment */ BEGIN",
+                Some(CompletionTag::Begin),
+            ),
+            (
+                "-- hello\nstart transaction",
+                Some(CompletionTag::StartTransaction),
+            ),
+            ("END", Some(CompletionTag::Commit)),
+            ("commit;", Some(CompletionTag::Commit)),
+            ("ABORT", Some(CompletionTag::Rollback)),
+            ("rollback", Some(CompletionTag::Rollback)),
+            ("SELECT 1", None),
+            ("/* unterminated", None),
+            ("", None),
+        ] {
+            assert_eq!(CompletionTag::of(sql.as_bytes()), tag, "{sql}");
+        }
     }
 }

@@ -15,15 +15,17 @@ use pgcached_cache::{Entry, FillWait};
 use super::capture::Capture;
 use super::effects::{self, Answerable, Found, KeyProtocol};
 use super::expect::{Expect, QueryPath};
+use super::local_block;
 use super::writes::OwnedValues;
 use super::{Attempt, CachePath, Mode, Outputs, Step, Wait};
 use crate::bypass::BypassReason;
 use crate::classify::{limit_for, Class, Protocol};
 use crate::pins::reads::ExecutionValues;
+use crate::sql::{CompletionTag, Isolation, TransactionStep};
 use crate::stats::QueryKind as StatementKind;
 use crate::wire::backend::TransactionStatus;
 use crate::wire::extended::Execute;
-use crate::wire::fixed::{BIND_COMPLETE, CLOSE_COMPLETE, PARSE_COMPLETE};
+use crate::wire::fixed::{BIND_COMPLETE, CLOSE_COMPLETE, NO_DATA, PARSE_COMPLETE};
 use crate::wire::frontend::{Frontend, FrontendMessage, FrontendTag};
 
 /// A held batch larger than this is relayed instead of held (large Bind values).
@@ -79,12 +81,30 @@ struct HeldExecution {
 
 /// What the held batch's Sync leads to.
 enum LocalAnswer {
-    /// Every Execute hit: these frames answer the batch.
-    Answer(Vec<Bytes>),
+    /// Every Execute hit or was a transaction step answerable here: these frames answer the
+    /// batch, and these steps open or end the block, in order.
+    Answer(Vec<Bytes>, Vec<LocalStep>),
     /// Another session is filling one of the results: wait for it, then try again.
     Wait(FillWait),
     /// Relay the batch.
     Relay,
+}
+
+/// A transaction step of a held batch answered locally ([`super::local_block`]).
+#[derive(Debug, Clone)]
+enum LocalStep {
+    /// A BEGIN naming this level (or none), with its text.
+    Begin(Option<Isolation>, Bytes),
+    /// A COMMIT or ROLLBACK of a block begun here.
+    End,
+}
+
+/// How one Execute of a held batch is answered.
+enum Planned {
+    /// From this entry.
+    Hit(Arc<Entry>),
+    /// A transaction step, completed with this tag.
+    Step(CompletionTag),
 }
 
 impl CachePath {
@@ -317,14 +337,22 @@ impl CachePath {
                         return Step::Park(Wait::Judged { verdict, limit }, frame);
                     }
                 }
-                match self.answer_locally(attempt.may_wait_for_fill()) {
-                    LocalAnswer::Answer(answer) => {
+                match self.answer_locally(attempt.may_wait_for_fill(), out) {
+                    LocalAnswer::Answer(answer, steps) => {
                         let executes = self.held_executes();
                         for bytes in answer {
                             out.answer(bytes);
                         }
-                        for _ in 0..executes {
+                        for _ in steps.len()..executes {
                             out.client_info.query(true);
+                        }
+                        for step in steps {
+                            match step {
+                                LocalStep::Begin(level, sql) => {
+                                    self.begin_locally(level, &sql, out)
+                                }
+                                LocalStep::End => self.end_locally(out),
+                            }
                         }
                         out.answer(self.ready_frame());
                         if self.transactions.status() == TransactionStatus::Idle {
@@ -457,23 +485,29 @@ impl CachePath {
         }
     }
 
-    fn answer_locally(&self, may_wait: bool) -> LocalAnswer {
-        match self.try_answer_locally(may_wait) {
-            Ok(answer) => LocalAnswer::Answer(answer),
+    fn answer_locally(&self, may_wait: bool, out: &Outputs<'_>) -> LocalAnswer {
+        match self.try_answer_locally(may_wait, out) {
+            Ok((answer, steps)) => LocalAnswer::Answer(answer, steps),
             Err(Some(wait)) => LocalAnswer::Wait(wait),
             Err(None) => LocalAnswer::Relay,
         }
     }
 
-    /// The answer to the held batch if every Execute in it is a hit; `Err(Some(wait))` when
-    /// another session is filling one of the results.
-    fn try_answer_locally(&self, may_wait: bool) -> Result<Vec<Bytes>, Option<FillWait>> {
+    /// The answer to the held batch if every Execute in it is a hit, or a BEGIN, COMMIT or
+    /// ROLLBACK that may be answered here ([`super::local_block`]), with those steps;
+    /// `Err(Some(wait))` when another session is filling one of the results.
+    fn try_answer_locally(
+        &self,
+        may_wait: bool,
+        out: &Outputs<'_>,
+    ) -> Result<(Vec<Bytes>, Vec<LocalStep>), Option<FillWait>> {
         let Batch::Holding(held) = &self.batch else {
             return Err(None);
         };
-        // First pass: every Execute's entry.
+        // First pass: every Execute's entry or step.
         let mut executions = self.held_executions().ok_or(None)?.into_iter().peekable();
-        let mut entries: Vec<(usize, Bytes, Arc<Entry>)> = Vec::new();
+        let mut entries: Vec<(usize, Bytes, Planned)> = Vec::new();
+        let mut steps: Vec<LocalStep> = Vec::new();
         let mut described: Vec<Bytes> = Vec::new();
         for (index, frame) in held.frames.iter().enumerate() {
             match &frame.message {
@@ -481,9 +515,18 @@ impl CachePath {
                 Frontend::Bind(bind) => described.retain(|p| *p != bind.portal),
                 Frontend::Execute(execute) => {
                     let execution = executions.next_if(|e| e.index == index).ok_or(None)?;
-                    let Class::Cacheable(read) = self.classify(&execution.sql, Protocol::Extended)
-                    else {
-                        return Err(None);
+                    let read = match self.classify(&execution.sql, Protocol::Extended) {
+                        Class::Cacheable(read) => read,
+                        Class::TransactionControl(step) => {
+                            let local = self
+                                .plan_step(step, &execution.sql, &steps, out)
+                                .ok_or(None)?;
+                            let tag = CompletionTag::of(&execution.sql).ok_or(None)?;
+                            steps.push(local);
+                            entries.push((index, execution.portal, Planned::Step(tag)));
+                            continue;
+                        }
+                        _ => return Err(None),
                     };
                     if self.transaction_allows(&read).is_err() {
                         return Err(None);
@@ -500,7 +543,9 @@ impl CachePath {
                         types: &execution.param_types,
                     };
                     match self.look_up_to_answer(&key, &read, may_wait, values) {
-                        Answerable::Hit(entry) => entries.push((index, execution.portal, entry)),
+                        Answerable::Hit(entry) => {
+                            entries.push((index, execution.portal, Planned::Hit(entry)))
+                        }
                         Answerable::Wait(wait) => return Err(Some(wait)),
                         Answerable::No => return Err(None),
                     }
@@ -519,18 +564,25 @@ impl CachePath {
                 Frontend::Parse(_) => answer.push(Bytes::from_static(PARSE_COMPLETE)),
                 Frontend::Bind(_) => answer.push(Bytes::from_static(BIND_COMPLETE)),
                 Frontend::Describe(target) => {
-                    let meta = entries
+                    let meta = match entries
                         .iter()
                         .find(|(i, p, _)| *i > index && *p == target.name)
-                        .map(|(_, _, entry)| entry.meta.clone())
-                        .filter(|meta| !meta.is_empty())
-                        .ok_or(None)?;
+                        .map(|(_, _, planned)| planned)
+                    {
+                        Some(Planned::Hit(entry)) if !entry.meta.is_empty() => entry.meta.clone(),
+                        Some(Planned::Step(_)) => Bytes::from_static(NO_DATA),
+                        _ => return Err(None),
+                    };
                     answer.push(meta);
                 }
                 Frontend::Execute(_) => {
-                    let (_, _, entry) = entries.iter().find(|(i, _, _)| *i == index).ok_or(None)?;
-                    served += entry.response.len();
-                    answer.push(entry.response.clone());
+                    match entries.iter().find(|(i, _, _)| *i == index).ok_or(None)? {
+                        (_, _, Planned::Hit(entry)) => {
+                            served += entry.response.len();
+                            answer.push(entry.response.clone());
+                        }
+                        (_, _, Planned::Step(tag)) => answer.push(local_block::completion(*tag)),
+                    }
                 }
                 Frontend::Close(target) if target.kind == b'P' => {
                     answer.push(Bytes::from_static(CLOSE_COMPLETE));
@@ -538,12 +590,48 @@ impl CachePath {
                 Frontend::Close(_) | Frontend::Query { .. } | Frontend::Other => return Err(None),
             }
         }
-        for (_, _, entry) in &entries {
-            self.backend.metrics.query(StatementKind::ReadCached);
-            self.backend
-                .metrics
-                .hit(served / entries.len().max(1), held.started, entry.cost);
+        let hits = entries
+            .iter()
+            .filter(|(_, _, planned)| matches!(planned, Planned::Hit(_)))
+            .count();
+        for (_, _, planned) in &entries {
+            match planned {
+                Planned::Hit(entry) => {
+                    self.backend.metrics.query(StatementKind::ReadCached);
+                    self.backend
+                        .metrics
+                        .hit(served / hits.max(1), held.started, entry.cost);
+                }
+                Planned::Step(_) => self.backend.metrics.query(StatementKind::Other),
+            }
         }
-        Ok(answer)
+        Ok((answer, steps))
+    }
+
+    /// A transaction step of the held batch, after `earlier` steps of it, if it may be answered
+    /// here: a BEGIN as the batch's first step when the session may begin a block itself; a
+    /// COMMIT or ROLLBACK of a block begun here (earlier in the batch, or before it).
+    fn plan_step(
+        &self,
+        step: TransactionStep,
+        sql: &Bytes,
+        earlier: &[LocalStep],
+        out: &Outputs<'_>,
+    ) -> Option<LocalStep> {
+        let tag = CompletionTag::of(sql);
+        match (step, earlier.last()) {
+            (TransactionStep::Begin(level), None) if self.may_begin_locally(level, tag, out) => {
+                Some(LocalStep::Begin(level, sql.clone()))
+            }
+            (TransactionStep::End { chain: false }, None) if self.may_end_locally(tag, out) => {
+                Some(LocalStep::End)
+            }
+            (TransactionStep::End { chain: false }, Some(LocalStep::Begin(..)))
+                if matches!(tag, Some(CompletionTag::Commit | CompletionTag::Rollback)) =>
+            {
+                Some(LocalStep::End)
+            }
+            _ => None,
+        }
     }
 }

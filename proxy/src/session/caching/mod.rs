@@ -27,6 +27,8 @@
 //! - [`simple`]: the simple Query path.
 //! - [`batch`]: holding, answering and relaying extended-protocol batches.
 //! - [`statements`]: prepared statements and portals as the client sees them.
+//! - [`local_block`]: READ COMMITTED blocks begun (and, when they only read cached results,
+//!   ended) without PostgreSQL.
 //! - [`effects`]: what a relayed statement does to the session (state, privacy, writes), cache
 //!   keys, and a miss's dependencies.
 //! - [`writes`]: what a session's writes invalidate, applied at their acknowledgement.
@@ -37,6 +39,7 @@ pub(crate) mod batch;
 pub(crate) mod capture;
 pub(crate) mod effects;
 pub(crate) mod expect;
+pub(crate) mod local_block;
 pub(crate) mod server;
 pub(crate) mod simple;
 pub(crate) mod statements;
@@ -54,6 +57,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use pgcached_cache::{FillWait, ResultCache};
 
+use super::begin_gate::{BeginGate, Sent};
 use super::conversation::Conversation;
 use super::fingerprint::Fingerprint;
 use super::outbox::Outbox;
@@ -79,6 +83,9 @@ pub struct CacheShared {
     pub metrics: CacheMetrics,
     /// Largest result captured.
     pub max_entry: usize,
+    /// A READ COMMITTED BEGIN is answered here and sent with its block's first statement that
+    /// needs PostgreSQL (`--defer-begin`).
+    pub defer_begin: bool,
     /// Streams of writes made outside pgcached.
     pub replication: Arc<crate::replication::Replication>,
     /// Watchers of DDL and privilege changes made outside pgcached.
@@ -95,6 +102,7 @@ impl CacheShared {
             classify: Arc::new(Arc::clone(&self.classifier)),
             metrics: self.metrics.clone(),
             max_entry: self.max_entry,
+            defer_begin: self.defer_begin,
             registry: Arc::clone(self.classifier.registry()),
             shared: self.shared.clone(),
         }
@@ -143,6 +151,8 @@ pub(crate) struct CacheBackend {
     pub(crate) metrics: CacheMetrics,
     /// Largest result captured.
     pub(crate) max_entry: usize,
+    /// A READ COMMITTED BEGIN may be answered here ([`super::begin_gate`]).
+    pub(crate) defer_begin: bool,
     /// The column sets reads pin rows by (what a write's acknowledgement must bump).
     pub(crate) registry: Arc<crate::pins::PinRegistry>,
     /// The shared tier a miss is looked up in first, if any.
@@ -161,6 +171,8 @@ pub(crate) struct Outputs<'a> {
     pub(crate) metrics: &'a ProxyMetrics,
     /// The session, as `SHOW CLIENTS` lists it.
     pub(crate) client_info: &'a ClientInfo,
+    /// The session's deferred BEGIN, which every frame for PostgreSQL passes.
+    pub(crate) gate: &'a mut BeginGate,
 }
 
 impl Outputs<'_> {
@@ -178,7 +190,16 @@ impl Outputs<'_> {
             }
             _ => {}
         }
-        self.upstream.push(frame);
+        if self.gate.send(Some(tag), frame, self.upstream) == Sent::BeginFirst {
+            self.conversation.sent(FrontendTag::Query);
+        }
+    }
+
+    /// Relays more bytes of a frame too large to hold, whose start went with [`Self::forward`].
+    pub(crate) fn forward_more(&mut self, bytes: Bytes) {
+        if self.gate.send(None, bytes, self.upstream) == Sent::BeginFirst {
+            self.conversation.sent(FrontendTag::Query);
+        }
     }
 
     /// Answers the client directly.

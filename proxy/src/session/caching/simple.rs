@@ -44,6 +44,11 @@ impl CachePath {
             return Step::Park(Wait::Judged { verdict, limit }, frame);
         }
         let first = attempt.applies_effects();
+        if let Class::TransactionControl(step) = &class {
+            if first && self.answer_step_locally(*step, sql, out) {
+                return Step::Done;
+            }
+        }
         if first {
             self.apply_effects(&class, sql, OwnedValues::Literals(sql.clone()));
         }

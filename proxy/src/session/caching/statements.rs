@@ -139,6 +139,11 @@ impl Statements {
         self.server_unnamed = Some(frame.clone());
     }
 
+    /// The server's unnamed statement is gone (a simple Query pgcached sends drops it).
+    pub(crate) fn server_unnamed_dropped(&mut self) {
+        self.server_unnamed = None;
+    }
+
     /// For a Bind of `statement`: the Parse to re-send first when the server's unnamed
     /// statement is not the client's (it was answered locally, or replaced since).
     pub(crate) fn reparse_for(&mut self, statement: &Bytes) -> Option<Bytes> {

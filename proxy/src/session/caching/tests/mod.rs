@@ -4,6 +4,7 @@
 
 mod batches;
 mod judging;
+mod local_blocks;
 mod parking;
 mod row_keys;
 mod server_side;
@@ -180,6 +181,8 @@ pub(super) struct Shared {
     clients: Arc<Clients>,
     /// The isolation level sessions inherit.
     pub(super) inherited: super::transaction::Level,
+    /// Sessions answer READ COMMITTED BEGINs themselves (`--defer-begin on`).
+    pub(super) defer_begin: bool,
 }
 
 impl Shared {
@@ -207,6 +210,7 @@ impl Shared {
             classes: Arc::new(classes),
             clients: Arc::new(Clients::default()),
             inherited: super::transaction::Level::Known(crate::sql::Isolation::ReadCommitted),
+            defer_begin: true,
         }
     }
 
@@ -217,6 +221,7 @@ impl Shared {
             classify: Arc::clone(&self.classes) as Arc<dyn Classify>,
             metrics: CacheMetrics::new(Arc::clone(&self.counters)),
             max_entry: 64 * 1024,
+            defer_begin: self.defer_begin,
             registry: Arc::clone(&self.registry),
             shared: None,
         };
@@ -246,6 +251,7 @@ impl Shared {
             machine,
             upstream: Outbox::default(),
             client: Outbox::default(),
+            begins_sent: 0,
             _registration: registration,
         };
         session.server(ready(b'I'));
@@ -283,6 +289,8 @@ pub(super) struct Session {
     pub(super) machine: SessionMachine,
     upstream: Outbox,
     client: Outbox,
+    /// Deferred BEGINs sent to PostgreSQL (and answered by [`Session::sent_frames`]).
+    pub(super) begins_sent: usize,
     _registration: crate::stats::clients::Registration,
 }
 
@@ -303,7 +311,9 @@ impl Session {
     /// The server sends a frame; returns what the relay does with it (a forwarded frame goes
     /// to the client's outbox, as the relay would queue it).
     pub(super) fn server(&mut self, frame: Bytes) -> ServerAction {
-        let action = self.machine.server_frame(frame[0], &frame, true);
+        let action = self
+            .machine
+            .server_frame(frame[0], &frame, true, &mut self.upstream);
         if action == ServerAction::Forward {
             self.client.push(frame);
         }
@@ -338,14 +348,46 @@ impl Session {
         });
     }
 
-    /// Tags of the frames queued for PostgreSQL since the last call.
+    /// Tags of the frames queued for PostgreSQL since the last call (a deferred BEGIN sent
+    /// ahead of them answered as PostgreSQL would, and left out).
     pub(super) fn sent(&mut self) -> Vec<u8> {
-        tags(self.upstream.take_all())
+        self.sent_frames().iter().map(|f| f[0]).collect()
     }
 
-    /// The frames queued for PostgreSQL since the last call.
+    /// The frames queued for PostgreSQL since the last call. A BEGIN the session answered
+    /// itself and now sends ahead of them is answered as PostgreSQL would (the block opens),
+    /// counted in `begins_sent` and left out.
     pub(super) fn sent_frames(&mut self) -> Vec<Bytes> {
+        let frames = split(self.upstream.take_all());
+        if self.machine.held_upstream_bytes() == 0 {
+            return frames;
+        }
+        assert_eq!(
+            frames.len(),
+            1,
+            "only the deferred BEGIN goes ahead: {frames:?}"
+        );
+        assert_eq!(frames[0][0], b'Q', "the deferred BEGIN is a simple Query");
+        self.begins_sent += 1;
+        for answer in [command_complete("BEGIN"), ready(b'T')] {
+            assert_eq!(
+                self.server(answer),
+                ServerAction::Drop,
+                "the client never sees it"
+            );
+        }
         split(self.upstream.take_all())
+    }
+
+    /// Runs a BEGIN that the session answers itself: PostgreSQL sees nothing yet.
+    pub(super) fn begin_here(&mut self, sql: &str) {
+        self.client(&[query(sql)]);
+        assert!(self.sent().is_empty(), "{sql} is deferred");
+        assert_eq!(
+            self.answered_frames(),
+            vec![command_complete("BEGIN"), ready(b'T')],
+            "{sql} answered by pgcached"
+        );
     }
 
     /// Tags of the frames queued for the client since the last call.

@@ -73,9 +73,9 @@ fn a_write_by_key_invalidates_its_row_and_the_whole_table_reads_only() {
 fn a_write_in_a_block_invalidates_its_keys_again_at_commit() {
     let shared = shared();
     let mut writer = shared.session();
-    writer.client(&[query("BEGIN")]);
-    writer.server_all(&[command_complete("BEGIN"), ready(b'T')]);
+    writer.begin_here("BEGIN");
     writer.client(&[query(UPDATE_1)]);
+    assert_eq!(writer.sent(), b"Q", "the update follows the deferred BEGIN");
     writer.server_all(&[command_complete("UPDATE 1"), ready(b'T')]);
     // Another session fills row 1 while the block is open (it sees the committed old row).
     let mut reader = shared.session();

@@ -116,7 +116,7 @@ fn a_read_committed_block_reads_from_the_cache() {
     let mut filler = shared.session();
     filler.read_through(READ, "one");
     let mut session = shared.session();
-    run(&mut session, "BEGIN", "BEGIN", b'T');
+    session.begin_here("BEGIN");
     let (answer, relayed) = read(&mut session, READ, b'T');
     assert!(!relayed, "answered from the cache inside the block");
     assert_eq!(answer.last(), Some(&ready(b'T')), "the block goes on");
@@ -139,7 +139,7 @@ fn a_read_committed_block_reads_from_the_cache() {
 fn a_read_committed_block_fills_the_cache() {
     let shared = Shared::new(classes());
     let mut session = shared.session();
-    run(&mut session, "BEGIN", "BEGIN", b'T');
+    session.begin_here("BEGIN");
     let (_, relayed) = read(&mut session, READ, b'T');
     assert!(relayed);
     assert_eq!(shared.store.len(), 1, "filled at the block's ReadyForQuery");
@@ -155,7 +155,7 @@ fn after_writing_a_table_the_block_reads_it_from_postgresql() {
     filler.read_through(READ, "one");
     filler.read_through(OTHER_READ, "w");
     let mut session = shared.session();
-    run(&mut session, "BEGIN", "BEGIN", b'T');
+    session.begin_here("BEGIN");
     run(&mut session, WRITE, "UPDATE 1", b'T');
     // Its own uncommitted row: relayed, and never filled.
     for _ in 0..2 {
@@ -179,7 +179,7 @@ fn after_writing_a_table_the_block_reads_it_from_postgresql() {
 fn a_write_of_unknown_reach_stops_every_read_of_the_block() {
     let shared = Shared::new(classes());
     let mut session = shared.session();
-    run(&mut session, "BEGIN", "BEGIN", b'T');
+    session.begin_here("BEGIN");
     run(&mut session, UNKNOWN_WRITE, "SELECT 1", b'T');
     let (_, relayed) = read(&mut session, OTHER_READ, b'T');
     assert!(relayed);
@@ -190,7 +190,7 @@ fn a_write_of_unknown_reach_stops_every_read_of_the_block() {
 fn a_rolled_back_block_leaves_nothing_of_its_rows() {
     let shared = Shared::new(classes());
     let mut session = shared.session();
-    run(&mut session, "BEGIN", "BEGIN", b'T');
+    session.begin_here("BEGIN");
     run(&mut session, WRITE, "UPDATE 1", b'T');
     read(&mut session, READ, b'T');
     run(&mut session, "ROLLBACK", "ROLLBACK", b'I');
@@ -228,7 +228,7 @@ fn set_transaction_makes_the_block_serializable() {
     let mut filler = shared.session();
     filler.read_through(READ, "one");
     let mut session = shared.session();
-    run(&mut session, "BEGIN", "BEGIN", b'T');
+    session.begin_here("BEGIN");
     run(
         &mut session,
         "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE",
@@ -299,7 +299,7 @@ fn a_failed_block_is_not_served() {
     let mut filler = shared.session();
     filler.read_through(READ, "one");
     let mut session = shared.session();
-    run(&mut session, "BEGIN", "BEGIN", b'T');
+    session.begin_here("BEGIN");
     session.client(&[query("SELECT 1/0")]);
     session.sent();
     session.server_all(&[error("22012"), ready(b'E')]);
@@ -318,7 +318,7 @@ fn savepoints_keep_the_block_reading_from_the_cache() {
     let mut filler = shared.session();
     filler.read_through(READ, "one");
     let mut session = shared.session();
-    run(&mut session, "BEGIN", "BEGIN", b'T');
+    session.begin_here("BEGIN");
     run(&mut session, "SAVEPOINT a", "SAVEPOINT", b'T');
     let (_, relayed) = read(&mut session, READ, b'T');
     assert!(!relayed);
@@ -369,7 +369,7 @@ fn a_portal_answered_locally_in_a_block_is_bound_on_the_server_before_it_is_used
     let mut filler = shared.session();
     fill_prepared(&mut filler);
     let mut session = shared.session();
-    run(&mut session, "BEGIN", "BEGIN", b'T');
+    session.begin_here("BEGIN");
     session.client(&[
         parse("", PREPARED),
         bind("", "", "1"),
@@ -396,7 +396,7 @@ fn a_portal_answered_locally_in_a_block_is_bound_on_the_server_before_it_is_used
 fn a_write_in_a_block_invalidates_at_its_step_and_at_commit() {
     let shared = Shared::new(classes());
     let mut writer = shared.session();
-    run(&mut writer, "BEGIN", "BEGIN", b'T');
+    writer.begin_here("BEGIN");
     run(&mut writer, WRITE, "UPDATE 1", b'T');
     // A read filled while the block is open (it sees the old committed row).
     let mut reader = shared.session();
