@@ -51,4 +51,4 @@ for test in oltp_read_only oltp_point_select; do
 done
 echo
 curl -s "http://127.0.0.1:${METRICS_PORT}/metrics" \
-  | grep -E '^pgcached_cache_(hits|misses)_total|^pgcached_cache_bypass_total' || true
+  | grep -E '^pgcached_cache_(hits|misses)_total|^pgcached_cache_bypass_total|^pgcached_(begins_deferred|blocks_local)_total' || true

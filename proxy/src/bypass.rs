@@ -99,8 +99,12 @@ pub enum BypassReason {
     Pipelined,
     /// An Execute of a portal the session cannot trace to a statement.
     UnknownStatement,
-    /// An Execute with a row limit (a portal read in parts).
+    /// An Execute with a row limit inside a transaction block, where the portal outlives Sync
+    /// and may be read on in parts.
     RowLimit,
+    /// An Execute of a portal already executed since its Bind: its rows go on where they
+    /// stopped, so they are not the statement's result.
+    PortalResumed,
     /// A batch where some reads are hits and others are not: relayed whole.
     BatchNotAllHits,
     /// Another session is filling the same key and this one cannot wait.
@@ -120,7 +124,7 @@ pub enum BypassReason {
 
 impl BypassReason {
     /// Every reason.
-    pub const ALL: [BypassReason; 46] = [
+    pub const ALL: [BypassReason; 47] = [
         BypassReason::Classifying,
         BypassReason::VolatileFunction,
         BypassReason::SessionState,
@@ -161,6 +165,7 @@ impl BypassReason {
         BypassReason::Pipelined,
         BypassReason::UnknownStatement,
         BypassReason::RowLimit,
+        BypassReason::PortalResumed,
         BypassReason::BatchNotAllHits,
         BypassReason::FillInFlight,
         BypassReason::NotPublished,
@@ -213,6 +218,7 @@ impl BypassReason {
             Pipelined => "pipelined",
             UnknownStatement => "unknown_statement",
             RowLimit => "row_limit",
+            PortalResumed => "portal_resumed",
             BatchNotAllHits => "batch_not_all_hits",
             FillInFlight => "fill_in_flight",
             NotPublished => "not_published",
@@ -264,7 +270,8 @@ impl BypassReason {
             OwnWrites => "inside a transaction block that wrote a table this read depends on: it may see the block's uncommitted rows, so it is relayed and not cached",
             Pipelined => "sent behind other requests still in flight: relayed in order",
             UnknownStatement => "executes a portal pgcached cannot trace to its statement",
-            RowLimit => "executes a portal with a row limit (read in parts): relayed",
+            RowLimit => "executes a portal with a row limit inside a transaction block, where it may be read on in parts: relayed",
+            PortalResumed => "executes a portal already executed since its Bind: its rows go on where they stopped",
             BatchNotAllHits => "part of a batch whose other reads are not all in the cache: the batch is relayed whole",
             FillInFlight => "another session is computing the same result right now",
             NotPublished => "reads a table whose changes the publication named by --publication does not carry (not in it, a row filter, or an action among insert/update/delete/truncate not published), so writes made elsewhere would never be seen: add the table to the publication (ALTER PUBLICATION ... ADD TABLE ...), or run without --publication to follow every table with test_decoding",
@@ -312,6 +319,6 @@ mod tests {
                 "docs/METRICS.md does not list the bypass reason {label}"
             );
         }
-        assert_eq!(seen.len(), 46, "every variant has its own label");
+        assert_eq!(seen.len(), 47, "every variant has its own label");
     }
 }

@@ -77,3 +77,50 @@ fn asyncpg_behaves_the_same_through_pgcached() {
 fn node_postgres_behaves_the_same_through_pgcached() {
     compare("node_pg_check.js");
 }
+
+/// asyncpg's `fetchrow` and `fetchval` execute with a row limit of one: outside a transaction
+/// the portal ends at Sync, so the answer (first row, PortalSuspended) is cached like any
+/// other; inside one (a cursor) it is relayed.
+#[test]
+fn asyncpg_fetchrow_is_served_from_the_cache() {
+    let cluster = shared_cluster();
+    cluster
+        .psql(
+            "app",
+            "CREATE TABLE IF NOT EXISTS apg_fetchrow (id int PRIMARY KEY, name text);
+             INSERT INTO apg_fetchrow VALUES (1, 'one'), (2, 'two') ON CONFLICT DO NOTHING;
+             GRANT SELECT ON apg_fetchrow TO PUBLIC;",
+        )
+        .expect("setup");
+    let caching = TestProxy::with_config(caching_config_for(cluster, &[]));
+    let cache = caching.cache.as_ref().expect("cache on");
+    let script = format!(
+        "import asyncio, asyncpg, json\n\
+         async def main():\n\
+         \x20   c = await asyncpg.connect(host='127.0.0.1', port={port}, user='postgres', database='app')\n\
+         \x20   rows = []\n\
+         \x20   for _ in range(50):\n\
+         \x20       rows.append(list(await c.fetchrow('SELECT id, name FROM apg_fetchrow WHERE id = $1', 1)))\n\
+         \x20       await asyncio.sleep(0.005)\n\
+         \x20   value = await c.fetchval('SELECT name FROM apg_fetchrow WHERE id = $1', 2)\n\
+         \x20   await c.close()\n\
+         \x20   print(json.dumps({{'rows': rows, 'value': value}}))\n\
+         asyncio.run(main())\n",
+        port = caching.port()
+    );
+    let before = cache.hits();
+    let output = run_with_timeout(python().arg("-c").arg(&script), 60);
+    let stdout = expect_success(&output, "asyncpg fetchrow");
+    let out: serde_json::Value = serde_json::from_str(stdout.trim()).expect("JSON");
+    assert!(
+        out["rows"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .all(|row| row == &serde_json::json!([1, "one"])),
+        "{out}"
+    );
+    assert_eq!(out["value"], "two");
+    let hits = cache.hits() - before;
+    assert!(hits >= 40, "{hits} of 50 fetchrow calls were cache hits");
+}

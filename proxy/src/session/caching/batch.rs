@@ -137,7 +137,11 @@ impl CachePath {
             }
             Frontend::Bind(bind) => !self.statements.bound(bind, &frame.bytes),
             Frontend::Describe(target) => target.kind != b'P',
-            Frontend::Execute(execute) => execute.max_rows != 0,
+            // Outside a block the portal ends at Sync, so a limited Execute's answer is the
+            // statement's first rows; inside one the portal may be read on in parts.
+            Frontend::Execute(execute) => {
+                row_limit(execute) != 0 && self.transactions.status() != TransactionStatus::Idle
+            }
             Frontend::Close(target) => {
                 self.statements.closed(target.kind, &target.name);
                 // Closing a portal can be answered here (sqlx closes its portal in every
@@ -210,7 +214,8 @@ impl CachePath {
             Frontend::Close(_) => self.expect.push_back(Expect::Close),
             Frontend::Execute(execute) => {
                 self.ensure_server_portal(&execute.portal, out);
-                let capture = self.capture_for(execute);
+                let resumed = self.statements.executed(&execute.portal);
+                let capture = self.capture_for(execute, resumed);
                 if capture.is_some() {
                     if let Batch::Streaming { path, .. } = &mut self.batch {
                         *path = QueryPath::Miss;
@@ -256,9 +261,10 @@ impl CachePath {
         ))
     }
 
-    /// For an Execute being relayed: its effects apply; a capture if its result is cacheable,
-    /// not cached, and the transaction state allows it.
-    fn capture_for(&mut self, execute: &Execute) -> Option<Capture> {
+    /// For an Execute being relayed (`resumed` when its portal was executed before since its
+    /// Bind): its effects apply; a capture if its result is cacheable, not cached, and the
+    /// transaction state allows it.
+    fn capture_for(&mut self, execute: &Execute, resumed: bool) -> Option<Capture> {
         let Some((class, sql, param_types, arguments)) = self.execution(&execute.portal) else {
             self.backend.metrics.query(StatementKind::Other);
             self.backend.metrics.bypass(BypassReason::UnknownStatement);
@@ -276,7 +282,10 @@ impl CachePath {
             }
             return None;
         };
-        let allowed = if execute.max_rows != 0 {
+        let limit = row_limit(execute);
+        let allowed = if resumed {
+            Err(BypassReason::PortalResumed)
+        } else if limit != 0 && self.transactions.predict(&self.request_tx).in_block {
             Err(BypassReason::RowLimit)
         } else {
             self.transaction_allows(read)
@@ -289,7 +298,7 @@ impl CachePath {
         self.backend.metrics.query(StatementKind::ReadCached);
         let described = self.relayed_batch_describes();
         let key = self.key(
-            KeyProtocol::Extended,
+            KeyProtocol::Extended(limit),
             &sql,
             &param_types,
             &arguments,
@@ -509,12 +518,26 @@ impl CachePath {
         let mut entries: Vec<(usize, Bytes, Planned)> = Vec::new();
         let mut steps: Vec<LocalStep> = Vec::new();
         let mut described: Vec<Bytes> = Vec::new();
+        let mut executed: Vec<Bytes> = Vec::new();
         for (index, frame) in held.frames.iter().enumerate() {
             match &frame.message {
                 Frontend::Describe(target) => described.push(target.name.clone()),
-                Frontend::Bind(bind) => described.retain(|p| *p != bind.portal),
+                Frontend::Bind(bind) => {
+                    described.retain(|p| *p != bind.portal);
+                    executed.retain(|p| *p != bind.portal);
+                }
                 Frontend::Execute(execute) => {
                     let execution = executions.next_if(|e| e.index == index).ok_or(None)?;
+                    if executed.contains(&execute.portal) {
+                        // It goes on where the batch's earlier Execute stopped.
+                        return Err(None);
+                    }
+                    executed.push(execute.portal.clone());
+                    let limit = row_limit(execute);
+                    if limit != 0 && !steps.is_empty() {
+                        // A block begun here: the portal outlives Sync.
+                        return Err(None);
+                    }
                     let read = match self.classify(&execution.sql, Protocol::Extended) {
                         Class::Cacheable(read) => read,
                         Class::TransactionControl(step) => {
@@ -532,7 +555,7 @@ impl CachePath {
                         return Err(None);
                     }
                     let key = self.key(
-                        KeyProtocol::Extended,
+                        KeyProtocol::Extended(limit),
                         &execution.sql,
                         &execution.param_types,
                         &execution.arguments,
@@ -634,4 +657,9 @@ impl CachePath {
             _ => None,
         }
     }
+}
+
+/// An Execute's row limit as PostgreSQL reads it: zero or less is every row.
+fn row_limit(execute: &Execute) -> u32 {
+    u32::try_from(execute.max_rows).unwrap_or(0)
 }

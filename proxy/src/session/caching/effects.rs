@@ -52,8 +52,9 @@ pub(crate) enum Found {
 pub(crate) enum KeyProtocol {
     /// Simple Query.
     Simple,
-    /// Extended protocol.
-    Extended,
+    /// Extended protocol, an Execute with this row limit (0: all rows). A limited result is
+    /// its first rows and PortalSuspended, a different answer from the whole one.
+    Extended(u32),
 }
 
 /// True for `DISCARD ALL`, `DISCARD PLANS`, `DEALLOCATE ...`: statements that make the server
@@ -300,9 +301,9 @@ impl CachePath {
         })
     }
 
-    /// The full key of a read: database, role, session state, protocol, statement, parameter
-    /// types, the Bind's arguments (values, formats, result formats), and whether the portal was
-    /// described.
+    /// The full key of a read: database, role, session state, protocol (and row limit),
+    /// statement, parameter types, the Bind's arguments (values, formats, result formats), and
+    /// whether the portal was described.
     pub(crate) fn key(
         &self,
         protocol: KeyProtocol,
@@ -311,13 +312,18 @@ impl CachePath {
         arguments: &[u8],
         described: bool,
     ) -> CacheKey {
+        let limit;
         CacheKey::builder()
             .part(self.database.as_bytes())
             .part(&self.role)
             .part(self.fingerprint.as_bytes())
             .part(match protocol {
                 KeyProtocol::Simple => b"Q",
-                KeyProtocol::Extended => b"E",
+                KeyProtocol::Extended(0) => b"E",
+                KeyProtocol::Extended(rows) => {
+                    limit = [b"E".as_slice(), &rows.to_be_bytes()].concat();
+                    &limit
+                }
             })
             .part(sql)
             .part(param_types)

@@ -127,7 +127,16 @@ impl CachePath {
                 }
                 _ => self.desync(),
             },
-            BackendTag::PortalSuspended => self.pop_if(|e| matches!(e, Expect::Execute { .. })),
+            // The end of a limited Execute's rows: its answer, as a CommandComplete would be.
+            BackendTag::PortalSuspended => match self.expect.pop_front() {
+                Some(Expect::Execute { capture }) => {
+                    if let Some(mut capture) = capture {
+                        capture.finish(frame, whole);
+                        self.complete(capture);
+                    }
+                }
+                _ => self.desync(),
+            },
             BackendTag::Notification | BackendTag::Other(_) => {}
         }
         ServerAction::Forward

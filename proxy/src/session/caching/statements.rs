@@ -34,6 +34,8 @@ pub(crate) struct Portal {
     pub(crate) arguments: Bytes,
     /// The Bind frame, to re-send if the server never got it.
     pub(crate) bind: Bytes,
+    /// Executed since its Bind: a later Execute goes on where that one stopped.
+    pub(crate) executed: bool,
 }
 
 /// The registry of one session.
@@ -74,9 +76,19 @@ impl Statements {
                 statement: bind.statement.clone(),
                 arguments: bind.arguments.clone(),
                 bind: frame.clone(),
+                executed: false,
             },
         );
         self.statements.contains_key(&bind.statement)
+    }
+
+    /// An Execute of `portal` ran (upstream or answered here); true if one had run before
+    /// since its Bind (this one resumes it).
+    pub(crate) fn executed(&mut self, portal: &Bytes) -> bool {
+        match self.portals.get_mut(portal) {
+            Some(portal) => std::mem::replace(&mut portal.executed, true),
+            None => false,
+        }
     }
 
     /// A Bind of `portal` went to the server.

@@ -169,17 +169,91 @@ fn flush_releases_a_held_batch_at_once() {
 }
 
 #[test]
-fn a_row_limit_is_relayed_and_not_captured() {
+fn a_row_limit_outside_a_block_is_cached_with_its_portal_suspended() {
+    let shared = Shared::new(Classes::default().read(READ, 7).with("BEGIN", begin(None)));
+    let mut session = shared.session();
+    let limited = || vec![parse("", READ), bind("", "", "1"), execute("", 1), sync()];
+    session.client(&limited());
+    assert_eq!(session.sent(), b"PBES");
+    let rows = [data_row("one"), portal_suspended()];
+    session.server_all(&[parse_complete(), bind_complete()]);
+    session.server_all(&rows);
+    session.server_all(&[ready(b'I')]);
+    assert_eq!(shared.store.len(), 1, "its first row and PortalSuspended");
+    session.answered();
+    session.client(&limited());
+    assert!(session.sent().is_empty(), "a hit");
+    assert_eq!(
+        session.answered_frames(),
+        vec![
+            parse_complete(),
+            bind_complete(),
+            rows[0].clone(),
+            rows[1].clone(),
+            ready(b'I')
+        ]
+    );
+    // The whole result is another answer, under another key.
+    session.client(&[parse("", READ), bind("", "", "1"), execute("", 0), sync()]);
+    assert_eq!(session.sent(), b"PBES", "a miss");
+}
+
+#[test]
+fn a_portal_executed_again_in_its_batch_is_not_its_statements_result() {
     let shared = Shared::new(Classes::default().read(READ, 7));
     let mut session = shared.session();
-    session.client(&[parse("", READ), bind("", "", "1"), execute("", 1), sync()]);
-    assert_eq!(session.sent(), b"PBES");
+    session.client(&[
+        parse("", READ),
+        bind("", "", "1"),
+        execute("", 1),
+        execute("", 1),
+        sync(),
+    ]);
+    assert_eq!(session.sent(), b"PBEES");
     session.server_all(&[
         parse_complete(),
         bind_complete(),
         data_row("one"),
         portal_suspended(),
+        data_row("two"),
+        command_complete("SELECT 1"),
         ready(b'I'),
+    ]);
+    assert_eq!(shared.store.len(), 1, "only the first Execute's rows");
+    // A held batch executing its portal twice goes to PostgreSQL even when the first is a hit.
+    session.answered();
+    session.client(&[
+        parse("", READ),
+        bind("", "", "1"),
+        execute("", 1),
+        execute("", 1),
+        sync(),
+    ]);
+    assert_eq!(session.sent(), b"PBEES");
+}
+
+#[test]
+fn a_row_limit_inside_a_block_is_relayed_and_not_captured() {
+    let shared = Shared::new(
+        Classes::default()
+            .read(READ, 7)
+            .with("BEGIN ISOLATION LEVEL READ COMMITTED", begin(None)),
+    );
+    let mut session = shared.session();
+    session.client(&[query("BEGIN ISOLATION LEVEL READ COMMITTED")]);
+    session.answered();
+    session.client(&[parse("", READ), bind("", "", "1"), execute("", 1), sync()]);
+    assert_eq!(
+        session.sent(),
+        b"PBES",
+        "the portal may be read on after Sync"
+    );
+    session.server_all(&[
+        parse_complete(),
+        bind_complete(),
+        data_row("one"),
+        portal_suspended(),
+        ready(b'T'),
     ]);
     assert!(shared.store.is_empty());
 }
