@@ -2,7 +2,8 @@
 //!
 //! Writers change a few hot rows through pgcached (autocommit, explicit transactions that commit
 //! or roll back, pipelined batches) and straight to PostgreSQL; readers read them through
-//! pgcached (simple and extended protocol). Every committed value of a row is larger than the
+//! pgcached (simple and extended protocol, and extended with a row limit of one as asyncpg's
+//! `fetchrow` sends it). Every committed value of a row is larger than the
 //! one before, so the checks are simple:
 //!
 //! - read your writes: a read that began after a write through pgcached was acknowledged never
@@ -281,6 +282,49 @@ async fn block_worker(client: Client, log: Arc<Log>, seed: u64, deadline: Instan
     }
 }
 
+/// Reads through pgcached as asyncpg's `fetchrow` does: Parse, Bind, Execute with a row limit
+/// of one, Sync, on a raw connection (blocking: run it on a thread of its own).
+fn limited_reader(port: u16, log: Arc<Log>, seed: u64, deadline: Instant) {
+    use pgcached_tests::raw::{frame, read_until_ready};
+    use std::io::Write as _;
+    let (mut stream, _) = pgcached_tests::raw::login_to(port, "postgres", "app");
+    let mut random = Random::new(seed);
+    let sql = b"SELECT v FROM oracle WHERE k = $1\0";
+    while Instant::now() < deadline {
+        let key = random.below(KEYS as u64) as i32 + 1;
+        let text = key.to_string();
+        let mut parse = vec![0];
+        parse.extend_from_slice(sql);
+        parse.extend_from_slice(&[0, 1, 0, 0, 0, 23]);
+        let mut bind = vec![0, 0, 0, 0, 0, 1];
+        bind.extend_from_slice(&(text.len() as i32).to_be_bytes());
+        bind.extend_from_slice(text.as_bytes());
+        bind.extend_from_slice(&[0, 0]);
+        let mut request = frame(b'P', &parse);
+        request.extend(frame(b'B', &bind));
+        request.extend(frame(b'E', &[0, 0, 0, 0, 1]));
+        request.extend(frame(b'S', b""));
+        let began = Instant::now();
+        stream.write_all(&request).expect("limited read");
+        let answer = read_until_ready(&mut stream);
+        let row = answer
+            .iter()
+            .find(|m| m.tag == b'D')
+            .unwrap_or_else(|| panic!("no row: {answer:?}"));
+        assert!(
+            answer.iter().any(|m| m.tag == b's'),
+            "one row of a limit of one ends with PortalSuspended: {answer:?}"
+        );
+        let value = String::from_utf8_lossy(row.body.get(6..).unwrap_or_default())
+            .parse()
+            .expect("a number");
+        log.reads
+            .lock()
+            .expect("log")
+            .push(Read { key, value, began });
+    }
+}
+
 async fn reader(client: Client, log: Arc<Log>, seed: u64, deadline: Instant) {
     let mut random = Random::new(seed);
     let prepared = client
@@ -362,9 +406,14 @@ async fn concurrent_reads_and_writes_keep_the_invariants() {
             deadline,
         )));
     }
+    let limited = {
+        let (log, port) = (Arc::clone(&log), proxy.port());
+        tokio::task::spawn_blocking(move || limited_reader(port, log, 31, deadline))
+    };
     for task in tasks {
         task.await.expect("task");
     }
+    limited.await.expect("limited reader");
 
     let writes = log.writes.lock().expect("log").clone();
     let reads = log.reads.lock().expect("log").clone();
