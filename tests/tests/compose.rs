@@ -223,7 +223,8 @@ fn pgcached_settings_in_compose_are_real_flags_and_parse() {
     );
     assert!(config.metrics_listen.ip().is_unspecified());
     assert_eq!(
-        config.upstream.host, "postgres",
+        config.upstream.first().name,
+        "postgres",
         "upstream is the postgres service"
     );
     assert!(
