@@ -393,6 +393,8 @@ impl Fence {
 /// Starts the monitor: chooses the first qualifying host now, then checks every
 /// [`CHECK_INTERVAL`].
 pub fn spawn_monitor(upstreams: Arc<Upstreams>) -> tokio::task::JoinHandle<()> {
+    // Exported from the start, so that an alert on its increase sees the first change.
+    counter!(UPSTREAM_CHANGES_TOTAL).absolute(0);
     tokio::spawn(async move {
         let mut probes: Vec<Option<tokio_postgres::Client>> =
             (0..upstreams.url.hosts.len()).map(|_| None).collect();
