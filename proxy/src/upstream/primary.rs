@@ -38,16 +38,28 @@ use crate::metrics::registry::{UPSTREAM_CHANGES_TOTAL, UPSTREAM_CURRENT};
 
 /// How often the current host is checked.
 pub const CHECK_INTERVAL: Duration = Duration::from_millis(500);
+/// Every how many checks of the current host the other hosts are checked too (their role in
+/// `SHOW UPSTREAM`).
+const OTHERS_EVERY: u64 = 20;
 /// How long a check of one host may take (connect, login, query).
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a new connection waits for the first choice of host at start.
 const FIRST_CHOICE_WAIT: Duration = Duration::from_secs(10);
 
-/// What a check asks a host.
-const PROBE_SQL: &str = "SELECT pg_is_in_recovery(), current_setting('transaction_read_only'), \
-     (SELECT system_identifier::text FROM pg_control_system()), \
+/// What a check asks a host: its role.
+const ROLE_SQL: &str = "SELECT pg_is_in_recovery(), current_setting('transaction_read_only')";
+
+/// Which server it is: the system identifier, and the timeline (on a primary the one of its
+/// current WAL file, which moves at promotion; `pg_control_checkpoint()` only follows at the
+/// next checkpoint).
+const IDENTITY_SQL: &str = "SELECT (SELECT system_identifier::text FROM pg_control_system()), \
      CASE WHEN pg_is_in_recovery() THEN (SELECT timeline_id FROM pg_control_checkpoint()) \
      ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END";
+
+/// The identity of a server whose identity functions pgcached may not call: a change of
+/// server on the same host is then noticed only by the change streams (which drop what they
+/// fed and start again on the new server).
+const UNKNOWN_SYSTEM: &str = "unknown";
 
 /// Which server a host is: positions are comparable only within one identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -399,10 +411,12 @@ pub fn spawn_monitor(upstreams: Arc<Upstreams>) -> tokio::task::JoinHandle<()> {
         let mut probes: Vec<Option<tokio_postgres::Client>> =
             (0..upstreams.url.hosts.len()).map(|_| None).collect();
         let mut complained = false;
+        let mut ticks: u64 = 0;
         let mut tick = tokio::time::interval(CHECK_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            ticks += 1;
             let wanted = upstreams.url.target_session_attrs;
             let current = upstreams.current.read().clone();
             // The current host, while it qualifies as the same server, stays.
@@ -412,6 +426,15 @@ pub fn spawn_monitor(upstreams: Arc<Upstreams>) -> tokio::task::JoinHandle<()> {
                 let qualifies = role.qualifies(wanted);
                 upstreams.roles.lock()[index] = (role, found.clone());
                 if qualifies && same {
+                    if ticks.is_multiple_of(OTHERS_EVERY) {
+                        // The other hosts, for SHOW UPSTREAM only.
+                        for (other, kept) in probes.iter_mut().enumerate() {
+                            if other != index {
+                                let checked = probe(&upstreams, other, kept).await;
+                                upstreams.roles.lock()[other] = checked;
+                            }
+                        }
+                    }
                     continue;
                 }
                 if qualifies {
@@ -464,7 +487,7 @@ async fn probe(
     let Some(client) = kept.as_ref() else {
         return (Role::Down("no connection".to_owned()), None);
     };
-    let row = match tokio::time::timeout(PROBE_TIMEOUT, client.query_one(PROBE_SQL, &[])).await {
+    let role = match tokio::time::timeout(PROBE_TIMEOUT, client.query_one(ROLE_SQL, &[])).await {
         Ok(Ok(row)) => row,
         Ok(Err(e)) => {
             *kept = None;
@@ -475,31 +498,51 @@ async fn probe(
             return (Role::Down("timed out".to_owned()), None);
         }
     };
-    let read = || -> Result<(Role, Identity), tokio_postgres::Error> {
-        let in_recovery: bool = row.try_get(0)?;
-        let read_only: String = row.try_get(1)?;
-        let system_id: String = row.try_get(2)?;
-        let timeline: Option<i32> = row.try_get(3)?;
-        let role = match (in_recovery, read_only.as_str()) {
-            (true, _) => Role::Standby,
-            (false, "on") => Role::ReadOnly,
-            (false, _) => Role::Primary,
-        };
-        Ok((
-            role,
-            Identity {
-                system_id,
-                timeline: timeline.unwrap_or(0),
-            },
-        ))
-    };
-    match read() {
-        Ok((role, identity)) => (role, Some(identity)),
-        Err(e) => {
+    let role = match (role.try_get::<_, bool>(0), role.try_get::<_, String>(1)) {
+        (Ok(true), _) => Role::Standby,
+        (Ok(false), Ok(read_only)) if read_only == "on" => Role::ReadOnly,
+        (Ok(false), Ok(_)) => Role::Primary,
+        (Err(e), _) | (_, Err(e)) => {
             debug!(error = %e, "unexpected answer to the upstream check");
-            (Role::Down(e.to_string()), None)
+            return (Role::Down(e.to_string()), None);
         }
-    }
+    };
+    let identity =
+        match tokio::time::timeout(PROBE_TIMEOUT, client.query_one(IDENTITY_SQL, &[])).await {
+            Ok(Ok(row)) => match (
+                row.try_get::<_, String>(0),
+                row.try_get::<_, Option<i32>>(1),
+            ) {
+                (Ok(system_id), Ok(timeline)) => Identity {
+                    system_id,
+                    timeline: timeline.unwrap_or(0),
+                },
+                (Err(e), _) | (_, Err(e)) => {
+                    debug!(error = %e, "unexpected answer to the upstream identity check");
+                    Identity {
+                        system_id: UNKNOWN_SYSTEM.to_owned(),
+                        timeline: 0,
+                    }
+                }
+            },
+            Ok(Err(e)) if e.as_db_error().is_some() => {
+                // Not allowed here (a managed service may restrict pg_control_system()).
+                debug!(error = %e, "upstream identity unavailable");
+                Identity {
+                    system_id: UNKNOWN_SYSTEM.to_owned(),
+                    timeline: 0,
+                }
+            }
+            Ok(Err(e)) => {
+                *kept = None;
+                return (Role::Down(e.to_string()), None);
+            }
+            Err(_) => {
+                *kept = None;
+                return (Role::Down("timed out".to_owned()), None);
+            }
+        };
+    (role, Some(identity))
 }
 
 /// Why a host could not be checked.
