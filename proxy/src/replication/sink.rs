@@ -162,8 +162,8 @@ impl CacheSink {
     }
 
     /// Another server is current (called once its era is published, before any report of it):
-    /// every database waits
-    /// for a stream of the new era, nothing cached survives, no position counts.
+    /// every database waits for a stream of the new era, nothing cached survives, no position
+    /// counts.
     pub(super) fn server_changed(&self) {
         let generations = self.cache.generations();
         let mut feeds = self.feeds.lock();
