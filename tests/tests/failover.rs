@@ -34,12 +34,18 @@ fn start_pair() -> (LocalCluster, LocalCluster) {
 
 /// pgcached in front of `hosts` (`host:port` each), caching, with the console on.
 fn proxy_for(hosts: &[String], attrs: &str) -> TestProxy {
+    proxy_with(hosts, attrs, &[])
+}
+
+/// [`proxy_for`] with more flags.
+fn proxy_with(hosts: &[String], attrs: &str, extra: &[&str]) -> TestProxy {
     let upstream = format!(
         "postgres://{PGCACHED_USER}:{PGCACHED_PASSWORD}@{}/postgres?sslmode=disable&target_session_attrs={attrs}",
         hosts.join(",")
     );
     let mut flags = vec!["--cache", "on"];
     flags.extend_from_slice(&CONSOLE_FLAGS);
+    flags.extend_from_slice(extra);
     TestProxy::with_config(config_with(&upstream, &flags, ""))
 }
 
@@ -221,4 +227,59 @@ async fn after_a_failover_clients_are_served_by_the_new_primary_and_nothing_stal
     let console = console(proxy.port()).await;
     let stats = rows(&console, "SHOW UPSTREAM").await;
     assert_eq!(stats.len(), 2);
+}
+
+#[tokio::test]
+async fn after_a_failover_no_result_of_the_old_server_comes_from_the_shared_tier() {
+    assert!(
+        pgcached_tests::redis::available(),
+        "redis-server is not installed (scripts/test installs Debian's redis-server)"
+    );
+    let (mut primary, standby) = start_pair();
+    let redis = pgcached_tests::redis::RedisServer::start();
+    let redis_url = redis.url();
+    let hosts = [address(&primary), address(&standby)];
+    let shared = ["--shared-cache", redis_url.as_str()];
+    let (a, b) = (
+        proxy_with(&hosts, "primary", &shared),
+        proxy_with(&hosts, "primary", &shared),
+    );
+    let read = "SELECT v FROM kv WHERE k = 2";
+    for proxy in [&a, &b] {
+        let client = reconnect(proxy.port(), Duration::from_secs(20)).await;
+        let cache = proxy.cache.clone().expect("caching on");
+        until_cached(&client, &cache, read, Duration::from_secs(20)).await;
+        assert_eq!(value(&client, read).await.as_deref(), Some("b0"));
+    }
+    let published = a.shared.as_ref().expect("shared tier").report().written;
+    assert!(published > 0, "A published its results");
+    wait_replayed(&primary, &standby);
+
+    primary.stop();
+    standby.promote().expect("promote");
+    standby
+        .psql("app", "UPDATE kv SET v = 'b1' WHERE k = 2")
+        .expect("write on the new primary");
+    // Both pgcacheds come back on the new primary; each serves only what it read there, from
+    // memory or from the shared tier (whose results of the old timeline are never read).
+    let clients = [
+        reconnect(a.port(), FAILOVER_LIMIT).await,
+        reconnect(b.port(), FAILOVER_LIMIT).await,
+    ];
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(3) {
+        for client in &clients {
+            assert_eq!(
+                value(client, read).await.as_deref(),
+                Some("b1"),
+                "a result of the old server was served after the failover"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for (proxy, client) in [(&a, &clients[0]), (&b, &clients[1])] {
+        let cache = proxy.cache.clone().expect("caching on");
+        until_cached(client, &cache, read, FAILOVER_LIMIT).await;
+        assert_eq!(value(client, read).await.as_deref(), Some("b1"));
+    }
 }

@@ -428,3 +428,77 @@ fn lag_since(commit_time_micros: i64) -> Option<f64> {
     let lag = SystemTime::now().duration_since(commit).unwrap_or_default();
     Some(lag.as_secs_f64())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::Counters;
+    use crate::upstream::{UpstreamUrl, Upstreams};
+    use pgcached_cache::{CacheConfig, Generations};
+
+    fn start(position: u64) -> StreamStart {
+        StreamStart {
+            consistent_point: Lsn(position),
+            system_id: "7".to_owned(),
+            timeline: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn reports_of_a_stream_of_the_previous_server_are_ignored() {
+        let url = UpstreamUrl::parse("postgres://u@a,b").expect("url");
+        let upstreams = Upstreams::new(url, true);
+        upstreams.force_switch_for_tests();
+        let eras = Arc::new(ConnectedEras::new(Arc::clone(&upstreams)));
+        let cache = Arc::new(ResultCache::new(
+            CacheConfig {
+                max_bytes: 1 << 20,
+                max_entry_bytes: 1 << 16,
+                ttl: None,
+            },
+            Arc::new(Generations::new()),
+        ));
+        let sink = Arc::new(CacheSink::new(
+            Arc::clone(&cache),
+            Arc::new(PinRegistry::default()),
+            CacheMetrics::new(Arc::new(Counters::default())),
+            ReplicationMode::Auto,
+            Duration::from_secs(1),
+            None,
+            Arc::clone(&eras),
+        ));
+        let hook = Arc::downgrade(&sink);
+        upstreams.on_switch(Box::new(move || {
+            if let Some(sink) = hook.upgrade() {
+                sink.server_changed();
+            }
+        }));
+        let generations = cache.generations();
+        let standing = generations.positions().standing("app");
+        eras.set("app", upstreams.era());
+        sink.stream_up("app", &start(100));
+        sink.advanced("app", Lsn(500));
+        assert_eq!(generations.feed("app"), Feed::Live);
+        assert_eq!((standing.since(), standing.applied()), (Some(100), 500));
+
+        upstreams.force_switch_for_tests();
+        assert_eq!(
+            generations.feed("app"),
+            Feed::Down,
+            "nothing served meanwhile"
+        );
+        assert_eq!((standing.since(), standing.applied()), (None, 0));
+        // The old stream still reports from its buffers: none of it counts.
+        sink.advanced("app", Lsn(9000));
+        sink.stream_up("app", &start(8000));
+        assert_eq!(generations.feed("app"), Feed::Down);
+        assert_eq!((standing.since(), standing.applied()), (None, 0));
+
+        // A connection of the new era.
+        eras.set("app", upstreams.era());
+        sink.stream_up("app", &start(300));
+        sink.advanced("app", Lsn(350));
+        assert_eq!(generations.feed("app"), Feed::Live);
+        assert_eq!((standing.since(), standing.applied()), (Some(300), 350));
+    }
+}

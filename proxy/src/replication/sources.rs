@@ -47,7 +47,7 @@ impl ConnectedEras {
         self.upstreams.hold(self.of(database))
     }
 
-    fn set(&self, database: &str, era: u64) {
+    pub(super) fn set(&self, database: &str, era: u64) {
         self.connected.lock().insert(database.to_owned(), era);
     }
 }
