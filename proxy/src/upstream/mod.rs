@@ -8,12 +8,14 @@
 //! - [`primary`]: which host is in use, the monitor that notices when that changes, fences
 //!   for connections of an older era.
 //! - [`fenced`]: a connection that fails once its era is over.
+//! - `probe`: one check of one host (role, system identifier, timeline).
 
 pub mod connect;
 pub mod control;
 pub mod fenced;
 pub mod own_login;
 pub mod primary;
+mod probe;
 pub mod url;
 
 pub use connect::{forward_cancel, Connector, UpstreamError, UpstreamStream};
