@@ -339,6 +339,30 @@ impl Generations {
         self.database(database).bump(Change::Unchanged);
     }
 
+    /// PostgreSQL is another server now (another system, or a new timeline after a promotion):
+    /// every entry held here is dropped, and every position and ticket is forgotten, since
+    /// positions of different servers are not comparable. The caller makes sure no stream of
+    /// the old server reports anything afterwards and no stream of the new one runs yet.
+    pub fn server_changed(&self) {
+        for handle in self.databases.read().values() {
+            handle.bump(Change::Unchanged);
+        }
+        let forget = |handle: &GenerationHandle| {
+            handle.0.position.store(0, Ordering::Release);
+            handle.0.ticket.store(0, Ordering::Release);
+        };
+        self.databases.read().values().for_each(forget);
+        for counters in self.tables.read().values() {
+            forget(&counters.whole);
+            forget(&counters.rows);
+        }
+        self.column_sets.read().values().for_each(forget);
+        for slot in self.key_positions.iter().chain(self.key_tickets.iter()) {
+            slot.store(0, Ordering::Release);
+        }
+        self.positions.server_changed();
+    }
+
     /// Sets how `database`'s cached results may be served. Moving to a more restrictive feed
     /// does not by itself drop what is stored: the caller bumps the database when the entries
     /// filled under the old feed must go.
@@ -439,6 +463,30 @@ mod tests {
         g.drop_database("app");
         assert_eq!(db.current(), before + 1);
         assert_eq!(db.last_change(), (0, 0), "a drop is no change of data");
+    }
+
+    #[test]
+    fn a_change_of_server_drops_entries_and_forgets_positions() {
+        let g = Generations::new();
+        let db = g.database("app");
+        let rows = g.table(&table(1));
+        let key = KeyHash(9);
+        g.bump_table_rows_at(&table(1), 5000);
+        g.bump_key_at(key, 6000);
+        g.positions().stream_started("app", 4000);
+        let before = db.current();
+        g.server_changed();
+        assert_eq!(
+            db.current(),
+            before + 1,
+            "every entry of the database dropped"
+        );
+        assert_eq!(
+            g.last_change([&rows].into_iter(), [key].into_iter()),
+            LastChange::At(0),
+            "positions of the old server are not compared with the new one's"
+        );
+        assert_eq!(g.positions().standing("app").since(), None);
     }
 
     #[test]

@@ -138,6 +138,15 @@ impl Positions {
         self.standing(database).since.store(NONE, Ordering::Release);
     }
 
+    /// PostgreSQL is another server: no stream runs, and no position read from the old one
+    /// counts (the next stream's start sets them again).
+    pub fn server_changed(&self) {
+        for standing in self.databases.read().values() {
+            standing.since.store(NONE, Ordering::Release);
+            standing.applied.store(0, Ordering::Release);
+        }
+    }
+
     /// Every commit of `database` up to `position` has been applied.
     pub fn advance(&self, database: &str, position: u64) {
         self.standing(database)
@@ -255,5 +264,15 @@ mod tests {
         p.stream_stopped("app");
         assert_eq!(p.standing("app").since(), None);
         assert_eq!(p.stamp("app").position, 700);
+        p.stream_started("app", 800);
+        p.server_changed();
+        assert_eq!(p.standing("app").since(), None);
+        assert_eq!(
+            p.stamp("app").position,
+            0,
+            "the old server's positions are forgotten"
+        );
+        p.stream_started("app", 300);
+        assert_eq!(p.stamp("app").position, 300, "the new server's clock");
     }
 }

@@ -30,6 +30,7 @@
 //! - [`users`]: the roles, the `app` database and pg_hba.conf.
 //! - [`os_user`]: who runs the server (`nobody` when this process is root).
 //! - [`watchdog`]: the process that cleans up after an owner that died.
+//! - `standby`: a streaming standby of a running cluster (`pg_basebackup -R`), and promotion.
 //! - `options`, `conf`, `initdb`, `postmaster`, `psql`, `workdir`, `error`: the steps of a
 //!   start and what can go wrong in them.
 
@@ -41,6 +42,7 @@ mod options;
 pub mod os_user;
 mod postmaster;
 mod psql;
+mod standby;
 pub mod users;
 pub mod watchdog;
 mod workdir;

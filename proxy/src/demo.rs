@@ -11,7 +11,7 @@ use pgcached_local_cluster::{ClusterOptions, LocalCluster, LocalClusterError};
 
 use crate::admin::CONSOLE_DATABASE;
 use crate::config::Config;
-use crate::upstream::url::{SslMode, UpstreamUrl};
+use crate::upstream::url::{Host, SslMode, TargetSessionAttrs, UpstreamUrl};
 
 /// The database the demo's table is in.
 const DEMO_DATABASE: &str = "app";
@@ -34,8 +34,11 @@ pub fn start_cluster(config: &mut Config) -> Result<LocalCluster, LocalClusterEr
     })?;
     cluster.psql(DEMO_DATABASE, DEMO_SQL)?;
     config.upstream = UpstreamUrl {
-        host: cluster.host().to_owned(),
-        port: cluster.port(),
+        hosts: vec![Host {
+            name: cluster.host().to_owned(),
+            port: cluster.port(),
+        }],
+        target_session_attrs: TargetSessionAttrs::Any,
         user: Some(PGCACHED_USER.to_owned()),
         password: Some(PGCACHED_PASSWORD.to_owned()),
         database: Some(DEMO_DATABASE.to_owned()),

@@ -30,7 +30,8 @@ use crate::shutdown::{self, Phase};
 use crate::stats::{tables, Clients, Counters};
 use crate::tls::{acceptor, TlsConfigError};
 use crate::upstream::control::ControlConnections;
-use crate::upstream::Connector;
+use crate::upstream::primary;
+use crate::upstream::{Connector, Upstreams};
 
 /// How long sessions get, after the grace period, to tell their clients and close.
 const TERMINATE_WAIT: Duration = Duration::from_secs(6);
@@ -51,6 +52,17 @@ pub struct Server {
     context: Arc<SessionContext>,
     max_client_conn: usize,
     shutdown_timeout: Duration,
+    /// The upstream monitor, stopped with the server.
+    _monitor: Option<Monitor>,
+}
+
+/// The upstream monitor's task, aborted on drop.
+struct Monitor(tokio::task::JoinHandle<()>);
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl Server {
@@ -61,8 +73,12 @@ impl Server {
             (Some(cert), Some(key)) => Some(acceptor::load(cert, key)?),
             _ => None,
         };
-        let connector = Connector::new(config.upstream.clone())?;
-        let control = Arc::new(ControlConnections::new(config.upstream.clone()));
+        let upstreams = Upstreams::new(config.upstream.clone(), config.upstream.user.is_some());
+        let monitor = upstreams
+            .monitored()
+            .then(|| Monitor(primary::spawn_monitor(Arc::clone(&upstreams))));
+        let connector = Connector::new(Arc::clone(&upstreams))?;
+        let control = Arc::new(ControlConnections::new(Arc::clone(&upstreams)));
         let scram_server = match (&client_tls, &config.auth_query) {
             (Some(tls), Some(query)) => Some(ScramServer {
                 binding: channel_binding::tls_server_end_point(&tls.certificate),
@@ -122,6 +138,12 @@ impl Server {
                     Arc::clone(&cache),
                     metrics.clone(),
                 ));
+                let on_switch = Arc::downgrade(&watchers);
+                upstreams.on_switch(Box::new(move || {
+                    if let Some(watchers) = on_switch.upgrade() {
+                        watchers.server_changed();
+                    }
+                }));
                 let replication = Arc::new(Replication::new(
                     ReplicationSettings {
                         mode: config.cache.replication,
@@ -161,6 +183,7 @@ impl Server {
             }),
             max_client_conn: config.max_client_conn,
             shutdown_timeout: config.shutdown_timeout,
+            _monitor: monitor,
         })
     }
 

@@ -1,7 +1,7 @@
-//! `compose.yaml`, the `Dockerfile` and the Prometheus/Grafana files, checked without Docker:
-//! every path they use exists, every pgcached setting they pass is one pgcached has, the ports
-//! line up, and every metric the dashboard plots or an alert uses is in pgcached's metric
-//! registry.
+//! `compose.yaml`, `compose.scale.yaml`, the `Dockerfile` and the Prometheus/Grafana files,
+//! checked without Docker: every path they use exists, every pgcached setting they pass is one
+//! pgcached has, the ports line up, and every metric the dashboard plots or an alert uses is in
+//! pgcached's metric registry.
 
 use std::collections::BTreeSet;
 
@@ -15,13 +15,28 @@ fn read(path: &str) -> String {
 }
 
 fn compose() -> Value {
-    serde_yaml::from_str(&read("compose.yaml")).expect("compose.yaml is YAML")
+    compose_file("compose.yaml")
+}
+
+fn compose_file(path: &str) -> Value {
+    serde_yaml::from_str(&read(path)).unwrap_or_else(|e| panic!("{path} is not YAML: {e}"))
 }
 
 fn service<'a>(compose: &'a Value, name: &str) -> &'a Value {
     let service = &compose["services"][name];
-    assert!(service.is_mapping(), "compose.yaml has no service {name}");
+    assert!(
+        service.is_mapping(),
+        "the compose file has no service {name}"
+    );
     service
+}
+
+/// The value of `name` in a service's environment.
+fn env_value(service: &Value, name: &str) -> Option<String> {
+    environment(service)
+        .into_iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
 }
 
 fn strings(value: &Value) -> Vec<String> {
@@ -137,11 +152,20 @@ fn every_path_compose_uses_exists() {
 
 #[test]
 fn compose_yaml_follows_the_compose_specification_schema() {
+    schema_check("compose.yaml");
+}
+
+#[test]
+fn compose_scale_yaml_follows_the_compose_specification_schema() {
+    schema_check("compose.scale.yaml");
+}
+
+fn schema_check(file: &str) {
     let script = repo().join("tests/clients/compose_schema_check.js");
     let mut command = std::process::Command::new("node");
     command
         .arg(&script)
-        .arg(repo().join("compose.yaml"))
+        .arg(repo().join(file))
         .current_dir(repo().join("tests/clients"));
     let output = pgcached_tests::clients::run_with_timeout(&mut command, 60);
     let stdout = pgcached_tests::clients::expect_success(
@@ -181,10 +205,9 @@ fn the_dockerfile_builds_in_one_stage_and_runs_pgcached_in_another() {
     assert!(ignore.lines().any(|l| l.trim() == "target/"));
 }
 
-#[test]
-fn pgcached_settings_in_compose_are_real_flags_and_parse() {
-    let compose = compose();
-    let pgcached = service(&compose, "pgcached");
+/// The configuration a pgcached service starts with: every `PGCACHED_*` variable is a real
+/// setting, and all of them resolve exactly as pgcached would at start.
+fn resolve(pgcached: &Value) -> pgcached::Config {
     let command = Cli::command();
     let known_env: BTreeSet<String> = command
         .get_arguments()
@@ -214,8 +237,15 @@ fn pgcached_settings_in_compose_are_real_flags_and_parse() {
     }
     args.extend(strings(&pgcached["command"]));
     let cli = Cli::try_parse_from(&args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    let config = pgcached::Config::resolve(&cli, &pgcached::config::FileConfig::default())
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    pgcached::Config::resolve(&cli, &pgcached::config::FileConfig::default())
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+}
+
+#[test]
+fn pgcached_settings_in_compose_are_real_flags_and_parse() {
+    let compose = compose();
+    let pgcached = service(&compose, "pgcached");
+    let config = resolve(pgcached);
     assert_eq!(config.listen.port(), 6432);
     assert!(
         config.listen.ip().is_unspecified(),
@@ -223,7 +253,8 @@ fn pgcached_settings_in_compose_are_real_flags_and_parse() {
     );
     assert!(config.metrics_listen.ip().is_unspecified());
     assert_eq!(
-        config.upstream.host, "postgres",
+        config.upstream.first().name,
+        "postgres",
         "upstream is the postgres service"
     );
     assert!(
@@ -394,4 +425,195 @@ fn every_dashboard_metric_is_exported_by_pgcached() {
             assert!(scoped, "{}: {metric} ignores $instance", query.panel);
         }
     }
+}
+
+/// The pgcached services of the scale stack.
+const SCALE_PGCACHEDS: [&str; 2] = ["pgcached-a", "pgcached-b"];
+
+#[test]
+fn every_path_the_scale_stack_uses_exists() {
+    let compose = compose_file("compose.scale.yaml");
+    let mounted = mounted_paths(&compose);
+    for needed in [
+        "docker/postgres-init.sql",
+        "docker/postgres-replication.sh",
+        "docker/replica-entrypoint.sh",
+        "prometheus",
+        "grafana/provisioning",
+        "grafana/dashboards",
+    ] {
+        assert!(
+            mounted.iter().any(|m| m == needed),
+            "{needed} is not mounted: {mounted:?}"
+        );
+    }
+    for path in &mounted {
+        assert!(
+            repo().join(path).exists(),
+            "compose.scale.yaml mounts missing {path}"
+        );
+    }
+    for name in SCALE_PGCACHEDS {
+        let build = &service(&compose, name)["build"];
+        let context = build["context"].as_str().unwrap_or(".");
+        let dockerfile = build["dockerfile"].as_str().unwrap_or("Dockerfile");
+        assert!(repo().join(context).join(dockerfile).is_file(), "{name}");
+    }
+    let prometheus = strings(&service(&compose, "prometheus")["command"]).join(" ");
+    assert!(
+        prometheus.contains("--config.file=/etc/prometheus/prometheus.scale.yml"),
+        "{prometheus}"
+    );
+    assert!(repo().join("prometheus/prometheus.scale.yml").is_file());
+}
+
+#[test]
+fn both_pgcacheds_share_valkey_and_follow_the_primary_and_its_replica() {
+    let compose = compose_file("compose.scale.yaml");
+    assert!(service(&compose, "valkey").is_mapping());
+    let mut targets = Vec::new();
+    for name in SCALE_PGCACHEDS {
+        let pgcached = service(&compose, name);
+        let config = resolve(pgcached);
+        assert_eq!(config.listen.port(), 6432, "{name}");
+        assert!(config.listen.ip().is_unspecified(), "{name}");
+        assert!(config.metrics_listen.ip().is_unspecified(), "{name}");
+        let hosts: Vec<String> = config
+            .upstream
+            .hosts
+            .iter()
+            .map(|host| host.address())
+            .collect();
+        assert_eq!(
+            hosts,
+            ["postgres:5432", "postgres-replica:5432"],
+            "{name}: both servers, the primary first"
+        );
+        assert_eq!(
+            config.upstream.target_session_attrs,
+            pgcached::upstream::TargetSessionAttrs::Primary,
+            "{name} must follow the primary through a failover"
+        );
+        assert!(config.upstream.user.is_some(), "{name}: own credentials");
+        let shared = env_value(pgcached, "PGCACHED_SHARED_CACHE").expect("shared cache");
+        assert_eq!(shared, "redis://valkey:6379", "{name}");
+        assert!(config.shared_cache.is_some(), "{name}");
+        for needed in ["postgres", "valkey"] {
+            assert_eq!(
+                pgcached["depends_on"][needed]["condition"].as_str(),
+                Some("service_healthy"),
+                "{name} waits for {needed}"
+            );
+        }
+        targets.push(format!("{name}:{}", config.metrics_listen.port()));
+    }
+    // Prometheus scrapes both, so the dashboard's instance variable lists both.
+    let prometheus: Value = serde_yaml::from_str(&read("prometheus/prometheus.scale.yml"))
+        .expect("prometheus.scale.yml");
+    assert_eq!(
+        strings(&prometheus["scrape_configs"][0]["static_configs"][0]["targets"]),
+        targets
+    );
+    assert_eq!(
+        prometheus["scrape_configs"][0]["job_name"].as_str(),
+        Some("pgcached")
+    );
+    assert_eq!(strings(&prometheus["rule_files"]), vec!["alerts.yml"]);
+    let ports = published_ports(&compose);
+    let expected: BTreeSet<String> = ["6432", "6433", "3000", "9090"].map(str::to_owned).into();
+    assert_eq!(ports, expected);
+    for private in ["postgres", "postgres-replica", "valkey"] {
+        assert!(
+            strings(&service(&compose, private)["ports"]).is_empty(),
+            "{private} is published"
+        );
+    }
+    for (name, service) in compose["services"].as_mapping().expect("services") {
+        assert_eq!(
+            strings(&service["networks"]),
+            vec!["backend"],
+            "{name:?} is not on the backend network"
+        );
+    }
+}
+
+#[test]
+fn the_replica_streams_from_the_primary_of_the_scale_stack() {
+    let compose = compose_file("compose.scale.yaml");
+    let primary = service(&compose, "postgres");
+    let command = strings(&primary["command"]).join(" ");
+    assert!(command.contains("wal_level=logical"), "{command}");
+    let replica = service(&compose, "postgres-replica");
+    assert_eq!(
+        env_value(replica, "PRIMARY_HOST").as_deref(),
+        Some("postgres")
+    );
+    let entrypoint = read("docker/replica-entrypoint.sh");
+    assert!(entrypoint.contains("pg_basebackup -h \"$PRIMARY_HOST\" -U \"$REPLICATION_USER\""));
+    assert!(
+        entrypoint.contains(" -R "),
+        "the copy must start as a standby"
+    );
+    assert!(entrypoint.contains("exec postgres"));
+    // The role and the pg_hba.conf line the replica streams with, made on the primary.
+    let user = env_value(replica, "REPLICATION_USER").expect("REPLICATION_USER");
+    let password = env_value(replica, "PGPASSWORD").expect("PGPASSWORD");
+    let setup = read("docker/postgres-replication.sh");
+    assert!(setup.contains(&format!(
+        "CREATE ROLE {user} LOGIN REPLICATION PASSWORD '{password}'"
+    )));
+    assert!(setup.contains(&format!("host replication {user} all scram-sha-256")));
+    assert!(
+        strings(&primary["volumes"])
+            .iter()
+            .any(|v| v.starts_with("./docker/postgres-replication.sh:/docker-entrypoint-initdb.d/")),
+        "the primary runs the replication setup at its first start"
+    );
+    assert_eq!(
+        replica["depends_on"]["postgres"]["condition"].as_str(),
+        Some("service_healthy")
+    );
+    // The same init script as the one-machine stack: pgcached's role, the app database.
+    let init = read("docker/postgres-init.sql");
+    let upstream =
+        env_value(service(&compose, "pgcached-a"), "PGCACHED_UPSTREAM").expect("upstream");
+    let url = pgcached::upstream::url::UpstreamUrl::parse(&upstream).expect("upstream URL");
+    assert!(init.contains(&format!(
+        "CREATE ROLE {} LOGIN REPLICATION PASSWORD '{}'",
+        url.user.expect("user"),
+        url.password.expect("password")
+    )));
+}
+
+#[test]
+fn the_dashboard_shows_the_shared_tier_and_each_instance() {
+    let queries = panel_queries();
+    let l2 = queries.iter().filter(|q| {
+        q.expr.contains("pgcached_shared_cache_hits_total")
+            && q.expr.contains("pgcached_shared_cache_misses_total")
+            && q.expr.contains("clamp_min")
+    });
+    assert!(
+        l2.clone().count() >= 2,
+        "an L2 hit ratio panel, overall and per instance"
+    );
+    assert!(
+        l2.clone().any(|q| q.expr.contains("by (instance)")),
+        "the L2 hit ratio per instance"
+    );
+    let per_instance: BTreeSet<&str> = queries
+        .iter()
+        .filter(|q| q.expr.contains("by (instance") || q.expr.contains("by (instance,"))
+        .map(|q| q.panel.as_str())
+        .collect();
+    assert!(
+        per_instance.len() >= 5,
+        "per-instance panels: {per_instance:?}"
+    );
+    assert!(
+        queries
+            .iter()
+            .any(|q| q.expr.contains("pgcached_upstream_current")),
+        "a panel shows the upstream host each instance uses"
+    );
 }

@@ -46,7 +46,7 @@ fn tls_cluster(certs: &certs::TestCerts) -> LocalCluster {
 
 fn connector(host: &str, port: u16, query: &str) -> Connector {
     let url = UpstreamUrl::parse(&format!("postgres://{host}:{port}/app?{query}")).expect("url");
-    Connector::new(url).expect("connector")
+    Connector::unmonitored(url).expect("connector")
 }
 
 fn as_user<'a>(user: &'a str, password: Option<&'a str>, replication: bool) -> Login<'a> {

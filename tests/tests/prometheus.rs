@@ -1,6 +1,6 @@
-//! The Grafana dashboard against a real Prometheus: pgcached under load is scraped with the
-//! project's own scrape configuration, and every query of every dashboard panel must return
-//! data through Prometheus's HTTP API. A panel that plots a metric pgcached does not export (or
+//! The Grafana dashboard against a real Prometheus: two pgcacheds sharing a Redis tier, under
+//! load, are scraped with the project's own scrape configuration, and every query of every
+//! dashboard panel must return data through Prometheus's HTTP API. A panel that plots a metric pgcached does not export (or
 //! exports under other labels) fails here. What pgcached exports is also checked against its
 //! metric registry: every family is in it, with its type, help text and label names.
 //!
@@ -315,7 +315,17 @@ fn every_dashboard_panel_has_data_in_prometheus() {
              INSERT INTO dash_items SELECT g, 'item ' || g FROM generate_series(1, 20) g;",
         )
         .expect("setup");
-    let proxy = TestProxy::with_config(caching_config_for(&cluster, &[]));
+    // Two pgcacheds sharing a Redis tier, so the shared tier's panels have data (both report
+    // through this process's one exporter, as one instance).
+    assert!(
+        pgcached_tests::redis::available(),
+        "redis-server is not installed (scripts/test installs Debian's redis-server)"
+    );
+    let redis = pgcached_tests::redis::RedisServer::start();
+    let redis_url = redis.url();
+    let shared = ["--shared-cache", redis_url.as_str()];
+    let proxy = TestProxy::with_config(caching_config_for(&cluster, &shared));
+    let second = TestProxy::with_config(caching_config_for(&cluster, &shared));
 
     let dir = tempfile::tempdir().expect("temporary directory");
     let config = dir.path().join("prometheus.yml");
@@ -337,6 +347,7 @@ fn every_dashboard_panel_has_data_in_prometheus() {
 
     let stop = Arc::new(AtomicBool::new(false));
     let load_task = runtime.spawn(load(proxy.port(), cluster.port(), Arc::clone(&stop)));
+    let second_load = runtime.spawn(load(second.port(), cluster.port(), Arc::clone(&stop)));
 
     let mut queries = panel_queries();
     assert!(queries.len() >= 20, "{} queries", queries.len());
@@ -387,6 +398,7 @@ fn every_dashboard_panel_has_data_in_prometheus() {
     let rule_problems = check_rules(prometheus_port);
     stop.store(true, Ordering::Relaxed);
     let _ = runtime.block_on(load_task);
+    let _ = runtime.block_on(second_load);
     assert!(rule_problems.is_empty(), "alert rules: {rule_problems:?}");
     assert!(
         families >= 20,
@@ -403,4 +415,6 @@ fn every_dashboard_panel_has_data_in_prometheus() {
         failures.join("\n")
     );
     drop(proxy);
+    drop(second);
+    drop(redis);
 }

@@ -149,7 +149,7 @@ async fn nothing_served_from_the_cache(proxy: &TestProxy, client: &Client, admin
 
 /// Holds a replication connection open (it occupies a WAL sender).
 async fn hold_wal_sender(cluster: &LocalCluster) -> pgcached::net::Stream {
-    let connector = Connector::new(
+    let connector = Connector::unmonitored(
         UpstreamUrl::parse(&format!(
             "postgres://127.0.0.1:{}/app?sslmode=disable",
             cluster.port()

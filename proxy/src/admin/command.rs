@@ -1,7 +1,7 @@
 //! The admin console's command language: a handful of statements in the manner of PgBouncer's.
 //!
 //! ```text
-//! SHOW STATS | CACHE | TABLES | CLIENTS | REPLICATION | SHARED CACHE | CONFIG | VERSION | HELP
+//! SHOW STATS | CACHE | TABLES | CLIENTS | REPLICATION | SHARED CACHE | UPSTREAM | CONFIG | VERSION | HELP
 //! EXPLAIN CACHE [DATABASE <name>] <statement>
 //! INVALIDATE TABLE <table or schema.table>
 //! INVALIDATE ALL
@@ -24,6 +24,8 @@ pub enum Show {
     Replication,
     /// The shared tier.
     SharedCache,
+    /// The upstream hosts.
+    Upstream,
     /// Effective settings.
     Config,
     /// pgcached's version.
@@ -109,6 +111,7 @@ fn parse_show(rest: &str) -> Result<Command, CommandError> {
         "TABLES" => Show::Tables,
         "CLIENTS" => Show::Clients,
         "REPLICATION" => Show::Replication,
+        "UPSTREAM" => Show::Upstream,
         "CONFIG" => Show::Config,
         "VERSION" => Show::Version,
         "HELP" | "" => Show::Help,
@@ -192,6 +195,7 @@ mod tests {
         assert_eq!(parse("show stats;"), Ok(Command::Show(Show::Stats)));
         assert_eq!(parse("  SHOW   Cache  ;; "), Ok(Command::Show(Show::Cache)));
         assert_eq!(parse("SHOW"), Ok(Command::Show(Show::Help)));
+        assert_eq!(parse("show upstream"), Ok(Command::Show(Show::Upstream)));
         assert_eq!(
             parse("show shared  cache;"),
             Ok(Command::Show(Show::SharedCache))

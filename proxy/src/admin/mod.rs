@@ -26,6 +26,7 @@ pub mod extended;
 pub mod frames;
 pub mod invalidate;
 pub mod show;
+pub mod upstream;
 
 use std::net::SocketAddr;
 use std::time::Instant;

@@ -27,6 +27,7 @@ pub async fn show(what: Show, context: &SessionContext) -> Result<ResultSet, Com
         Show::Clients => Ok(clients(context)),
         Show::Replication => Ok(replication(context)),
         Show::SharedCache => Ok(shared_cache(context)),
+        Show::Upstream => Ok(super::upstream::show(context)),
         Show::Config => Ok(config(context)),
         Show::Version => {
             let mut result = ResultSet::new(&[("version", ColumnType::Text)]);
@@ -58,6 +59,7 @@ fn help() -> ResultSet {
         ("SHOW CLIENTS", "open sessions"),
         ("SHOW REPLICATION", "one logical-decoding stream per database: state, what the cache serves meanwhile, lag, problem and what to fix"),
         ("SHOW SHARED CACHE", "the shared tier (--shared-cache): up or down, hits, misses, refusals, errors, what each database's stream recorded"),
+        ("SHOW UPSTREAM", "the hosts of --upstream: which one is in use, primary or standby, system identifier and timeline, changes of server"),
         ("SHOW CONFIG", "effective settings"),
         ("SHOW VERSION", "pgcached's version"),
         ("EXPLAIN CACHE [DATABASE <db>] <statement>", "whether the statement would be cached, and if not, why"),
@@ -374,6 +376,10 @@ pub fn settings(config: &Config) -> Vec<(&'static str, String)> {
                 .unwrap_or_else(|| "(none)".to_owned()),
         ),
         ("upstream_sslmode", upstream.sslmode.as_str().to_owned()),
+        (
+            "upstream_target_session_attrs",
+            upstream.target_session_attrs.as_str().to_owned(),
+        ),
         ("metrics_listen", config.metrics_listen.to_string()),
         (
             "tls",

@@ -63,6 +63,19 @@ impl CatalogWatchers {
         }
     }
 
+    /// Another PostgreSQL server is current: what was read from the old one's catalog (facts,
+    /// classifications, replica identities, role settings) is forgotten now rather than at the
+    /// next poll, since OIDs of another system mean other relations.
+    pub fn server_changed(&self) {
+        self.catalog.forget_facts();
+        self.classifier.clear();
+        for name in self.watchers.lock().keys() {
+            self.catalog.moved(name);
+            self.catalog.forget_role_settings(name);
+            self.classifier.registry().forget_identities(name);
+        }
+    }
+
     /// Makes sure `database` is watched; called once a session of it has authenticated.
     pub fn ensure(&self, database: &str) {
         let mut watchers = self.watchers.lock();

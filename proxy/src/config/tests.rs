@@ -14,7 +14,7 @@ fn defaults_apply_when_nothing_is_set() {
     let config = Config::resolve(&cli(&[]), &FileConfig::default()).expect("valid");
     assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
     assert_eq!(config.metrics_listen.to_string(), DEFAULT_METRICS_LISTEN);
-    assert_eq!(config.upstream.port, 5432);
+    assert_eq!(config.upstream.first().port, 5432);
     assert_eq!(config.max_client_conn, 1000);
     assert_eq!(config.shutdown_timeout, Duration::from_secs(30));
     assert_eq!(config.cache.mode, CacheMode::On);

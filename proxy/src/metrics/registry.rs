@@ -321,6 +321,18 @@ pub const SHARED_CACHE_UP: Metric = metric(
     &[],
     "1 while the shared tier answers, 0 while it is down",
 );
+pub const UPSTREAM_CURRENT: Metric = metric(
+    "pgcached_upstream_current",
+    Gauge,
+    &["host"],
+    "1 for the upstream host sessions, the catalog and the change streams use now, 0 for the others",
+);
+pub const UPSTREAM_CHANGES_TOTAL: Metric = metric(
+    "pgcached_upstream_changes_total",
+    Counter,
+    &[],
+    "Changes of upstream server (another host, system or timeline): each dropped the cache",
+);
 pub const SHARED_CACHE_DURATION_SECONDS: Metric = with_unit(
     metric(
         "pgcached_shared_cache_duration_seconds",
@@ -370,6 +382,8 @@ pub const ALL: &[Metric] = &[
     SHARED_CACHE_WRITES_TOTAL,
     SHARED_CACHE_UP,
     SHARED_CACHE_DURATION_SECONDS,
+    UPSTREAM_CURRENT,
+    UPSTREAM_CHANGES_TOTAL,
 ];
 
 /// The registry entry of `name`, if pgcached exports it.

@@ -34,7 +34,7 @@ use crate::catalog::Catalog;
 use crate::config::ReplicationMode;
 use crate::upstream::{Connector, UpstreamUrl};
 use sink::{CacheSink, StreamState};
-use sources::{CatalogNames, OwnLogin};
+use sources::{CatalogNames, ConnectedEras, OwnLogin};
 
 /// How pgcached follows writes made elsewhere.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,28 +71,39 @@ impl Replication {
         journal: Option<Arc<crate::shared_cache::Journal>>,
     ) -> Replication {
         let upstream = connector.url().clone();
+        let upstreams = Arc::clone(connector.upstreams());
         let decoding = match settings.publication {
             Some(publication) => Decoding::Pgoutput { publication },
             None => Decoding::TestDecoding,
         };
+        let eras = Arc::new(ConnectedEras::new(Arc::clone(&upstreams)));
+        let sink = Arc::new(CacheSink::new(
+            cache,
+            registry,
+            metrics,
+            settings.mode,
+            settings.ttl_unreplicated,
+            journal,
+            Arc::clone(&eras),
+        ));
+        let on_switch = Arc::downgrade(&sink);
+        upstreams.on_switch(Box::new(move || {
+            if let Some(sink) = on_switch.upgrade() {
+                sink.server_changed();
+            }
+        }));
         Replication {
             mode: settings.mode,
             connect: Arc::new(OwnLogin {
                 connector,
                 user: upstream.user.clone().unwrap_or_default(),
                 password: upstream.password.clone(),
+                eras,
             }),
             upstream,
             decoding,
             names: Arc::new(CatalogNames(catalog)),
-            sink: Arc::new(CacheSink::new(
-                cache,
-                registry,
-                metrics,
-                settings.mode,
-                settings.ttl_unreplicated,
-                journal,
-            )),
+            sink,
             streams: Mutex::new(HashMap::new()),
         }
     }

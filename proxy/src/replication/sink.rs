@@ -9,6 +9,11 @@
 //!
 //! Every change of state that widens what may be served bumps the database, so nothing filled
 //! under an older state survives it.
+//!
+//! When another PostgreSQL server becomes current ([`crate::upstream::primary`]),
+//! [`CacheSink::server_changed`] puts every database back to `down`, drops every entry and
+//! forgets every position; reports of streams connected in an older era are ignored from then
+//! on (their connections fail at their next read, and the streams reconnect to the new server).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,9 +23,10 @@ use metrics::{counter, gauge};
 use parking_lot::Mutex;
 use pgcached_cache::{Feed, ResultCache, TableId};
 use pgcached_invalidation::{Commit, InvalidationSink, Lsn, Problem, StreamStart};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::rebump::{Bumped, Rebumps};
+use super::sources::ConnectedEras;
 use crate::cache_metrics::CacheMetrics;
 use crate::config::ReplicationMode;
 use crate::metrics::registry::{
@@ -112,6 +118,8 @@ pub struct CacheSink {
     journal: Option<Arc<crate::shared_cache::Journal>>,
     /// Streamed commits waiting to be bumped again.
     rebumps: Arc<Rebumps>,
+    /// The era of each database's stream, and the current one.
+    eras: Arc<ConnectedEras>,
 }
 
 impl CacheSink {
@@ -122,8 +130,10 @@ impl CacheSink {
         mode: ReplicationMode,
         ttl_unreplicated: Duration,
         journal: Option<Arc<crate::shared_cache::Journal>>,
+        eras: Arc<ConnectedEras>,
     ) -> CacheSink {
         CacheSink {
+            eras,
             rebumps: Rebumps::start(Arc::clone(cache.generations())),
             cache,
             registry,
@@ -149,6 +159,40 @@ impl CacheSink {
         self.feeds.lock().entry(database.to_owned()).or_default();
         gauge!(REPLICATION_CONNECTED, "database" => database.to_owned()).set(0.0);
         gauge!(REPLICATION_FALLBACK, "database" => database.to_owned()).set(0.0);
+    }
+
+    /// Another server is current (called once its era is published, before any report of it):
+    /// every database waits for a stream of the new era, nothing cached survives, no position
+    /// counts.
+    pub(super) fn server_changed(&self) {
+        let generations = self.cache.generations();
+        let mut feeds = self.feeds.lock();
+        for (database, feed) in feeds.iter_mut() {
+            generations.set_feed(database, Feed::Down);
+            if let Some(journal) = &self.journal {
+                journal.stream_down(database);
+            }
+            gauge!(REPLICATION_CONNECTED, "database" => database.clone()).set(0.0);
+            Self::clear_problem(database, feed);
+            feed.state = StreamState::Down {
+                reason: "the upstream server changed".to_owned(),
+            };
+        }
+        generations.server_changed();
+        self.cache.clear();
+    }
+
+    /// Whether a report of `database`'s stream belongs to the current era; holds off a switch
+    /// while the report is applied.
+    fn current_era(&self, database: &str) -> Option<parking_lot::RwLockReadGuard<'_, ()>> {
+        let held = self.eras.hold(database);
+        if held.is_none() {
+            debug!(
+                database,
+                "report of a stream of the previous upstream server ignored"
+            );
+        }
+        held
     }
 
     /// Clears the problem gauge of `feed`'s current problem, if any.
@@ -183,6 +227,9 @@ impl CacheSink {
 
 impl InvalidationSink for CacheSink {
     fn committed(&self, database: &str, commit: &Commit) {
+        let Some(_era) = self.current_era(database) else {
+            return;
+        };
         let generations = self.cache.generations();
         let position = commit.end_lsn.0;
         if commit.whole_database {
@@ -243,6 +290,9 @@ impl InvalidationSink for CacheSink {
     }
 
     fn stream_up(&self, database: &str, start: &StreamStart) {
+        let Some(_era) = self.current_era(database) else {
+            return;
+        };
         let generations = self.cache.generations();
         // What happened before the stream ran is unknown: drop what was filled meanwhile.
         generations.drop_database(database);
@@ -276,6 +326,9 @@ impl InvalidationSink for CacheSink {
     }
 
     fn advanced(&self, database: &str, position: Lsn) {
+        let Some(_era) = self.current_era(database) else {
+            return;
+        };
         if let Some(journal) = &self.journal {
             journal.advanced(database, position.0);
         }
@@ -374,4 +427,78 @@ fn lag_since(commit_time_micros: i64) -> Option<f64> {
         + Duration::from_micros(u64::try_from(commit_time_micros).ok()?);
     let lag = SystemTime::now().duration_since(commit).unwrap_or_default();
     Some(lag.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::Counters;
+    use crate::upstream::{UpstreamUrl, Upstreams};
+    use pgcached_cache::{CacheConfig, Generations};
+
+    fn start(position: u64) -> StreamStart {
+        StreamStart {
+            consistent_point: Lsn(position),
+            system_id: "7".to_owned(),
+            timeline: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn reports_of_a_stream_of_the_previous_server_are_ignored() {
+        let url = UpstreamUrl::parse("postgres://u@a,b").expect("url");
+        let upstreams = Upstreams::new(url, true);
+        upstreams.force_switch_for_tests();
+        let eras = Arc::new(ConnectedEras::new(Arc::clone(&upstreams)));
+        let cache = Arc::new(ResultCache::new(
+            CacheConfig {
+                max_bytes: 1 << 20,
+                max_entry_bytes: 1 << 16,
+                ttl: None,
+            },
+            Arc::new(Generations::new()),
+        ));
+        let sink = Arc::new(CacheSink::new(
+            Arc::clone(&cache),
+            Arc::new(PinRegistry::default()),
+            CacheMetrics::new(Arc::new(Counters::default())),
+            ReplicationMode::Auto,
+            Duration::from_secs(1),
+            None,
+            Arc::clone(&eras),
+        ));
+        let hook = Arc::downgrade(&sink);
+        upstreams.on_switch(Box::new(move || {
+            if let Some(sink) = hook.upgrade() {
+                sink.server_changed();
+            }
+        }));
+        let generations = cache.generations();
+        let standing = generations.positions().standing("app");
+        eras.set("app", upstreams.era());
+        sink.stream_up("app", &start(100));
+        sink.advanced("app", Lsn(500));
+        assert_eq!(generations.feed("app"), Feed::Live);
+        assert_eq!((standing.since(), standing.applied()), (Some(100), 500));
+
+        upstreams.force_switch_for_tests();
+        assert_eq!(
+            generations.feed("app"),
+            Feed::Down,
+            "nothing served meanwhile"
+        );
+        assert_eq!((standing.since(), standing.applied()), (None, 0));
+        // The old stream still reports from its buffers: none of it counts.
+        sink.advanced("app", Lsn(9000));
+        sink.stream_up("app", &start(8000));
+        assert_eq!(generations.feed("app"), Feed::Down);
+        assert_eq!((standing.since(), standing.applied()), (None, 0));
+
+        // A connection of the new era.
+        eras.set("app", upstreams.era());
+        sink.stream_up("app", &start(300));
+        sink.advanced("app", Lsn(350));
+        assert_eq!(generations.feed("app"), Feed::Live);
+        assert_eq!((standing.since(), standing.applied()), (Some(300), 350));
+    }
 }

@@ -131,6 +131,8 @@ pub async fn run(
         crate::admin::run(client, startup, peer, &context, phase).await;
         return;
     }
+    // Taken before connecting: a change of server meanwhile leaves this session in the old era.
+    let fence = context.connector.fence();
     let mut upstream = match context.connector.connect().await {
         Ok(upstream) => upstream,
         Err(e) => {
@@ -214,6 +216,7 @@ pub async fn run(
         context.metrics.clone(),
         Arc::clone(&registration.info),
     );
+    let upstream = crate::upstream::fenced::Fenced::new(upstream, fence);
     let result = relay::run(&mut client, upstream, &mut machine, &mut phase, caching_on).await;
     machine.end();
     context.metrics.upstream_connections.decrement(1.0);

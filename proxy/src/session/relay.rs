@@ -25,6 +25,7 @@ use super::outbox::Outbox;
 use crate::error::{fatal_response, SessionError};
 use crate::net::Stream;
 use crate::shutdown::{Phase, PhaseReceiver};
+use crate::upstream::fenced::Fenced;
 use crate::wire::frontend::FrontendTag;
 
 /// A direction stops reading while the queue it feeds holds more than this many bytes.
@@ -40,7 +41,7 @@ const TERMINATE: &[u8] = b"X\0\0\0\x04";
 /// `machine` decides what each frame leads to; this function only moves bytes.
 pub(crate) async fn run(
     client: &mut Stream,
-    upstream: Stream,
+    upstream: Fenced<Stream>,
     machine: &mut SessionMachine,
     phase: &mut PhaseReceiver,
     caching: bool,

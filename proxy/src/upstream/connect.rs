@@ -2,7 +2,8 @@
 //!
 //! Every client session gets its own upstream connection; the session relays the client's own
 //! StartupMessage over it, so PostgreSQL authenticates the client itself. Cancel requests travel
-//! over a fresh connection, exactly as libpq sends them.
+//! over a fresh connection, exactly as libpq sends them. Connections go to the current host
+//! ([`super::primary`]); without a monitor, the hosts are tried in order.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +14,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use super::url::{SslMode, UpstreamUrl};
+use super::primary::{Fence, Upstreams};
+use super::url::{Host, SslMode, UpstreamUrl};
 use crate::net::Stream;
 use crate::tls::{connector, TlsConfigError};
 use crate::wire::startup::SSL_REQUEST_CODE;
@@ -84,36 +86,71 @@ impl UpstreamError {
 /// Opens upstream connections according to the upstream URL.
 #[derive(Clone)]
 pub struct Connector {
-    url: Arc<UpstreamUrl>,
+    upstreams: Arc<Upstreams>,
     tls: Option<Arc<ClientConfig>>,
 }
 
 impl Connector {
     /// Builds the connector, loading TLS roots once.
-    pub fn new(url: UpstreamUrl) -> Result<Connector, TlsConfigError> {
-        let tls = connector::for_upstream(&url)?;
-        Ok(Connector {
-            url: Arc::new(url),
-            tls,
-        })
+    pub fn new(upstreams: Arc<Upstreams>) -> Result<Connector, TlsConfigError> {
+        let tls = connector::for_upstream(upstreams.url())?;
+        Ok(Connector { upstreams, tls })
+    }
+
+    /// A connector for `url` without a monitor: the hosts are tried in order per connection.
+    pub fn unmonitored(url: UpstreamUrl) -> Result<Connector, TlsConfigError> {
+        Connector::new(Upstreams::new(url, false))
     }
 
     /// The upstream URL.
     pub fn url(&self) -> &UpstreamUrl {
-        &self.url
+        self.upstreams.url()
     }
 
-    /// Opens a connection, ready for a StartupMessage (or a CancelRequest).
+    /// The hosts and the one in use.
+    pub fn upstreams(&self) -> &Arc<Upstreams> {
+        &self.upstreams
+    }
+
+    /// The fence of a connection opened now: moves once another server is current.
+    pub fn fence(&self) -> Fence {
+        if self.upstreams.monitored() {
+            self.upstreams.fence()
+        } else {
+            Fence::fixed()
+        }
+    }
+
+    /// Opens a connection to the current host, ready for a StartupMessage (or a
+    /// CancelRequest). Without a monitor, the hosts are tried in order and the first that
+    /// accepts the connection is used.
     pub async fn connect(&self) -> Result<Stream, UpstreamError> {
-        let address = self.url.address();
-        match tokio::time::timeout(CONNECT_TIMEOUT, self.connect_inner(&address)).await {
+        if self.upstreams.monitored() {
+            let host = self.upstreams.current_or_wait().await;
+            return self.connect_to(&host).await;
+        }
+        let hosts = &self.url().hosts;
+        let mut result = self.connect_to(self.url().first()).await;
+        for host in hosts.iter().skip(1) {
+            if result.is_ok() {
+                break;
+            }
+            result = self.connect_to(host).await;
+        }
+        result
+    }
+
+    /// Opens a connection to `host`.
+    pub async fn connect_to(&self, host: &Host) -> Result<Stream, UpstreamError> {
+        let address = host.address();
+        match tokio::time::timeout(CONNECT_TIMEOUT, self.connect_inner(host, &address)).await {
             Ok(result) => result,
             Err(_) => Err(UpstreamError::Timeout { address }),
         }
     }
 
-    async fn connect_inner(&self, address: &str) -> Result<Stream, UpstreamError> {
-        let tcp = TcpStream::connect((self.url.host.as_str(), self.url.port))
+    async fn connect_inner(&self, host: &Host, address: &str) -> Result<Stream, UpstreamError> {
+        let tcp = TcpStream::connect((host.name.as_str(), host.port))
             .await
             .map_err(|source| UpstreamError::Connect {
                 address: address.to_owned(),
@@ -135,7 +172,7 @@ impl Connector {
         let answer = tcp.read_u8().await.map_err(io_error)?;
         match answer {
             b'S' => {}
-            b'N' if self.url.sslmode == SslMode::Prefer => return Ok(Stream::Plain(tcp)),
+            b'N' if self.url().sslmode == SslMode::Prefer => return Ok(Stream::Plain(tcp)),
             b'N' => {
                 return Err(UpstreamError::TlsRefused {
                     address: address.to_owned(),
@@ -148,8 +185,8 @@ impl Connector {
                 })
             }
         }
-        let name = ServerName::try_from(self.url.host.clone())
-            .map_err(|_| UpstreamError::ServerName(self.url.host.clone()))?;
+        let name = ServerName::try_from(host.name.clone())
+            .map_err(|_| UpstreamError::ServerName(host.name.clone()))?;
         let tls_stream = TlsConnector::from(Arc::clone(tls))
             .connect(name, tcp)
             .await
@@ -169,7 +206,10 @@ impl Connector {
 /// unchanged), so the packet needs no translation.
 pub async fn forward_cancel(connector: &Connector, packet: &[u8]) -> Result<(), UpstreamError> {
     let mut stream = connector.connect().await?;
-    let address = connector.url().address();
+    let address = connector
+        .upstreams()
+        .current()
+        .map_or_else(|| connector.url().address(), |host| host.address());
     stream
         .write_all(packet)
         .await

@@ -3,7 +3,8 @@
 //! The catalog reader and the SCRAM verifier lookup both query PostgreSQL as pgcached's own
 //! role (the credentials in `--upstream`), never as a client. They share these connections:
 //! tokio-postgres clients, with the same TLS policy (`sslmode`, `sslrootcert`) as the sessions'
-//! upstream connections. A connection that closed is opened again on the next use.
+//! upstream connections. A connection that closed, or that was opened to another server than
+//! the current one ([`super::primary`]), is opened again on the next use.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use tokio::sync::Mutex;
 use tokio_postgres::NoTls;
 use tracing::debug;
 
+use super::primary::Upstreams;
 use super::url::{SslMode, UpstreamUrl};
 
 /// How long opening a control connection may take.
@@ -38,24 +40,25 @@ pub enum ControlError {
     Tls(#[from] crate::tls::TlsConfigError),
 }
 
-/// Control connections, one per database.
+/// Control connections, one per database, each with the era it was opened in.
 pub struct ControlConnections {
-    upstream: UpstreamUrl,
-    clients: Mutex<HashMap<String, Arc<tokio_postgres::Client>>>,
+    upstreams: Arc<Upstreams>,
+    clients: Mutex<HashMap<String, (u64, Arc<tokio_postgres::Client>)>>,
 }
 
 impl ControlConnections {
-    /// Connections with the credentials and TLS settings of `upstream`.
-    pub fn new(upstream: UpstreamUrl) -> ControlConnections {
+    /// Connections to the current host of `upstreams`, with the credentials and TLS settings
+    /// of its URL.
+    pub fn new(upstreams: Arc<Upstreams>) -> ControlConnections {
         ControlConnections {
-            upstream,
+            upstreams,
             clients: Mutex::new(HashMap::new()),
         }
     }
 
     /// The upstream URL the connections use.
     pub fn upstream(&self) -> &UpstreamUrl {
-        &self.upstream
+        self.upstreams.url()
     }
 
     /// The open connection to `database`, opened now if there is none.
@@ -64,29 +67,32 @@ impl ControlConnections {
         database: &str,
     ) -> Result<Arc<tokio_postgres::Client>, ControlError> {
         let mut clients = self.clients.lock().await;
-        if let Some(client) = clients.get(database) {
-            if !client.is_closed() {
+        let era = self.upstreams.era();
+        if let Some((opened, client)) = clients.get(database) {
+            if !client.is_closed() && *opened == era {
                 return Ok(Arc::clone(client));
             }
         }
         let client = Arc::new(self.open(database).await?);
-        clients.insert(database.to_owned(), Arc::clone(&client));
+        clients.insert(database.to_owned(), (era, Arc::clone(&client)));
         Ok(client)
     }
 
     async fn open(&self, database: &str) -> Result<tokio_postgres::Client, ControlError> {
-        let Some(user) = &self.upstream.user else {
+        let upstream = self.upstreams.url();
+        let Some(user) = &upstream.user else {
             return Err(ControlError::NoCredentials);
         };
+        let host = self.upstreams.current_or_wait().await;
         let mut config = tokio_postgres::Config::new();
         config
-            .host(&self.upstream.host)
-            .port(self.upstream.port)
+            .host(&host.name)
+            .port(host.port)
             .dbname(database)
             .user(user)
             .application_name("pgcached control")
             .connect_timeout(CONNECT_TIMEOUT);
-        if let Some(password) = &self.upstream.password {
+        if let Some(password) = &upstream.password {
             config.password(password);
         }
         let failed = |source| ControlError::Connect {
@@ -99,7 +105,7 @@ impl ControlConnections {
                 debug!(database = %name, error = %e, "control connection closed");
             }
         };
-        match crate::tls::connector::for_upstream(&self.upstream)? {
+        match crate::tls::connector::for_upstream(upstream)? {
             None => {
                 config.ssl_mode(tokio_postgres::config::SslMode::Disable);
                 let (client, connection) = config.connect(NoTls).await.map_err(failed)?;
@@ -107,7 +113,7 @@ impl ControlConnections {
                 Ok(client)
             }
             Some(tls) => {
-                config.ssl_mode(match self.upstream.sslmode {
+                config.ssl_mode(match upstream.sslmode {
                     SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
                     _ => tokio_postgres::config::SslMode::Require,
                 });

@@ -1,8 +1,11 @@
-//! The `--upstream` URL: `postgres://[user[:password]@]host[:port][/database][?sslmode=..&sslrootcert=..]`.
+//! The `--upstream` URL:
+//! `postgres://[user[:password]@]host[:port][,host[:port]...][/database][?sslmode=..&sslrootcert=..&target_session_attrs=..]`.
 //!
 //! The credentials are pgcached's own, for its control and replication connections; client
-//! sessions always authenticate as themselves. `sslmode` and `sslrootcert` are spelled and mean
-//! what they do in libpq.
+//! sessions always authenticate as themselves. Several hosts, `sslmode`, `sslrootcert` and
+//! `target_session_attrs` are spelled and mean what they do in libpq: hosts are tried in order,
+//! a host without a port takes 5432 (or the one `port=` of the query), and the first host that
+//! accepts a connection and has the asked attributes is the one used ([`super::primary`]).
 
 use std::path::PathBuf;
 
@@ -45,13 +48,67 @@ impl SslMode {
     }
 }
 
+/// libpq's `target_session_attrs`: which of the hosts pgcached uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetSessionAttrs {
+    /// The first host that accepts a connection (libpq's default).
+    Any,
+    /// The first host where `transaction_read_only` is `off`.
+    ReadWrite,
+    /// The first host that is not in recovery (`pg_is_in_recovery()` is false).
+    Primary,
+}
+
+impl TargetSessionAttrs {
+    /// The libpq spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetSessionAttrs::Any => "any",
+            TargetSessionAttrs::ReadWrite => "read-write",
+            TargetSessionAttrs::Primary => "primary",
+        }
+    }
+
+    fn parse(value: &str) -> Result<TargetSessionAttrs, UpstreamUrlError> {
+        match value {
+            "any" => Ok(TargetSessionAttrs::Any),
+            "read-write" => Ok(TargetSessionAttrs::ReadWrite),
+            "primary" => Ok(TargetSessionAttrs::Primary),
+            "read-only" | "standby" | "prefer-standby" => {
+                Err(UpstreamUrlError::StandbyTarget(value.to_owned()))
+            }
+            other => Err(UpstreamUrlError::TargetSessionAttrs(other.to_owned())),
+        }
+    }
+}
+
+/// One host of the URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Host {
+    /// Host name or IP address (brackets removed from IPv6).
+    pub name: String,
+    /// TCP port.
+    pub port: u16,
+}
+
+impl Host {
+    /// `host:port` for connecting and for messages (`[::1]:5432` for IPv6).
+    pub fn address(&self) -> String {
+        if self.name.contains(':') {
+            format!("[{}]:{}", self.name, self.port)
+        } else {
+            format!("{}:{}", self.name, self.port)
+        }
+    }
+}
+
 /// A parsed upstream URL.
 #[derive(Clone, PartialEq, Eq)]
 pub struct UpstreamUrl {
-    /// Host name or IP address (brackets removed from IPv6).
-    pub host: String,
-    /// TCP port.
-    pub port: u16,
+    /// The hosts, in the order they are tried; never empty.
+    pub hosts: Vec<Host>,
+    /// Which host is used.
+    pub target_session_attrs: TargetSessionAttrs,
     /// pgcached's own role, if given.
     pub user: Option<String>,
     /// pgcached's own password, if given; never printed.
@@ -67,8 +124,8 @@ pub struct UpstreamUrl {
 impl std::fmt::Debug for UpstreamUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UpstreamUrl")
-            .field("host", &self.host)
-            .field("port", &self.port)
+            .field("hosts", &self.hosts)
+            .field("target_session_attrs", &self.target_session_attrs)
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("database", &self.database)
@@ -97,8 +154,29 @@ pub enum UpstreamUrlError {
     #[error("unknown sslmode {0:?}: use disable, prefer, require, verify-ca or verify-full")]
     SslMode(String),
     /// Unknown query parameter.
-    #[error("unsupported parameter {0:?}: only sslmode and sslrootcert are understood")]
+    #[error(
+        "unsupported parameter {0:?}: sslmode, sslrootcert, target_session_attrs, host, port, \
+         user, password and dbname are understood"
+    )]
     Parameter(String),
+    /// Unknown target_session_attrs.
+    #[error("unknown target_session_attrs {0:?}: use any, read-write or primary")]
+    TargetSessionAttrs(String),
+    /// A standby asked for: sessions must reach the server the change streams follow.
+    #[error(
+        "target_session_attrs={0} is not supported: pgcached sends every session to the server \
+         its change streams follow; use any, read-write or primary"
+    )]
+    StandbyTarget(String),
+    /// Attributes to check, but no credentials to check them with.
+    #[error(
+        "target_session_attrs={0} needs pgcached's own credentials in the URL \
+         (postgres://pgcached:secret@host1,host2/...) to check the hosts"
+    )]
+    TargetNeedsUser(&'static str),
+    /// More ports than hosts.
+    #[error("{ports} ports given for {hosts} hosts")]
+    PortCount { hosts: usize, ports: usize },
     /// Verification asked for without roots.
     #[error("sslmode={0} needs sslrootcert (a PEM file, or 'system')")]
     NeedsRootCert(&'static str),
@@ -133,10 +211,10 @@ impl UpstreamUrl {
             },
             None => (None, None),
         };
-        let (host, port) = split_host_port(hostport)?;
+        let mut hosts = split_hosts(hostport)?;
         let mut url = UpstreamUrl {
-            host,
-            port,
+            hosts: Vec::new(),
+            target_session_attrs: TargetSessionAttrs::Any,
             user: user.filter(|u| !u.is_empty()),
             password,
             database: match path {
@@ -146,26 +224,38 @@ impl UpstreamUrl {
             sslmode: SslMode::Prefer,
             sslrootcert: None,
         };
+        let mut ports: Option<String> = None;
         for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
             let value = decode(value)?;
             match key {
                 "sslmode" => url.sslmode = SslMode::parse(&value)?,
                 "sslrootcert" => url.sslrootcert = Some(PathBuf::from(value)),
+                "target_session_attrs" => {
+                    url.target_session_attrs = TargetSessionAttrs::parse(&value)?
+                }
                 "host" if value.starts_with('/') => return Err(UpstreamUrlError::UnixSocket),
-                "host" => url.host = value,
-                "port" => url.port = value.parse().map_err(|_| UpstreamUrlError::Port(value))?,
+                "host" => {
+                    hosts = value
+                        .split(',')
+                        .map(|name| (name.to_owned(), None))
+                        .collect()
+                }
+                "port" => ports = Some(value),
                 "user" => url.user = Some(value),
                 "password" => url.password = Some(value),
                 "dbname" => url.database = Some(value),
                 other => return Err(UpstreamUrlError::Parameter(other.to_owned())),
             }
         }
-        if url.host.is_empty() {
-            return Err(UpstreamUrlError::MissingHost);
+        if let Some(ports) = ports {
+            apply_ports(&mut hosts, &ports)?;
         }
-        if url.host.starts_with('/') || url.host.starts_with("%2F") {
-            return Err(UpstreamUrlError::UnixSocket);
+        url.hosts = resolve_ports(hosts)?;
+        if url.target_session_attrs != TargetSessionAttrs::Any && url.user.is_none() {
+            return Err(UpstreamUrlError::TargetNeedsUser(
+                url.target_session_attrs.as_str(),
+            ));
         }
         match url.sslmode {
             SslMode::VerifyCa if url.sslrootcert.is_none() => {
@@ -179,29 +269,86 @@ impl UpstreamUrl {
         Ok(url)
     }
 
-    /// `host:port` for connecting and for messages.
+    /// The hosts as `host:port,host:port`, for messages.
     pub fn address(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
+        self.hosts
+            .iter()
+            .map(Host::address)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The first host: the one a single-host URL names.
+    pub fn first(&self) -> &Host {
+        &self.hosts[0]
     }
 }
 
-fn split_host_port(hostport: &str) -> Result<(String, u16), UpstreamUrlError> {
+/// A host as written, with its port if it has one.
+type Written = (String, Option<u16>);
+
+/// `host1:port1,host2,[::1]:port3` into hosts and optional ports.
+fn split_hosts(list: &str) -> Result<Vec<Written>, UpstreamUrlError> {
+    list.split(',').map(split_host_port).collect()
+}
+
+fn split_host_port(hostport: &str) -> Result<Written, UpstreamUrlError> {
     if let Some(rest) = hostport.strip_prefix('[') {
         let (host, after) = rest.split_once(']').ok_or(UpstreamUrlError::MissingHost)?;
         let port = match after.strip_prefix(':') {
-            Some(p) => parse_port(p)?,
-            None => 5432,
+            Some(p) => Some(parse_port(p)?),
+            None => None,
         };
         return Ok((host.to_owned(), port));
     }
     match hostport.rsplit_once(':') {
-        Some((host, port)) => Ok((decode(host)?, parse_port(port)?)),
-        None => Ok((decode(hostport)?, 5432)),
+        Some((host, port)) => Ok((decode(host)?, Some(parse_port(port)?))),
+        None => Ok((decode(hostport)?, None)),
     }
+}
+
+/// `port=5432,5433` (one port for all hosts, or one per host), as libpq reads it.
+fn apply_ports(hosts: &mut [Written], ports: &str) -> Result<(), UpstreamUrlError> {
+    let ports: Vec<u16> = ports.split(',').map(parse_port).collect::<Result<_, _>>()?;
+    match ports.as_slice() {
+        [one] => hosts.iter_mut().for_each(|host| host.1 = Some(*one)),
+        many if many.len() == hosts.len() => {
+            for (host, port) in hosts.iter_mut().zip(many) {
+                host.1 = Some(*port);
+            }
+        }
+        many => {
+            return Err(UpstreamUrlError::PortCount {
+                hosts: hosts.len(),
+                ports: many.len(),
+            })
+        }
+    }
+    Ok(())
+}
+
+/// Every host gets a port: its own, else 5432 (as libpq: `h1,h2:5433` is `h1:5432,h2:5433`;
+/// `?port=5433` gives every host that port).
+fn resolve_ports(hosts: Vec<Written>) -> Result<Vec<Host>, UpstreamUrlError> {
+    let resolved: Vec<Host> = hosts
+        .into_iter()
+        .map(|(name, port)| Host {
+            name,
+            port: port.unwrap_or(5432),
+        })
+        .collect();
+    for host in &resolved {
+        if host.name.is_empty() {
+            return Err(UpstreamUrlError::MissingHost);
+        }
+        if host.name.starts_with('/') || host.name.starts_with("%2F") {
+            return Err(UpstreamUrlError::UnixSocket);
+        }
+    }
+    if resolved.is_empty() {
+        return Err(UpstreamUrlError::MissingHost);
+    }
+    Ok(resolved)
 }
 
 fn parse_port(text: &str) -> Result<u16, UpstreamUrlError> {
@@ -241,8 +388,8 @@ mod tests {
             "postgresql://pgc%40x:p%3Ass@db.example.com:6543/app?sslmode=verify-full&sslrootcert=/ca.pem",
         )
         .expect("valid");
-        assert_eq!(url.host, "db.example.com");
-        assert_eq!(url.port, 6543);
+        assert_eq!(url.first().name, "db.example.com");
+        assert_eq!(url.first().port, 6543);
         assert_eq!(url.user.as_deref(), Some("pgc@x"));
         assert_eq!(url.password.as_deref(), Some("p:ss"));
         assert_eq!(url.database.as_deref(), Some("app"));
@@ -254,11 +401,47 @@ mod tests {
     #[test]
     fn defaults_and_ipv6() {
         let url = UpstreamUrl::parse("postgres://127.0.0.1").expect("valid");
-        assert_eq!(url.port, 5432);
+        assert_eq!(url.first().port, 5432);
         assert_eq!(url.sslmode, SslMode::Prefer);
+        assert_eq!(url.target_session_attrs, TargetSessionAttrs::Any);
         let url = UpstreamUrl::parse("postgres://[::1]:5433").expect("valid");
-        assert_eq!(url.host, "::1");
+        assert_eq!(url.first().name, "::1");
         assert_eq!(url.address(), "[::1]:5433");
+    }
+
+    #[test]
+    fn several_hosts_parse_as_libpq_reads_them() {
+        let url = UpstreamUrl::parse(
+            "postgres://u:p@db1:5432,db2:5433,[::1]/app?target_session_attrs=read-write",
+        )
+        .expect("valid");
+        assert_eq!(url.address(), "db1:5432,db2:5433,[::1]:5432");
+        assert_eq!(url.target_session_attrs, TargetSessionAttrs::ReadWrite);
+        assert_eq!(url.database.as_deref(), Some("app"));
+        let url = UpstreamUrl::parse("postgres://db1,db2:6000").expect("valid");
+        assert_eq!(url.address(), "db1:5432,db2:6000", "each host its own port");
+        let url =
+            UpstreamUrl::parse("postgres://u@/app?host=a,b&port=1,2&target_session_attrs=primary")
+                .expect("valid");
+        assert_eq!(url.address(), "a:1,b:2");
+        assert_eq!(url.target_session_attrs, TargetSessionAttrs::Primary);
+        let url = UpstreamUrl::parse("postgres:///app?host=a,b&port=7").expect("valid");
+        assert_eq!(url.address(), "a:7,b:7");
+    }
+
+    #[test]
+    fn bad_host_lists_are_refused() {
+        assert!(UpstreamUrl::parse("postgres://a,,b").is_err());
+        assert!(UpstreamUrl::parse("postgres://a,b?port=1,2,3").is_err());
+        assert!(UpstreamUrl::parse("postgres://a?target_session_attrs=fastest").is_err());
+        let standby = UpstreamUrl::parse("postgres://a,b?target_session_attrs=standby");
+        assert!(matches!(standby, Err(UpstreamUrlError::StandbyTarget(_))));
+        assert!(UpstreamUrl::parse("postgres://a,%2Ftmp").is_err());
+        let unchecked = UpstreamUrl::parse("postgres://a,b?target_session_attrs=primary");
+        assert!(matches!(
+            unchecked,
+            Err(UpstreamUrlError::TargetNeedsUser(_))
+        ));
     }
 
     #[test]
