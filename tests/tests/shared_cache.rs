@@ -13,8 +13,11 @@ use pgcached_tests::redis::{available, RedisServer};
 use pgcached_tests::{connect, url, Endpoint, TestProxy};
 use tokio_postgres::{Client, SimpleQueryMessage};
 
+/// A pgcached sharing `redis`. Lookups and writes may take up to 2 s here (20 ms by default):
+/// on a loaded test machine a slow Redis reply must not turn a shared hit into a miss, which
+/// these tests would read as a wrong answer.
 fn proxy(cluster: &LocalCluster, redis: &str) -> TestProxy {
-    let mut flags = vec!["--shared-cache", redis];
+    let mut flags = vec!["--shared-cache", redis, "--shared-cache-timeout", "2s"];
     flags.extend_from_slice(&CONSOLE_FLAGS);
     TestProxy::with_config(caching_config_for(cluster, &flags))
 }
@@ -68,7 +71,11 @@ async fn warm(proxy: &TestProxy, client: &Client) {
 async fn written(proxy: &TestProxy, count: u64) {
     let deadline = Instant::now() + Duration::from_secs(5);
     while proxy.shared.as_ref().expect("shared").report().written < count {
-        assert!(Instant::now() < deadline, "entries were not written");
+        assert!(
+            Instant::now() < deadline,
+            "entries were not written: {:?}",
+            proxy.shared.as_ref().expect("shared").report()
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -122,7 +129,8 @@ async fn results_filled_through_one_pgcached_are_served_by_the_others_and_after_
         assert_eq!(
             shared_hits(p),
             shared_before + 1,
-            "served from the shared tier"
+            "served from the shared tier: {:?}",
+            p.shared.as_ref().expect("shared").report()
         );
         assert_eq!(
             hits(p),
