@@ -87,6 +87,31 @@ def parse_perf(path):
     return counts
 
 
+def busy_share(seconds=1.0):
+    """Share of the machine's CPU time that was busy over the next `seconds` (all processes)."""
+    def sample():
+        cells = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:9]]
+        idle = cells[3] + cells[4]
+        return sum(cells), idle
+    t0, i0 = sample()
+    time.sleep(seconds)
+    t1, i1 = sample()
+    return 1 - (i1 - i0) / max(t1 - t0, 1)
+
+
+def wait_quiet(limit=60.0, threshold=0.25):
+    """Waits (up to `limit` seconds) until others use under `threshold` of the machine while
+    nothing of the benchmark runs; returns the seconds waited."""
+    waited = 0.0
+    while waited < limit:
+        if busy_share() < threshold:
+            return waited
+        waited += 1.0
+        time.sleep(1.0)
+        waited += 1.0
+    return waited
+
+
 class Bench:
     def __init__(self, args):
         self.args = args
@@ -97,6 +122,8 @@ class Bench:
         self.pgbench = str(self.pgbench or "pgbench")
         self.ports = {}
         self.pids = {}
+        # Seconds spent waiting for a quiet machine before runs (the machine is shared).
+        self.waited = 0.0
 
     def spawn(self, name, argv, **kw):
         out = open(self.work / f"{name}.log", "w")
@@ -193,6 +220,7 @@ pidfile = {run}/pgbouncer.pid
                 "-n", "-S", "-c", "8", "-j", "2", "-T", str(seconds), "-M", mode, "app"]
 
     def tps(self, target, mode, seconds):
+        self.waited += wait_quiet()
         p = subprocess.run(self.pgbench_argv(target, mode, seconds), capture_output=True,
                            text=True, timeout=seconds + 60)
         m = re.search(r"^tps = ([0-9.]+)", p.stdout, re.M)
@@ -207,6 +235,7 @@ pidfile = {run}/pgbouncer.pid
         d = self.work / "perf"
         d.mkdir(exist_ok=True)
         tag = f"{target}-{mode}"
+        self.waited += wait_quiet()
         groups = {"postgres": [p for p, c in children_of(self.pids["postmaster"]).items()
                                if c == "postgres"]}
         if target != "direct":
@@ -282,6 +311,7 @@ def main():
         log("warm-up: one short run per target")
         for t in TARGETS:
             b.tps(t, "simple", 1)
+        b.waited = 0.0
         tps = {}
         cell = 0
         for mode in modes:
@@ -300,9 +330,11 @@ def main():
                     perf.append(row)
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps({"tps": {f"{m}/{t}": v for (m, t), v in tps.items()},
-                                       "perf": perf, "args": vars(args)}, indent=1))
+                                       "perf": perf, "args": vars(args),
+                                       "waited_s": b.waited}, indent=1))
         print(f"pgbench -S, 8 clients, 2 threads, {args.seconds} s per run, {args.rounds} rounds "
-              "per mode, targets alternating; median tps (ratio to PostgreSQL direct); last "
+              f"per mode, targets alternating (waited {b.waited:.0f} s in all for the machine to "
+              "be quiet before runs); median tps (ratio to PostgreSQL direct); last "
               "columns: miss (--cache on) over relay (--cache off) of the same build, and "
               "relay over PgBouncer.\n")
         print("| mode | " + " | ".join(LABELS[t] for t in TARGETS)
