@@ -9,7 +9,8 @@ Then one run per target under `perf stat` (software events: task-clock, syscalls
 switches) gives the proxy's and PostgreSQL's cost per query.
 
 Usage: bench/before_after.py BEFORE_BINARY AFTER_BINARY [--seconds N] [--rounds N]
-                             [--perf-seconds N] [--modes simple,extended,prepared]
+                             [--perf-seconds N] [--perf-rounds N]
+                             [--modes simple,extended,prepared] [--perf-modes simple,prepared]
                              [--hold]   (start everything, print the ports, wait for Ctrl-C)
 Prints Markdown tables; the raw numbers go to bench/results/before_after.json.
 """
@@ -99,8 +100,8 @@ def busy_share(seconds=1.0):
     return 1 - (i1 - i0) / max(t1 - t0, 1)
 
 
-def wait_quiet(limit=60.0, threshold=0.25):
-    """Waits (up to `limit` seconds) until others use under `threshold` of the machine while
+def wait_quiet(limit=10.0, threshold=0.3):
+    """Waits (up to `limit` seconds) until the machine is under `threshold` busy while
     nothing of the benchmark runs; returns the seconds waited."""
     waited = 0.0
     while waited < limit:
@@ -296,6 +297,7 @@ def main():
     ap.add_argument("--perf-seconds", type=int, default=6)
     ap.add_argument("--modes", default="simple,extended,prepared")
     ap.add_argument("--perf-modes", default="simple,prepared")
+    ap.add_argument("--perf-rounds", type=int, default=1)
     ap.add_argument("--hold", action="store_true")
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
@@ -307,7 +309,7 @@ def main():
             signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGINT, signal.SIGTERM])
             signal.sigwait([signal.SIGINT, signal.SIGTERM])
             return
-        modes = args.modes.split(",")
+        modes = [m for m in args.modes.split(",") if m]
         log("warm-up: one short run per target")
         for t in TARGETS:
             b.tps(t, "simple", 1)
@@ -324,10 +326,19 @@ def main():
                     f"{t} {tps[(mode, t)][-1] or 0:.0f}" for t in TARGETS))
         perf = []
         for mode in args.perf_modes.split(","):
+            rows = {t: [] for t in TARGETS}
+            for rnd in range(args.perf_rounds):
+                order = TARGETS[rnd % len(TARGETS):] + TARGETS[:rnd % len(TARGETS)]
+                for t in order:
+                    row = b.perf(t, mode, args.perf_seconds)
+                    if row:
+                        rows[t].append(row)
             for t in TARGETS:
-                row = b.perf(t, mode, args.perf_seconds)
-                if row:
-                    perf.append(row)
+                if rows[t]:
+                    # The median of each figure over the rounds.
+                    perf.append({k: (median([r[k] for r in rows[t]])
+                                     if isinstance(v, float) else v)
+                                 for k, v in rows[t][0].items()})
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps({"tps": {f"{m}/{t}": v for (m, t), v in tps.items()},
                                        "perf": perf, "args": vars(args),
@@ -352,7 +363,8 @@ def main():
         for mode in modes:
             print(f"- {mode}: " + "; ".join(
                 f"{t} " + "/".join(f"{x:.0f}" for x in tps[(mode, t)] if x) for t in TARGETS))
-        print("\nperf stat, one run per target, per query: CPU µs, syscalls, context switches\n")
+        print(f"\nperf stat, {args.perf_rounds} run(s) of {args.perf_seconds} s per target "
+              "(median), per query: CPU µs, syscalls, context switches\n")
         print("| mode | target | tps | proxy CPU µs | proxy syscalls | proxy ctx sw | "
               "PostgreSQL CPU µs | pgbench CPU µs | all ctx sw |")
         print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
