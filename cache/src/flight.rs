@@ -13,38 +13,35 @@ use tokio::sync::watch;
 
 use crate::key::CacheKey;
 
-/// Keys being filled, each with a channel that closes when the fill ends.
+/// Keys being filled, each with the channel that closes when its fill ends. Most fills have no
+/// waiter, so the channel is made by the first one (a miss then costs no allocation here).
 #[derive(Default)]
 pub struct Flights {
-    active: Mutex<HashMap<CacheKey, watch::Sender<()>>>,
+    active: Mutex<HashMap<CacheKey, Option<watch::Sender<()>>>>,
 }
 
 impl Flights {
     /// Registers a flight for `key`; `Err` with a waiter if one is already under way.
     pub fn start(&self, key: &CacheKey) -> Result<(), FillWait> {
         let mut active = self.active.lock();
-        if let Some(sender) = active.get(key) {
-            return Err(FillWait {
-                receiver: sender.subscribe(),
-            });
+        if let Some(sender) = active.get_mut(key) {
+            return Err(waiter(sender));
         }
-        let (sender, _) = watch::channel(());
-        active.insert(key.clone(), sender);
+        active.insert(key.clone(), None);
         Ok(())
     }
 
     /// A waiter on the flight of `key`, if one is under way (the filler's own, to wait for a
     /// fill it handed to another task).
     pub fn subscribe(&self, key: &CacheKey) -> Option<FillWait> {
-        self.active.lock().get(key).map(|sender| FillWait {
-            receiver: sender.subscribe(),
-        })
+        self.active.lock().get_mut(key).map(waiter)
     }
 
     /// Ends the flight of `key`, waking its waiters.
     pub fn end(&self, key: &CacheKey) {
         // Dropping the sender closes the channel: every waiter's `changed()` returns.
-        self.active.lock().remove(key);
+        let ended = self.active.lock().remove(key);
+        drop(ended);
     }
 
     /// Number of flights under way.
@@ -55,6 +52,14 @@ impl Flights {
     /// True when no flight is under way.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// A waiter on a flight, making its channel if it has none yet.
+fn waiter(sender: &mut Option<watch::Sender<()>>) -> FillWait {
+    let sender = sender.get_or_insert_with(|| watch::channel(()).0);
+    FillWait {
+        receiver: sender.subscribe(),
     }
 }
 

@@ -4,12 +4,37 @@
 //! formats. Two different keys must never be confused (that would serve one role's rows to
 //! another), so the key keeps all its bytes and compares them; each part is length-prefixed so
 //! that ("ab", "c") and ("a", "bc") differ.
+//!
+//! A key is hashed once, when it is built, and carries that hash: the store, its index when it
+//! grows and the single-flight table each hash the 8-byte digest, not the key's hundred-odd
+//! bytes, on every lookup, fill and rehash. Equality still compares every byte, so a digest
+//! collision costs a comparison, never a wrong entry. The digest is keyed per process (std's
+//! `RandomState`), so clients cannot choose texts that collide.
+
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::OnceLock;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
 /// An owned cache key.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct CacheKey(Bytes);
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheKey {
+    /// The digest of `bytes` (compared first: different digests, different keys).
+    digest: u64,
+    bytes: Bytes,
+}
+
+impl Hash for CacheKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.digest);
+    }
+}
+
+/// The process's keyed hash of key bytes.
+fn digest(bytes: &[u8]) -> u64 {
+    static KEYS: OnceLock<std::collections::hash_map::RandomState> = OnceLock::new();
+    KEYS.get_or_init(Default::default).hash_one(bytes)
+}
 
 impl CacheKey {
     /// Starts a key.
@@ -19,17 +44,17 @@ impl CacheKey {
 
     /// Size in bytes.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.bytes.len()
     }
 
     /// The key's bytes (what a shared tier stores beside a result, to compare on read).
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        &self.bytes
     }
 
     /// True for the empty key.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.bytes.is_empty()
     }
 }
 
@@ -46,7 +71,11 @@ impl CacheKeyBuilder {
 
     /// The key.
     pub fn finish(self) -> CacheKey {
-        CacheKey(self.0.freeze())
+        let bytes = self.0.freeze();
+        CacheKey {
+            digest: digest(&bytes),
+            bytes,
+        }
     }
 }
 
@@ -61,5 +90,7 @@ mod tests {
         assert_ne!(a, b);
         let c = CacheKey::builder().part(b"ab").part(b"c").finish();
         assert_eq!(a, c);
+        assert_eq!(a.digest, c.digest);
+        assert_ne!(a.digest, b.digest);
     }
 }

@@ -1,6 +1,6 @@
 //! Cache metric handles (the metrics themselves are in [`crate::metrics::registry`]).
 //!
-//! Handles for the hot path (hits, misses, the hit-latency histogram) are created once; bypass
+//! Handles for the hot path (hits, misses, fills, the latency histograms) are created once; bypass
 //! reasons are the fixed labels of [`BypassReason`], never SQL text or anything a client
 //! controls.
 
@@ -22,6 +22,34 @@ use crate::metrics::registry::{
 use crate::session::caching::expect::QueryPath;
 use crate::stats::{Counters, InvalidationSource, QueryKind, TableActivity};
 
+/// Every fill outcome, in the order of [`CacheMetrics`]'s handles.
+const FILL_OUTCOMES: [FillOutcome; 4] = [
+    FillOutcome::Stored,
+    FillOutcome::Stale,
+    FillOutcome::TooLarge,
+    FillOutcome::Expired,
+];
+
+/// Where `outcome` is in [`FILL_OUTCOMES`].
+fn fill_index(outcome: FillOutcome) -> usize {
+    match outcome {
+        FillOutcome::Stored => 0,
+        FillOutcome::Stale => 1,
+        FillOutcome::TooLarge => 2,
+        FillOutcome::Expired => 3,
+    }
+}
+
+/// The metric label of a fill outcome.
+fn fill_label(outcome: FillOutcome) -> &'static str {
+    match outcome {
+        FillOutcome::Stored => "stored",
+        FillOutcome::Stale => "stale",
+        FillOutcome::TooLarge => "too_large",
+        FillOutcome::Expired => "expired",
+    }
+}
+
 /// Cache metric handles, and the in-process totals the admin console reads.
 #[derive(Clone)]
 pub struct CacheMetrics {
@@ -36,6 +64,8 @@ pub struct CacheMetrics {
     passthrough_duration: Histogram,
     queries: [Counter; 4],
     invalidations: [Counter; 5],
+    /// One per [`FillOutcome`], in the order of [`FILL_OUTCOMES`].
+    fills: [Counter; 4],
     /// Totals since start.
     pub counters: Arc<Counters>,
     /// Invalidations per table.
@@ -58,6 +88,8 @@ impl CacheMetrics {
             queries: QueryKind::ALL.map(|k| counter!(QUERIES_TOTAL, "kind" => k.label())),
             invalidations: InvalidationSource::ALL
                 .map(|s| counter!(INVALIDATIONS_TOTAL, "source" => s.label())),
+            fills: FILL_OUTCOMES
+                .map(|outcome| counter!(CACHE_FILLS_TOTAL, "outcome" => fill_label(outcome))),
             counters,
             tables: Arc::new(TableActivity::default()),
         }
@@ -114,13 +146,7 @@ impl CacheMetrics {
 
     /// A fill attempt.
     pub fn filled(&self, outcome: FillOutcome) {
-        let label = match outcome {
-            FillOutcome::Stored => "stored",
-            FillOutcome::Stale => "stale",
-            FillOutcome::TooLarge => "too_large",
-            FillOutcome::Expired => "expired",
-        };
-        counter!(CACHE_FILLS_TOTAL, "outcome" => label).increment(1);
+        self.fills[fill_index(outcome)].increment(1);
         if outcome == FillOutcome::Stored {
             Counters::add(&self.counters.fills, 1);
         }
@@ -203,4 +229,18 @@ pub fn spawn_gauges(cache: Arc<ResultCache>, classifier: Arc<Classifier>, metric
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_fill_outcome_has_its_own_handle() {
+        for (i, outcome) in FILL_OUTCOMES.into_iter().enumerate() {
+            assert_eq!(fill_index(outcome), i);
+        }
+        let labels: std::collections::HashSet<_> = FILL_OUTCOMES.map(fill_label).into();
+        assert_eq!(labels.len(), FILL_OUTCOMES.len());
+    }
 }

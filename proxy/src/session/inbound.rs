@@ -14,6 +14,18 @@ use super::machine::ClientPiece;
 use super::outbox::Outbox;
 use crate::wire::frame::{self, BadLength, Next, Position};
 
+/// Free space a read buffer gets before each read.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Makes room in a read buffer for the next read. Called just before the read, after the
+/// frames cut from the buffer were written (the relay writes before it reads): the buffer is
+/// then no longer shared and is reused in place, not replaced by a new allocation.
+pub(crate) fn make_room(buf: &mut BytesMut) {
+    if buf.capacity() - buf.len() < READ_CHUNK / 2 {
+        buf.reserve(READ_CHUNK);
+    }
+}
+
 /// Bytes received from one peer and where its frame stream stands.
 #[derive(Default)]
 pub(crate) struct Inbound {
@@ -176,6 +188,30 @@ mod tests {
             .expect("valid");
         assert_eq!(out.bytes, a.len() + b.len() + c.len());
         assert!(inbound.is_empty());
+    }
+
+    #[test]
+    fn the_read_buffer_is_reused_once_its_frames_are_written() {
+        let mut inbound = Inbound::default();
+        make_room(&mut inbound.buf);
+        let start = inbound.buf.as_ptr() as usize;
+        let mut answer = frame(b'D', b"one row of a result");
+        answer.extend_from_slice(&frame(b'C', b"SELECT 1\0"));
+        answer.extend_from_slice(&frame(b'Z', b"I"));
+        // Many round trips: read, cut, queue, write; then room for the next read.
+        for _ in 0..2_000 {
+            inbound.buf.extend_from_slice(&answer);
+            let mut out = Outbox::default();
+            inbound
+                .cut_runs(&mut out, |_, _, _| ServerAction::Forward)
+                .expect("valid");
+            assert_eq!(out.bytes, answer.len());
+            let written = out.bytes;
+            out.advance(written);
+            make_room(&mut inbound.buf);
+            let at = (inbound.buf.as_ptr() as usize).wrapping_sub(start);
+            assert!(at < READ_CHUNK, "a new buffer was allocated");
+        }
     }
 
     #[test]

@@ -30,8 +30,6 @@ use crate::wire::frontend::FrontendTag;
 
 /// A direction stops reading while the queue it feeds holds more than this many bytes.
 pub(crate) const HIGH_WATER: usize = 256 * 1024;
-/// Free space kept in a read buffer before each read.
-const READ_CHUNK: usize = 16 * 1024;
 /// How long queued bytes may take to drain once the session is closing.
 const CLOSE_DRAIN: Duration = Duration::from_secs(5);
 /// The Terminate message, sent upstream when pgcached closes a session itself.
@@ -82,6 +80,26 @@ pub(crate) async fn run(
         let parked = machine.parked().is_some();
 
         tokio::select! {
+            // Writes first: a run of frames is written before the next read is prepared, so
+            // the read buffer it was cut from is no longer shared and is reused in place
+            // instead of a new one being allocated for every read.
+            biased;
+            pumped = to_client.pump(&mut client_write), if to_client.has_work() => {
+                if let Err(e) = to_client.settle(pumped) {
+                    if closing.is_none() {
+                        closing = Some((Err(SessionError::ClientIo(e)), deadline()));
+                    }
+                }
+            }
+            pumped = to_upstream.pump(&mut upstream_write), if to_upstream.has_work() => {
+                if let Err(e) = to_upstream.settle(pumped) {
+                    if closing.is_none() {
+                        let error = SessionError::UpstreamIo(e);
+                        say_fatal(&mut to_client, &from_upstream, &error);
+                        closing = Some((Err(error), deadline()));
+                    }
+                }
+            }
             read = read_into(&mut client_read, &mut from_client.buf),
                 if reading
                 && !parked
@@ -166,22 +184,6 @@ pub(crate) async fn run(
                     }
                 }
             }
-            pumped = to_client.pump(&mut client_write), if to_client.has_work() => {
-                if let Err(e) = to_client.settle(pumped) {
-                    if closing.is_none() {
-                        closing = Some((Err(SessionError::ClientIo(e)), deadline()));
-                    }
-                }
-            }
-            pumped = to_upstream.pump(&mut upstream_write), if to_upstream.has_work() => {
-                if let Err(e) = to_upstream.settle(pumped) {
-                    if closing.is_none() {
-                        let error = SessionError::UpstreamIo(e);
-                        say_fatal(&mut to_client, &from_upstream, &error);
-                        closing = Some((Err(error), deadline()));
-                    }
-                }
-            }
             open = &mut phase_changed, if phase_open && closing.is_none() => {
                 phase_open = open;
                 if open {
@@ -240,8 +242,6 @@ async fn read_into<R: AsyncRead + Unpin>(
     reader: &mut R,
     buf: &mut BytesMut,
 ) -> std::io::Result<usize> {
-    if buf.capacity() - buf.len() < READ_CHUNK / 2 {
-        buf.reserve(READ_CHUNK);
-    }
+    super::inbound::make_room(buf);
     reader.read_buf(buf).await
 }

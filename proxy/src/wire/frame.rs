@@ -111,13 +111,14 @@ impl Position {
     }
 }
 
-/// Reserves room in `buf` so that the next read can complete a frame of `wanted` bytes.
+/// Reserves room in `buf` so that the next read can complete a frame of `wanted` bytes, if it
+/// has not room enough already. Only then: the frames just split off `buf` still share its
+/// allocation until they are written, so reserving now would allocate a new buffer at every
+/// read; reserved just before the next read instead, after the writes, the buffer is reused.
 pub fn reserve_for(buf: &mut BytesMut, wanted: usize) {
     let missing = wanted.saturating_sub(buf.len());
-    if missing > 0 {
+    if buf.capacity() - buf.len() < missing {
         buf.reserve(missing.max(8 * 1024));
-    } else if buf.capacity() - buf.len() < 4096 {
-        buf.reserve(16 * 1024);
     }
 }
 

@@ -262,7 +262,7 @@ impl CachePath {
         }
         // Captures were only made for reads that saw committed rows and nothing of their own
         // block's writes (see `transaction_allows`); a failed request left none.
-        for fill in std::mem::take(&mut self.fills) {
+        for fill in self.fills.drain(..) {
             let outcome = fill.guard.fill(fill.response, fill.meta);
             self.backend.metrics.filled(outcome);
         }

@@ -38,6 +38,16 @@ pub(crate) struct Portal {
     pub(crate) executed: bool,
 }
 
+/// `part` (a slice of `frame`) as the same bytes of `own`, a copy of `frame`; a part that is
+/// not inside `frame` is copied.
+fn rebase(frame: &Bytes, own: &Bytes, part: &Bytes) -> Bytes {
+    let start = (part.as_ptr() as usize).wrapping_sub(frame.as_ptr() as usize);
+    match start.checked_add(part.len()) {
+        Some(end) if !part.is_empty() && end <= frame.len() => own.slice(start..end),
+        _ => Bytes::copy_from_slice(part),
+    }
+}
+
 /// The registry of one session.
 #[derive(Debug, Default)]
 pub(crate) struct Statements {
@@ -56,14 +66,17 @@ impl Statements {
         self.statements.len() >= MAX_STATEMENTS
     }
 
-    /// Records a Parse (its frame is `frame`).
+    /// Records a Parse (its frame is `frame`). The statement keeps a copy of the frame: a
+    /// slice of it would keep the whole read buffer it arrived in (16 KiB or more) alive for as
+    /// long as the statement, and would make the relay allocate a new buffer for every read.
     pub(crate) fn parsed(&mut self, parse: &Parse, frame: &Bytes) {
+        let own = Bytes::copy_from_slice(frame);
         self.statements.insert(
-            parse.name.clone(),
+            rebase(frame, &own, &parse.name),
             Statement {
-                parse: frame.clone(),
-                sql: parse.sql.clone(),
-                param_types: parse.param_types.clone(),
+                sql: rebase(frame, &own, &parse.sql),
+                param_types: rebase(frame, &own, &parse.param_types),
+                parse: own,
             },
         );
     }
@@ -146,9 +159,14 @@ impl Statements {
         self.server_unnamed = None;
     }
 
-    /// The server's unnamed statement is now the one this Parse frame prepares.
+    /// The server's unnamed statement is now the one this Parse frame prepares (kept as the
+    /// statement's own copy when it is the client's unnamed statement, else copied).
     pub(crate) fn server_prepared_unnamed(&mut self, frame: &Bytes) {
-        self.server_unnamed = Some(frame.clone());
+        let kept = match self.statements.get(&Bytes::new()) {
+            Some(statement) if statement.parse == frame => statement.parse.clone(),
+            _ => Bytes::copy_from_slice(frame),
+        };
+        self.server_unnamed = Some(kept);
     }
 
     /// The server's unnamed statement is gone (a simple Query pgcached sends drops it).
@@ -168,5 +186,36 @@ impl Statements {
         }
         self.server_unnamed = Some(parse.clone());
         Some(parse)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recorded_parse_owns_its_bytes() {
+        let mut buffer = bytes::BytesMut::with_capacity(256);
+        buffer.extend_from_slice(b"P\0\0\0\x17s1\0SELECT $1\0\0\x01\0\0\0\x17");
+        let frame = buffer.split_to(24).freeze();
+        let parse = Parse {
+            name: frame.slice(5..7),
+            sql: frame.slice(8..17),
+            param_types: frame.slice(18..24),
+        };
+        let mut statements = Statements::default();
+        statements.parsed(&parse, &frame);
+        let statement = statements
+            .statement(&Bytes::from_static(b"s1"))
+            .expect("recorded");
+        assert_eq!(statement.parse, frame);
+        assert_eq!(&statement.sql[..], b"SELECT $1");
+        assert_eq!(statement.param_types, parse.param_types);
+        // Nothing recorded points into the read buffer: it is free to be reused.
+        drop((frame, parse));
+        assert!(
+            buffer.try_reclaim(200),
+            "the read buffer is no longer shared"
+        );
     }
 }
