@@ -7,6 +7,7 @@
 # Needs Debian's sysbench (apt-get install sysbench).
 #
 # Usage: bench/sysbench_tx.sh [seconds-per-run] [rounds] [table-size]   (defaults: 20, 2, 10000)
+# WARMUP=seconds sets the warm-up per test through pgcached (default 5).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_RUN="${1:-20}"
@@ -36,7 +37,7 @@ tps() {
 
 # Warm: the statements get judged and the hot rows cached.
 for test in oltp_read_only oltp_point_select; do
-  sb "$PROXY_PORT" "$test" --threads=8 --time=5 run >/dev/null 2>&1
+  sb "$PROXY_PORT" "$test" --threads=8 --time="${WARMUP:-5}" run >/dev/null 2>&1
 done
 
 echo "| test | round | direct tps | pgcached tps | pgcached / direct |"
