@@ -402,8 +402,9 @@ impl CachePath {
 
     /// What each Execute of the held batch runs, resolved in the batch's order (a batch may
     /// prepare the unnamed statement, or bind a portal, more than once). `None` when an
-    /// Execute runs a portal the batch did not bind: only PostgreSQL knows what that portal is
-    /// now (a portal run to completion, or one of an earlier batch of the block).
+    /// Execute runs a portal the batch did not bind, or one it already executed since its
+    /// Bind: only PostgreSQL knows what that portal is now (a portal run to completion or
+    /// part of the way, or one of an earlier batch of the block).
     fn held_executions(&self) -> Option<Vec<HeldExecution>> {
         let Batch::Holding(held) = &self.batch else {
             return None;
@@ -439,11 +440,11 @@ impl CachePath {
                     bound.retain(|execution| execution.portal != target.name);
                 }
                 Frontend::Execute(execute) => {
-                    let execution = bound.iter().find(|e| e.portal == execute.portal)?;
-                    executions.push(HeldExecution {
-                        index,
-                        ..execution.clone()
-                    });
+                    // Each Bind is executed once here: a second Execute of the portal goes on
+                    // where the first stopped, which only PostgreSQL can answer.
+                    let position = bound.iter().position(|e| e.portal == execute.portal)?;
+                    let execution = bound.swap_remove(position);
+                    executions.push(HeldExecution { index, ..execution });
                 }
                 _ => {}
             }
@@ -518,21 +519,12 @@ impl CachePath {
         let mut entries: Vec<(usize, Bytes, Planned)> = Vec::new();
         let mut steps: Vec<LocalStep> = Vec::new();
         let mut described: Vec<Bytes> = Vec::new();
-        let mut executed: Vec<Bytes> = Vec::new();
         for (index, frame) in held.frames.iter().enumerate() {
             match &frame.message {
                 Frontend::Describe(target) => described.push(target.name.clone()),
-                Frontend::Bind(bind) => {
-                    described.retain(|p| *p != bind.portal);
-                    executed.retain(|p| *p != bind.portal);
-                }
+                Frontend::Bind(bind) => described.retain(|p| *p != bind.portal),
                 Frontend::Execute(execute) => {
                     let execution = executions.next_if(|e| e.index == index).ok_or(None)?;
-                    if executed.contains(&execute.portal) {
-                        // It goes on where the batch's earlier Execute stopped.
-                        return Err(None);
-                    }
-                    executed.push(execute.portal.clone());
                     let limit = row_limit(execute);
                     if limit != 0 && !steps.is_empty() {
                         // A block begun here: the portal outlives Sync.
