@@ -108,6 +108,10 @@ fn asyncpg_fetchrow_is_served_from_the_cache() {
          asyncio.run(main())\n",
         port = caching.port()
     );
+    // A first run lets the statement's classification land (in the background, slower on a
+    // loaded machine) and fills the entries; the second is counted.
+    let warm = run_with_timeout(python().arg("-c").arg(&script), 60);
+    expect_success(&warm, "asyncpg fetchrow (warm-up)");
     let before = cache.hits();
     let output = run_with_timeout(python().arg("-c").arg(&script), 60);
     let stdout = expect_success(&output, "asyncpg fetchrow");
@@ -122,5 +126,5 @@ fn asyncpg_fetchrow_is_served_from_the_cache() {
     );
     assert_eq!(out["value"], "two");
     let hits = cache.hits() - before;
-    assert!(hits >= 40, "{hits} of 50 fetchrow calls were cache hits");
+    assert!(hits >= 45, "{hits} of 50 fetchrow calls were cache hits");
 }
