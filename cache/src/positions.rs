@@ -175,6 +175,12 @@ impl Positions {
         (last > resolved).then_some(last)
     }
 
+    /// An upper bound of the positions of every change made through this pgcached so far (0:
+    /// none), or `None` while the newest one is not resolved.
+    pub fn own_changes_bound(&self) -> Option<u64> {
+        self.bound(self.tickets.load(Ordering::Acquire))
+    }
+
     /// Every ticket up to `ticket` belongs to a change committed at or before `position`
     /// (read after the ticket was taken).
     pub fn resolve(&self, ticket: u64, position: u64) {
@@ -234,6 +240,20 @@ mod tests {
         assert_eq!(p.unresolved(), None);
         p.resolve(a, 50);
         assert_eq!(p.bound(b), Some(250), "an older resolution changes nothing");
+    }
+
+    #[test]
+    fn own_changes_are_bounded_once_the_newest_is_resolved() {
+        let p = Positions::default();
+        assert_eq!(p.own_changes_bound(), Some(0), "no change yet");
+        let a = p.take_ticket();
+        assert_eq!(p.own_changes_bound(), None);
+        p.resolve(a, 100);
+        assert_eq!(p.own_changes_bound(), Some(100));
+        let b = p.take_ticket();
+        assert_eq!(p.own_changes_bound(), None, "the newest is not bounded yet");
+        p.resolve(b, 180);
+        assert_eq!(p.own_changes_bound(), Some(180));
     }
 
     #[test]

@@ -28,6 +28,7 @@
 //! - [`classify`]: the memoized verdict per statement text: cacheable (on which tables) or not.
 //! - [`cache_metrics`]: cache metric handles.
 //! - [`pins`]: row-level dependencies: canonical values, row keys, column sets in use.
+//! - [`replica`]: read replicas answering cache misses once they have replayed far enough.
 //! - [`replication`]: one logical-decoding stream per database, feeding the cache.
 //! - [`shared_cache`]: the shared tier in Redis/Valkey, validated by WAL positions.
 //! - [`stats`]: in-process totals, per-table invalidations and open sessions, for the admin
@@ -47,6 +48,7 @@ pub mod error;
 pub mod metrics;
 pub mod net;
 pub(crate) mod pins;
+pub mod replica;
 pub mod replication;
 pub mod server;
 pub(crate) mod session;

@@ -32,7 +32,7 @@ fn main() -> std::process::ExitCode {
 
 fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
     let cluster = match cli.command {
-        Some(Command::Demo) => Some(demo::start_cluster(&mut config)?),
+        Some(Command::Demo { standby }) => Some(demo::start(&mut config, standby)?),
         None => None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -52,8 +52,8 @@ fn run(cli: Cli, mut config: Config) -> anyhow::Result<()> {
             tls = config.tls_cert.is_some(),
             "pgcached serving"
         );
-        if let Some(cluster) = &cluster {
-            println!("{}", demo::banner(&config, cluster));
+        if let Some(demo) = &cluster {
+            println!("{}", demo::banner(&config, demo));
         }
         server.serve(listener, shutdown_signal()).await;
         anyhow::Ok(())

@@ -22,6 +22,7 @@ use crate::catalog::Catalog;
 use crate::classify::{Classifier, TableRules};
 use crate::config::{CacheMode, Config};
 use crate::metrics::ProxyMetrics;
+use crate::replica::Replicas;
 use crate::replication::{Replication, ReplicationSettings};
 use crate::session::caching::CacheShared;
 use crate::session::{self, Admission, SessionContext};
@@ -79,14 +80,17 @@ impl Server {
             .then(|| Monitor(primary::spawn_monitor(Arc::clone(&upstreams))));
         let connector = Connector::new(Arc::clone(&upstreams))?;
         let control = Arc::new(ControlConnections::new(Arc::clone(&upstreams)));
-        let scram_server = match (&client_tls, &config.auth_query) {
-            (Some(tls), Some(query)) => Some(ScramServer {
+        let verifiers = config.auth_query.as_ref().map(|query| {
+            Arc::new(Verifiers::new(
+                Arc::clone(&control),
+                crate::admin::Console::own_database(config),
+                query.clone(),
+            ))
+        });
+        let scram_server = match (&client_tls, &verifiers) {
+            (Some(tls), Some(verifiers)) => Some(ScramServer {
                 binding: channel_binding::tls_server_end_point(&tls.certificate),
-                verifiers: Arc::new(Verifiers::new(
-                    Arc::clone(&control),
-                    crate::admin::Console::own_database(config),
-                    query.clone(),
-                )),
+                verifiers: Arc::clone(verifiers),
             }),
             _ => None,
         };
@@ -132,6 +136,27 @@ impl Server {
                     )?),
                     None => None,
                 };
+                let max_entry = usize::try_from(config.cache.max_entry).unwrap_or(usize::MAX);
+                let replicas = match config.replicas.urls.is_empty() {
+                    true => None,
+                    false => {
+                        if shared.is_none() {
+                            // Bounds on proxied writes' positions, which replicas must pass.
+                            tokio::spawn(crate::shared_cache::resolver::run(
+                                Arc::clone(cache.generations()),
+                                Arc::clone(&control),
+                            ));
+                        }
+                        Some(Replicas::start(
+                            &config.replicas.urls,
+                            config.replicas.pool_size,
+                            Arc::clone(cache.generations()),
+                            Arc::clone(&upstreams),
+                            verifiers.clone(),
+                            max_entry,
+                        )?)
+                    }
+                };
                 let watchers = Arc::new(CatalogWatchers::new(
                     Arc::clone(&catalog),
                     Arc::clone(&classifier),
@@ -161,11 +186,12 @@ impl Server {
                     cache,
                     classifier,
                     metrics,
-                    max_entry: usize::try_from(config.cache.max_entry).unwrap_or(usize::MAX),
+                    max_entry,
                     defer_begin: config.cache.defer_begin == crate::config::DeferBegin::On,
                     replication,
                     watchers,
                     shared,
+                    replicas,
                 }))
             }
         };

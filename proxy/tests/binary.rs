@@ -212,13 +212,14 @@ fn stat(stats: &str, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("no {name} in SHOW STATS:\n{stats}"))
 }
 
-#[test]
-fn the_demo_banner_commands_work_as_printed() {
+/// Runs `pgcached demo` with `extra` arguments after `demo`; the running child and its banner.
+fn start_demo(extra: &[&str]) -> (Running, String) {
     let (port, metrics_port) = (free_port(), free_port());
     let child = Command::new(BIN)
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
         .arg("demo")
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -247,6 +248,65 @@ fn the_demo_banner_commands_work_as_printed() {
             Err(e) => panic!("no banner from the demo ({e}):\n{banner}"),
         }
     }
+    (running, banner)
+}
+
+#[test]
+fn the_demo_with_a_standby_sends_misses_to_it() {
+    let (running, banner) = start_demo(&["--standby"]);
+    assert!(banner.contains("standby (throwaway)"), "{banner}");
+    let commands = banner_commands(&banner);
+    let (app, _) = commands
+        .iter()
+        .find(|(url, _)| url.ends_with("/app"))
+        .unwrap_or_else(|| panic!("no command for database app:\n{banner}"));
+    let (console, _) = commands
+        .iter()
+        .find(|(url, _)| url.ends_with("/pgcached"))
+        .unwrap_or_else(|| panic!("no console command:\n{banner}"));
+    // Misses of rows not read before; once the standby is usable and the change stream runs,
+    // it fills them (`filled`, the eighth column of SHOW REPLICAS).
+    let mut replicas = String::new();
+    for id in 1..200 {
+        let sql = format!("SELECT name FROM products WHERE id = {id}");
+        let rows = run_banner_command(app, &sql).expect("a read through pgcached");
+        assert_eq!(rows.trim(), format!("product {id}"));
+        replicas = run_banner_command(console, "SHOW REPLICAS").expect("SHOW REPLICAS");
+        let filled: u64 = replicas
+            .lines()
+            .next()
+            .and_then(|row| row.split('|').nth(7))
+            .and_then(|filled| filled.parse().ok())
+            .unwrap_or(0);
+        if filled > 0 {
+            stop_demo(running);
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("the standby never answered a miss:\n{replicas}");
+}
+
+/// Ctrl-C (SIGINT) to the demo; it must exit cleanly.
+fn stop_demo(mut running: Running) {
+    // SAFETY: plain kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(running.0.id() as i32, libc::SIGINT);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = running.0.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the demo ignored Ctrl-C");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn the_demo_banner_commands_work_as_printed() {
+    let (running, banner) = start_demo(&[]);
     let commands = banner_commands(&banner);
     let app = commands
         .iter()
@@ -289,19 +349,7 @@ fn the_demo_banner_commands_work_as_printed() {
         })
         .unwrap_or_else(|| panic!("no data directory in the banner:\n{banner}"));
     assert!(std::path::Path::new(&data_dir).is_dir(), "{data_dir}");
-    // SAFETY: plain kill(2) on our own child's pid.
-    unsafe {
-        libc::kill(running.0.id() as i32, libc::SIGINT);
-    }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = running.0.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the demo ignored Ctrl-C");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(status.success(), "{status:?}");
+    stop_demo(running);
     assert!(
         !std::path::Path::new(&data_dir).exists(),
         "the demo left {data_dir} behind"

@@ -498,6 +498,16 @@ fn both_pgcacheds_share_valkey_and_follow_the_primary_and_its_replica() {
         let shared = env_value(pgcached, "PGCACHED_SHARED_CACHE").expect("shared cache");
         assert_eq!(shared, "redis://valkey:6379", "{name}");
         assert!(config.shared_cache.is_some(), "{name}");
+        let replicas: Vec<String> = config.replicas.urls.iter().map(|u| u.address()).collect();
+        assert_eq!(
+            replicas,
+            ["postgres-replica:5432"],
+            "{name}: misses may go to the streaming replica while it is one"
+        );
+        assert!(
+            config.replicas.urls[0].user.is_some(),
+            "{name}: the replica is checked with pgcached's own credentials"
+        );
         for needed in ["postgres", "valkey"] {
             assert_eq!(
                 pgcached["depends_on"][needed]["condition"].as_str(),

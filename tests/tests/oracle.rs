@@ -16,12 +16,15 @@
 //!   read of a row returns the same value, and never one whose write was sent after the
 //!   block's first read had returned (too new for its snapshot).
 //!
-//! It runs for a bounded time and prints the measured delay for external writes.
+//! It runs for a bounded time and prints the measured delay for external writes. A second run
+//! adds a streaming standby as `--replica`, so misses are answered by a server that replays
+//! behind the primary, under the same checks.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pgcached_local_cluster::LocalCluster;
+use pgcached_tests::console::{console, rows, CONSOLE_FLAGS};
 use pgcached_tests::proxy::caching_config_for;
 use pgcached_tests::random::Random;
 use pgcached_tests::{connect, url, Endpoint, TestProxy};
@@ -342,8 +345,8 @@ async fn reader(client: Client, log: Arc<Log>, seed: u64, deadline: Instant) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_reads_and_writes_keep_the_invariants() {
+/// A cluster with the oracle's table.
+async fn oracle_cluster() -> LocalCluster {
     let cluster = LocalCluster::start(pgcached_tests::cluster::options()).expect("cluster");
     let admin = connect(&url(Endpoint::direct(&cluster), "postgres", None, "app"))
         .await
@@ -356,7 +359,58 @@ async fn concurrent_reads_and_writes_keep_the_invariants() {
         ))
         .await
         .expect("setup");
+    cluster
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_reads_and_writes_keep_the_invariants() {
+    let cluster = oracle_cluster().await;
     let proxy = TestProxy::with_config(caching_config_for(&cluster, &[]));
+    run(&cluster, &proxy).await;
+}
+
+/// The same with a streaming standby as `--replica`: misses it answers must keep every
+/// invariant too (read your writes above all, while it replays behind the primary).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misses_answered_by_a_replica_keep_the_invariants() {
+    let cluster = oracle_cluster().await;
+    let standby = LocalCluster::start_standby(&cluster).expect("standby");
+    // Replay behind the primary, as across a network: what a miss must see is often not
+    // replayed yet.
+    standby
+        .psql(
+            "postgres",
+            "ALTER SYSTEM SET recovery_min_apply_delay = '5ms'; SELECT pg_reload_conf();",
+        )
+        .expect("apply delay");
+    let replica = format!(
+        "postgres://{}:{}?sslmode=disable",
+        standby.host(),
+        standby.port()
+    );
+    let mut flags = vec!["--replica", replica.as_str()];
+    flags.extend_from_slice(&CONSOLE_FLAGS);
+    let proxy = TestProxy::with_config(caching_config_for(&cluster, &flags));
+    run(&cluster, &proxy).await;
+    let console = console(proxy.port()).await;
+    let row = rows(&console, "SHOW REPLICAS")
+        .await
+        .into_iter()
+        .next()
+        .expect("one replica");
+    let filled: u64 = row["filled"]
+        .as_deref()
+        .and_then(|v| v.parse().ok())
+        .expect("filled");
+    println!("oracle: the replica filled {filled} misses: {row:?}");
+    assert!(
+        filled > 20,
+        "the oracle means something here only if the replica answered misses: {row:?}"
+    );
+}
+
+/// Runs the oracle's workers through `proxy` (in front of `cluster`) and checks the log.
+async fn run(cluster: &LocalCluster, proxy: &TestProxy) {
     let through = || connect_proxy(proxy.port());
     // Let the replication stream start before the run.
     let warm = through().await;
@@ -384,7 +438,7 @@ async fn concurrent_reads_and_writes_keep_the_invariants() {
         )));
     }
     tasks.push(tokio::spawn(external_writer(
-        connect(&url(Endpoint::direct(&cluster), "postgres", None, "app"))
+        connect(&url(Endpoint::direct(cluster), "postgres", None, "app"))
             .await
             .expect("external"),
         Arc::clone(&log),

@@ -41,7 +41,7 @@ pub async fn authenticate(
     )
     .await;
     match login {
-        Ok(()) => {}
+        Ok(_) => {}
         Err(LoginError::Refused) => return Err(AdminError::AuthenticationFailed),
         Err(e) => return Err(AdminError::Login(e)),
     }

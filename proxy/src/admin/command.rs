@@ -1,7 +1,7 @@
 //! The admin console's command language: a handful of statements in the manner of PgBouncer's.
 //!
 //! ```text
-//! SHOW STATS | CACHE | TABLES | CLIENTS | REPLICATION | SHARED CACHE | UPSTREAM | CONFIG | VERSION | HELP
+//! SHOW STATS | CACHE | TABLES | CLIENTS | REPLICATION | SHARED CACHE | UPSTREAM | REPLICAS | CONFIG | VERSION | HELP
 //! EXPLAIN CACHE [DATABASE <name>] <statement>
 //! INVALIDATE TABLE <table or schema.table>
 //! INVALIDATE ALL
@@ -26,6 +26,8 @@ pub enum Show {
     SharedCache,
     /// The upstream hosts.
     Upstream,
+    /// The read replicas.
+    Replicas,
     /// Effective settings.
     Config,
     /// pgcached's version.
@@ -112,6 +114,7 @@ fn parse_show(rest: &str) -> Result<Command, CommandError> {
         "CLIENTS" => Show::Clients,
         "REPLICATION" => Show::Replication,
         "UPSTREAM" => Show::Upstream,
+        "REPLICAS" => Show::Replicas,
         "CONFIG" => Show::Config,
         "VERSION" => Show::Version,
         "HELP" | "" => Show::Help,
@@ -196,6 +199,7 @@ mod tests {
         assert_eq!(parse("  SHOW   Cache  ;; "), Ok(Command::Show(Show::Cache)));
         assert_eq!(parse("SHOW"), Ok(Command::Show(Show::Help)));
         assert_eq!(parse("show upstream"), Ok(Command::Show(Show::Upstream)));
+        assert_eq!(parse("SHOW replicas;"), Ok(Command::Show(Show::Replicas)));
         assert_eq!(
             parse("show shared  cache;"),
             Ok(Command::Show(Show::SharedCache))

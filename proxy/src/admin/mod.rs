@@ -25,6 +25,7 @@ pub mod explain;
 pub mod extended;
 pub mod frames;
 pub mod invalidate;
+pub mod replicas;
 pub mod show;
 pub mod upstream;
 

@@ -28,6 +28,7 @@ pub async fn show(what: Show, context: &SessionContext) -> Result<ResultSet, Com
         Show::Replication => Ok(replication(context)),
         Show::SharedCache => Ok(shared_cache(context)),
         Show::Upstream => Ok(super::upstream::show(context)),
+        Show::Replicas => Ok(super::replicas::show(context)),
         Show::Config => Ok(config(context)),
         Show::Version => {
             let mut result = ResultSet::new(&[("version", ColumnType::Text)]);
@@ -60,6 +61,7 @@ fn help() -> ResultSet {
         ("SHOW REPLICATION", "one logical-decoding stream per database: state, what the cache serves meanwhile, lag, problem and what to fix"),
         ("SHOW SHARED CACHE", "the shared tier (--shared-cache): up or down, hits, misses, refusals, errors, what each database's stream recorded"),
         ("SHOW UPSTREAM", "the hosts of --upstream: which one is in use, primary or standby, system identifier and timeline, changes of server"),
+        ("SHOW REPLICAS", "the read replicas (--replica): usable or why not, replay position, lag, connections, misses filled, where the others went"),
         ("SHOW CONFIG", "effective settings"),
         ("SHOW VERSION", "pgcached's version"),
         ("EXPLAIN CACHE [DATABASE <db>] <statement>", "whether the statement would be cached, and if not, why"),
@@ -458,6 +460,20 @@ pub fn settings(config: &Config) -> Vec<(&'static str, String)> {
                 .as_ref()
                 .map_or_else(|| "-".to_owned(), |s| duration(s.timeout)),
         ),
+        (
+            "replicas",
+            match config.replicas.urls.is_empty() {
+                true => "(none)".to_owned(),
+                false => config
+                    .replicas
+                    .urls
+                    .iter()
+                    .map(|url| url.address())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            },
+        ),
+        ("replica_pool_size", config.replicas.pool_size.to_string()),
     ]
 }
 

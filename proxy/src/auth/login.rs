@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
+use super::credential::{Credential, Transcript};
 use super::scram::{self, ChannelBindingFlag, ClientFirst, Verifier};
 use super::verifiers::{Fetched, Verifiers};
 use crate::error::{fatal_response, ClientFacing, ErrorKind};
@@ -98,16 +99,19 @@ impl ClientFacing for LoginError {
 /// Sends the StartupMessage upstream and carries the exchange through to AuthenticationOk,
 /// which has then been relayed to the client.
 /// `startup` is the StartupMessage to send (the client's own, or the admin console's with
-/// another database) and `role` the role it logs in as.
-pub async fn login(
+/// another database) and `role` the role it logs in as. Returns what the exchange lets
+/// pgcached present as the same role elsewhere ([`Credential`]).
+pub(crate) async fn login(
     client: &mut Stream,
     upstream: &mut Stream,
     startup: &[u8],
     role: &str,
     scram_server: Option<&ScramServer>,
-) -> Result<(), LoginError> {
+) -> Result<Credential, LoginError> {
     let mut sides = Sides { client, upstream };
     sides.send_upstream(startup).await?;
+    let mut credential = Credential::Nothing;
+    let mut transcript: Option<Transcript> = None;
     loop {
         let frame = sides.read_upstream().await?;
         match frame.tag {
@@ -122,19 +126,40 @@ pub async fn login(
                 match code {
                     auth::OK => {
                         sides.send_client(&frame.bytes).await?;
-                        return Ok(());
+                        return Ok(match transcript {
+                            Some(transcript) => transcript.into_credential(),
+                            None => credential,
+                        });
                     }
                     auth::SASL => {
                         let tls_client = sides.client.is_tls();
                         match scram_server.filter(|_| tls_client) {
-                            Some(server) => pass_through(&mut sides, &frame, role, server).await?,
-                            None => relay_sasl(&mut sides, &frame).await?,
+                            Some(server) => {
+                                credential =
+                                    pass_through(&mut sides, &frame, role, server, &mut transcript)
+                                        .await?;
+                            }
+                            None => {
+                                let mut relayed = Transcript::default();
+                                relay_sasl(&mut sides, &frame, &mut relayed).await?;
+                                transcript = Some(relayed);
+                            }
                         }
                     }
                     code if auth::expects_answer(code) => {
                         sides.send_client(&frame.bytes).await?;
                         let answer = sides.read_client().await?;
                         sides.send_upstream(&answer.bytes).await?;
+                        credential = match (code, transcript.as_mut()) {
+                            (auth::SASL_CONTINUE, Some(relayed)) => {
+                                relayed.server_first(auth::request_data(&frame.bytes));
+                                relayed.client_final(auth::sasl_response(&answer.bytes));
+                                credential
+                            }
+                            (auth::CLEARTEXT_PASSWORD, _) => auth::password(&answer.bytes)
+                                .map_or(Credential::Unavailable, Credential::Password),
+                            _ => Credential::Unavailable,
+                        };
                     }
                     _ => sides.send_client(&frame.bytes).await?,
                 }
@@ -183,7 +208,7 @@ impl Sides<'_> {
     }
 
     /// Tells the client why its login fails (as PostgreSQL would say it) and ends the login.
-    async fn refuse(&mut self, refusal: Refusal) -> Result<(), LoginError> {
+    async fn refuse<T>(&mut self, refusal: Refusal) -> Result<T, LoginError> {
         self.send_client(&fatal_response(&refusal)).await?;
         Err(LoginError::Refused)
     }
@@ -276,7 +301,11 @@ impl Refusal {
 
 /// SCRAM relayed: PostgreSQL's offer without `-PLUS`, then the client's first message, after
 /// which the generic loop relays the rest.
-async fn relay_sasl(sides: &mut Sides<'_>, request: &Frame) -> Result<(), LoginError> {
+async fn relay_sasl(
+    sides: &mut Sides<'_>,
+    request: &Frame,
+    transcript: &mut Transcript,
+) -> Result<(), LoginError> {
     let mechanisms = auth::sasl_mechanisms(&request.bytes).ok_or(LoginError::UpstreamProtocol(
         "malformed SASL mechanism list",
     ))?;
@@ -287,6 +316,9 @@ async fn relay_sasl(sides: &mut Sides<'_>, request: &Frame) -> Result<(), LoginE
         .collect();
     sides.send_client(&auth::encode_sasl(&offered)).await?;
     let answer = sides.read_client().await?;
+    if let Some(response) = auth::sasl_initial_response(&answer.bytes) {
+        transcript.client_first(&response.data);
+    }
     if sides.upstream.is_tls() {
         let first = auth::sasl_initial_response(&answer.bytes)
             .and_then(|response| scram::parse_client_first(&response.data).ok());
@@ -298,23 +330,32 @@ async fn relay_sasl(sides: &mut Sides<'_>, request: &Frame) -> Result<(), LoginE
 }
 
 /// SCRAM pass-through for a TLS client (see the module docs). Returns once the client has its
-/// SASLFinal; PostgreSQL's AuthenticationOk follows in the generic loop.
+/// SASLFinal, with the client key; PostgreSQL's AuthenticationOk follows in the generic loop.
+/// When it relays instead, `transcript` collects the exchange.
 async fn pass_through(
     sides: &mut Sides<'_>,
     request: &Frame,
     role: &str,
     server: &ScramServer,
-) -> Result<(), LoginError> {
+    transcript: &mut Option<Transcript>,
+) -> Result<Credential, LoginError> {
     let mechanisms = auth::sasl_mechanisms(&request.bytes).ok_or(LoginError::UpstreamProtocol(
         "malformed SASL mechanism list",
     ))?;
-    if !mechanisms.iter().any(|m| m == scram::SCRAM_SHA_256) {
-        return relay_sasl(sides, request).await;
-    }
-    let fetched = match server.verifiers.get(role).await {
-        Ok(fetched) => fetched,
-        // The auth query is not usable: relay, as without it (the failure is logged).
-        Err(_) => return relay_sasl(sides, request).await,
+    let fetched = match mechanisms.iter().any(|m| m == scram::SCRAM_SHA_256) {
+        true => server.verifiers.get(role).await.ok(),
+        false => None,
+    };
+    let fetched = match fetched {
+        Some(fetched) => fetched,
+        // No SCRAM-SHA-256, or the auth query is not usable (the failure is logged): relay,
+        // as without it.
+        None => {
+            let mut relayed = Transcript::default();
+            relay_sasl(sides, request, &mut relayed).await?;
+            *transcript = Some(relayed);
+            return Ok(Credential::Unavailable);
+        }
     };
     let offered: Vec<&str> = match server.binding {
         Some(_) => vec![scram::SCRAM_SHA_256_PLUS, scram::SCRAM_SHA_256],
@@ -416,7 +457,7 @@ async fn pass_through(
         sides.send_client(&last_step.bytes).await?;
         return Err(LoginError::Refused);
     }
-    let (Some(_), Some(verifier)) = (key, verifier) else {
+    let (Some(key), Some(verifier)) = (key, verifier) else {
         return Err(LoginError::UpstreamProtocol(
             "PostgreSQL accepted a wrong SCRAM proof",
         ));
@@ -439,7 +480,8 @@ async fn pass_through(
             auth::SASL_FINAL,
             server_final.as_bytes(),
         ))
-        .await
+        .await?;
+    Ok(Credential::ScramKey { key, verifier })
 }
 
 /// The binding data the client's final message must carry, checked against the mechanism it

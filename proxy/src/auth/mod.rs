@@ -8,14 +8,17 @@
 //!
 //! Layout:
 //! - [`login`]: the login phase, from StartupMessage to AuthenticationOk.
+//! - [`credential`]: what a login lets pgcached present as the same role to a read replica.
 //! - [`scram`]: SCRAM-SHA-256 messages and keys (pure; RFC 7677's vectors in its tests).
 //! - [`channel_binding`]: `tls-server-end-point` data of pgcached's certificate.
 //! - [`verifiers`]: role verifiers read with the auth query, cached briefly.
 
 pub mod channel_binding;
+pub(crate) mod credential;
 pub mod login;
 pub mod scram;
 pub mod verifiers;
 
-pub use login::{login, LoginError, ScramServer, LOGIN_TIMEOUT};
+pub(crate) use login::login;
+pub use login::{LoginError, ScramServer, LOGIN_TIMEOUT};
 pub use verifiers::{AuthQueryError, Verifiers, DEFAULT_AUTH_QUERY};

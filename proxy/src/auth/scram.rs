@@ -247,7 +247,8 @@ pub(crate) fn auth_message(
     format!("{client_first_bare},{server_first},{client_final_without_proof}")
 }
 
-/// A client key recovered from a valid proof; enough to log in as the role, so never stored.
+/// A client key recovered from a valid proof; enough to log in as the role, so kept only in
+/// the memory of the session that proved it (for its reads on replicas), never printed.
 pub(crate) struct ClientKey([u8; KEY_LEN]);
 
 /// Recovers the client key from `proof`, if the proof was made with the verifier's password.

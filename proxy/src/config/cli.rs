@@ -177,6 +177,25 @@ pub struct Cli {
     )]
     pub shared_cache_timeout: Option<String>,
 
+    /// A read replica of --upstream (one host; repeat for more) that cacheable-read misses may go to once it has replayed what they must see: postgres://[pgcached:secret@]host:port[?sslmode=...] [default: none]
+    #[arg(
+        long,
+        global = true,
+        env = "PGCACHED_REPLICA",
+        value_delimiter = ',',
+        value_name = "URL"
+    )]
+    pub replica: Vec<String>,
+
+    /// Connections pgcached opens to each replica at most [default: 32]
+    #[arg(
+        long,
+        global = true,
+        env = "PGCACHED_REPLICA_POOL_SIZE",
+        value_name = "N"
+    )]
+    pub replica_pool_size: Option<String>,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -185,5 +204,9 @@ pub struct Cli {
 #[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// Start a throwaway local PostgreSQL, serve pgcached in front of it (admin console open to role postgres), print how to connect
-    Demo,
+    Demo {
+        /// Also start a streaming standby of it, which cache misses go to (--replica)
+        #[arg(long)]
+        standby: bool,
+    },
 }

@@ -57,6 +57,10 @@ pub struct FileConfig {
     pub shared_cache_max_entry: Option<String>,
     /// See `--shared-cache-timeout`.
     pub shared_cache_timeout: Option<String>,
+    /// See `--replica`.
+    pub replicas: Option<Vec<String>>,
+    /// See `--replica-pool-size`.
+    pub replica_pool_size: Option<u64>,
     /// Time a client has to send its startup packet and finish TLS (file only; default 10s).
     pub startup_timeout: Option<String>,
 }

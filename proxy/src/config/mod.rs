@@ -148,7 +148,22 @@ pub struct Config {
     pub auth_query: Option<String>,
     /// The shared tier (Redis/Valkey), if any.
     pub shared_cache: Option<SharedCacheSettings>,
+    /// Read replicas cacheable-read misses may go to.
+    pub replicas: ReplicaSettings,
 }
+
+/// Read replicas (`--replica`, `--replica-pool-size`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaSettings {
+    /// The replicas, each one host; credentials in a URL are pgcached's own (for its checks of
+    /// the replica), taken from `--upstream` when the URL has none.
+    pub urls: Vec<UpstreamUrl>,
+    /// Connections pgcached opens to each replica at most (logged in as client roles).
+    pub pool_size: usize,
+}
+
+/// Connections per replica unless `--replica-pool-size` says otherwise.
+pub const DEFAULT_REPLICA_POOL_SIZE: usize = 32;
 
 /// A setting that could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -209,6 +224,25 @@ pub enum ConfigError {
     /// An empty role name in `--admin-users`.
     #[error("invalid --admin-users {0:?}: a comma-separated list of role names")]
     AdminUsers(String),
+    /// A `--replica` URL does not parse or names several hosts.
+    #[error("invalid --replica URL {value:?}: {reason}")]
+    Replica { value: String, reason: String },
+    /// `--replica-pool-size` is not a positive number.
+    #[error("invalid --replica-pool-size {0:?}: a number of connections, at least 1")]
+    ReplicaPoolSize(String),
+    /// Replicas without what tells how far they must have replayed.
+    #[error(
+        "--replica needs --cache on and --replication auto or required: a replica answers a \
+         miss only once it has replayed every change the cache has seen"
+    )]
+    ReplicasWithoutStream,
+    /// Replicas without pgcached's own role to check them and follow the primary with.
+    #[error(
+        "--replica needs pgcached's own credentials in --upstream \
+         (postgres://pgcached:secret@host:port): replicas are checked against the primary's \
+         identity, which pgcached reads as its own role"
+    )]
+    ReplicasWithoutCredentials,
     /// The shared-cache URL does not parse.
     #[error("invalid --shared-cache URL: {0}")]
     SharedCache(#[from] SharedUrlError),
@@ -342,9 +376,19 @@ impl Config {
             query => Some(query.to_owned()),
         };
         let shared_cache = shared_cache_settings(cli, file, &cache)?;
+        let upstream = UpstreamUrl::parse(&upstream)?;
+        let replicas = replica_settings(cli, file, &upstream)?;
+        if !replicas.urls.is_empty()
+            && (cache.mode == CacheMode::Off || cache.replication == ReplicationMode::Off)
+        {
+            return Err(ConfigError::ReplicasWithoutStream);
+        }
+        if !replicas.urls.is_empty() && upstream.user.is_none() {
+            return Err(ConfigError::ReplicasWithoutCredentials);
+        }
         Ok(Config {
             listen: parse_addr("listen", &listen)?,
-            upstream: UpstreamUrl::parse(&upstream)?,
+            upstream,
             metrics_listen: parse_addr("metrics", &metrics_listen)?,
             tls_cert,
             tls_key,
@@ -356,6 +400,7 @@ impl Config {
             admin_users,
             auth_query,
             shared_cache,
+            replicas,
         })
     }
 
@@ -432,6 +477,53 @@ fn parse_size(setting: &'static str, text: Option<&String>) -> Result<Option<u64
 }
 
 /// A comma-separated flag, or else the file's list; entries trimmed, empty ones dropped.
+/// `--replica` (repeatable, or comma-separated in `PGCACHED_REPLICA`) and `replicas` in the
+/// file; each URL names one host and borrows `--upstream`'s credentials when it has none.
+fn replica_settings(
+    cli: &Cli,
+    file: &FileConfig,
+    upstream: &UpstreamUrl,
+) -> Result<ReplicaSettings, ConfigError> {
+    let texts: Vec<String> = if cli.replica.is_empty() {
+        file.replicas.clone().unwrap_or_default()
+    } else {
+        cli.replica.clone()
+    };
+    let mut urls = Vec::new();
+    for text in texts.iter().map(|t| t.trim()).filter(|t| !t.is_empty()) {
+        let invalid = |reason: String| ConfigError::Replica {
+            value: text.to_owned(),
+            reason,
+        };
+        let mut url = UpstreamUrl::parse(text).map_err(|e| invalid(e.to_string()))?;
+        if url.hosts.len() != 1 {
+            return Err(invalid("name one host per --replica".to_owned()));
+        }
+        if url.user.is_none() {
+            url.user.clone_from(&upstream.user);
+            url.password.clone_from(&upstream.password);
+        }
+        if url.database.is_none() {
+            url.database.clone_from(&upstream.database);
+        }
+        urls.push(url);
+    }
+    let pool_size = match cli
+        .replica_pool_size
+        .clone()
+        .or_else(|| file.replica_pool_size.map(|n| n.to_string()))
+    {
+        None => DEFAULT_REPLICA_POOL_SIZE,
+        Some(text) => text
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or(ConfigError::ReplicaPoolSize(text))?,
+    };
+    Ok(ReplicaSettings { urls, pool_size })
+}
+
 fn list(flag: &Option<String>, file: &Option<Vec<String>>) -> Vec<String> {
     let entries: Vec<String> = match (flag, file) {
         (Some(text), _) => text.split(',').map(str::to_owned).collect(),

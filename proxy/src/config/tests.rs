@@ -205,3 +205,78 @@ fn defer_begin_is_on_unless_turned_off() {
     let config = Config::resolve(&cli(&["--defer-begin", "on"]), &file).expect("valid");
     assert_eq!(config.cache.defer_begin, DeferBegin::On, "the flag wins");
 }
+
+#[test]
+fn replicas_borrow_the_upstream_credentials_and_name_one_host_each() {
+    let config = Config::resolve(
+        &cli(&[
+            "--upstream",
+            "postgres://pgcached:secret@primary:5432/app",
+            "--replica",
+            "postgres://r1:5433?sslmode=disable",
+            "--replica",
+            "postgres://checker:other@r2",
+            "--replica-pool-size",
+            "4",
+        ]),
+        &FileConfig::default(),
+    )
+    .expect("valid");
+    let urls = &config.replicas.urls;
+    assert_eq!(urls.len(), 2);
+    assert_eq!(urls[0].address(), "r1:5433");
+    assert_eq!(urls[0].user.as_deref(), Some("pgcached"));
+    assert_eq!(urls[0].password.as_deref(), Some("secret"));
+    assert_eq!(urls[0].database.as_deref(), Some("app"));
+    assert_eq!(urls[1].user.as_deref(), Some("checker"), "its own kept");
+    assert_eq!(config.replicas.pool_size, 4);
+
+    let file: FileConfig =
+        toml::from_str("replicas = [\"postgres://r3\"]\nreplica_pool_size = 2").expect("toml");
+    let from_file =
+        Config::resolve(&cli(&["--upstream", "postgres://u:p@primary"]), &file).expect("valid");
+    assert_eq!(from_file.replicas.urls[0].address(), "r3:5432");
+    assert_eq!(from_file.replicas.pool_size, 2);
+    assert_eq!(
+        Config::resolve(&cli(&[]), &FileConfig::default())
+            .expect("valid")
+            .replicas
+            .pool_size,
+        DEFAULT_REPLICA_POOL_SIZE
+    );
+}
+
+#[test]
+fn bad_replica_settings_are_refused_with_what_to_change() {
+    let resolve = |args: &[&str]| Config::resolve(&cli(args), &FileConfig::default());
+    assert!(matches!(
+        resolve(&["--replica", "postgres://a:1,b:2"]),
+        Err(ConfigError::Replica { .. })
+    ));
+    assert!(matches!(
+        resolve(&["--replica", "mysql://a"]),
+        Err(ConfigError::Replica { .. })
+    ));
+    assert!(matches!(
+        resolve(&["--replica", "postgres://a", "--replica-pool-size", "0"]),
+        Err(ConfigError::ReplicaPoolSize(_))
+    ));
+    let without_stream = resolve(&["--replica", "postgres://a", "--replication", "off"]);
+    assert!(
+        matches!(without_stream, Err(ConfigError::ReplicasWithoutStream)),
+        "{without_stream:?}"
+    );
+    assert!(matches!(
+        resolve(&["--replica", "postgres://a", "--cache", "off"]),
+        Err(ConfigError::ReplicasWithoutStream)
+    ));
+    let anonymous = resolve(&["--replica", "postgres://a"]);
+    assert!(
+        matches!(anonymous, Err(ConfigError::ReplicasWithoutCredentials)),
+        "{anonymous:?}"
+    );
+    assert!(anonymous
+        .unwrap_err()
+        .to_string()
+        .contains("postgres://pgcached:secret@"));
+}

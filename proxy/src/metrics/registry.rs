@@ -333,6 +333,43 @@ pub const UPSTREAM_CHANGES_TOTAL: Metric = metric(
     &[],
     "Changes of upstream server (another host, system or timeline): each dropped the cache",
 );
+// Read replicas.
+pub const REPLICA_ROUTES_TOTAL: Metric = metric(
+    "pgcached_replica_routes_total",
+    Counter,
+    &["route"],
+    "Cache misses by where they went: `replica`, or why the primary (lagging, unavailable, own_write_unbounded, no_stream, no_credential, private_state, login_refused)",
+);
+pub const REPLICA_READS_TOTAL: Metric = metric(
+    "pgcached_replica_reads_total",
+    Counter,
+    &["replica", "outcome"],
+    "Misses a replica was asked for, by outcome (filled; else the primary answered: unfit, stale, busy, failed)",
+);
+pub const REPLICA_USABLE: Metric = metric(
+    "pgcached_replica_usable",
+    Gauge,
+    &["replica"],
+    "1 while the replica is a standby of the current primary that answers checks",
+);
+pub const REPLICA_LAG_SECONDS: Metric = with_unit(
+    metric(
+        "pgcached_replica_lag_seconds",
+        Gauge,
+        &["replica"],
+        "Time since the replica's last replayed transaction while it has received WAL not yet replayed (0 when caught up)",
+    ),
+    Unit::Seconds,
+);
+pub const REPLICA_BEHIND_BYTES: Metric = with_unit(
+    metric(
+        "pgcached_replica_behind_bytes",
+        Gauge,
+        &["replica"],
+        "WAL bytes between the replica's replay position and the newest position pgcached knows of",
+    ),
+    Unit::Bytes,
+);
 pub const SHARED_CACHE_DURATION_SECONDS: Metric = with_unit(
     metric(
         "pgcached_shared_cache_duration_seconds",
@@ -384,6 +421,11 @@ pub const ALL: &[Metric] = &[
     SHARED_CACHE_DURATION_SECONDS,
     UPSTREAM_CURRENT,
     UPSTREAM_CHANGES_TOTAL,
+    REPLICA_ROUTES_TOTAL,
+    REPLICA_READS_TOTAL,
+    REPLICA_USABLE,
+    REPLICA_LAG_SECONDS,
+    REPLICA_BEHIND_BYTES,
 ];
 
 /// The registry entry of `name`, if pgcached exports it.

@@ -21,6 +21,15 @@ const IGNORED_PARAMETERS: [&str; 3] = ["user", "database", "application_name"];
 
 static NONCE: AtomicU64 = AtomicU64::new(1);
 
+/// A fingerprint read back ([`Fingerprint::replay`]).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Replay<'a> {
+    /// Startup parameters (user, database and application_name are not among them).
+    pub(crate) parameters: Vec<(&'a str, &'a str)>,
+    /// Statements that changed the state since, in order.
+    pub(crate) statements: Vec<&'a [u8]>,
+}
+
 /// The bytes that stand for a session's state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fingerprint {
@@ -65,9 +74,34 @@ impl Fingerprint {
     }
 
     /// True once private.
-    #[cfg(test)]
     pub fn is_private(&self) -> bool {
         self.private
+    }
+
+    /// What brings another connection of the same role and database to this state: its
+    /// startup parameters, then its statements in order. `None` once private (the state is
+    /// not known).
+    pub(crate) fn replay(&self) -> Option<Replay<'_>> {
+        if self.private {
+            return None;
+        }
+        let mut replay = Replay::default();
+        let mut name: Option<&str> = None;
+        let mut rest = self.bytes.as_slice();
+        while let [kind, a, b, c, d, tail @ ..] = rest {
+            let length = u32::from_be_bytes([*a, *b, *c, *d]) as usize;
+            let data = tail.get(..length)?;
+            rest = &tail[length..];
+            match kind {
+                b'p' => name = Some(std::str::from_utf8(data).ok()?),
+                b'v' => replay
+                    .parameters
+                    .push((name.take()?, std::str::from_utf8(data).ok()?)),
+                b's' => replay.statements.push(data),
+                _ => return None,
+            }
+        }
+        rest.is_empty().then_some(replay)
     }
 
     /// The fingerprint as key material.
@@ -76,6 +110,7 @@ impl Fingerprint {
     }
 
     fn append(&mut self, kind: u8, data: &[u8]) {
+        // `replay` reads these parts back.
         self.bytes.push(kind);
         self.bytes
             .extend_from_slice(&(data.len() as u32).to_be_bytes());
@@ -124,6 +159,28 @@ mod tests {
         a.fold(b"=1");
         b.fold(b"SET a=1");
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn a_fingerprint_replays_what_made_it() {
+        let mut a = Fingerprint::from_startup(&params(&[
+            ("user", "u"),
+            ("DateStyle", "ISO, DMY"),
+            ("options", "-c search_path=s"),
+        ]));
+        a.fold(b"SET TIME ZONE 'UTC'");
+        a.fold(b"SET ROLE reader");
+        let replay = a.replay().expect("not private");
+        assert_eq!(
+            replay.parameters,
+            [("DateStyle", "ISO, DMY"), ("options", "-c search_path=s")]
+        );
+        assert_eq!(
+            replay.statements,
+            [&b"SET TIME ZONE 'UTC'"[..], &b"SET ROLE reader"[..]]
+        );
+        a.make_private();
+        assert!(a.replay().is_none(), "a private state is unknown");
     }
 
     #[test]

@@ -159,8 +159,8 @@ pub async fn run(
     )
     .await
     .unwrap_or(Err(LoginError::Timeout(crate::auth::LOGIN_TIMEOUT)));
-    match login {
-        Ok(()) => {}
+    let credential = match login {
+        Ok(credential) => credential,
         Err(LoginError::Refused) => {
             context.metrics.connection(ConnectionOutcome::LoginRefused);
             let _ = client.shutdown().await;
@@ -177,7 +177,7 @@ pub async fn run(
             report(&context, peer, &error);
             return;
         }
-    }
+    };
     context.metrics.connection(ConnectionOutcome::Relayed);
     context.metrics.upstream_connections.increment(1.0);
     debug!(%peer, user = startup.user(), database = startup.database(), tls = client.is_tls(), "session start");
@@ -200,13 +200,20 @@ pub async fn run(
                 caching::transaction::startup_default(&startup.parameters),
                 inherited,
             );
-            Some(caching::CachePath::new(
-                shared.backend(),
-                startup.database(),
-                startup.user(),
-                fingerprint::Fingerprint::from_startup(&startup.parameters),
-                transactions,
-            ))
+            Some(
+                caching::CachePath::new(
+                    shared.backend(),
+                    startup.database(),
+                    startup.user(),
+                    fingerprint::Fingerprint::from_startup(&startup.parameters),
+                    transactions,
+                )
+                .with_replica_login(crate::replica::ReplicaLogin {
+                    role: startup.user().to_owned(),
+                    database: startup.database().to_owned(),
+                    credential,
+                }),
+            )
         }
         _ => None,
     };

@@ -176,6 +176,9 @@ pub struct SharedCache {
     totals: Totals,
 }
 
+/// What becomes of a miss the tier has no result for: the guard goes on to another source.
+pub(crate) type Fallback = Box<dyn FnOnce(FillGuard) + Send>;
+
 impl SharedCache {
     /// Starts the tier for `cache`: its connection, the record's writer, the resolver of
     /// tickets, the publisher; from now on every fill of `cache` is published. Must run inside
@@ -216,10 +219,12 @@ impl SharedCache {
     }
 
     /// Looks the read of `guard` up in the tier. [`Fetch::Waiting`]: the session waits for
-    /// it, then looks up in memory again (a result served from the tier is there by then).
-    /// [`Fetch::Declined`] gives the guard back when the tier cannot help now (down, no
-    /// stream, no catalog digest): the session relays and fills as without the tier.
-    pub(crate) fn fetch(self: &Arc<Self>, guard: FillGuard) -> Fetch {
+    /// it, then looks up in memory again (a result served from the tier is there by then);
+    /// when the tier has no result it may serve, `fallback` gets the guard (a read replica
+    /// fills it meanwhile). [`Fetch::Declined`] gives the guard back when the tier cannot help
+    /// now (down, no stream, no catalog digest): the session relays and fills as without the
+    /// tier.
+    pub(crate) fn fetch(self: &Arc<Self>, guard: FillGuard, fallback: Option<Fallback>) -> Fetch {
         if !self.health.is_up() {
             return Fetch::Declined(guard);
         }
@@ -234,11 +239,17 @@ impl SharedCache {
             return Fetch::Declined(guard);
         };
         let shared = Arc::clone(self);
-        tokio::spawn(async move { shared.look_up(&namespace, key, guard).await });
+        tokio::spawn(async move {
+            let unserved = shared.look_up(&namespace, key, guard).await;
+            if let (Some(guard), Some(fallback)) = (unserved, fallback) {
+                fallback(guard);
+            }
+        });
         Fetch::Waiting(wait)
     }
 
-    async fn look_up(&self, namespace: &str, key: CacheKey, guard: FillGuard) {
+    /// The guard back when the tier served nothing for it.
+    async fn look_up(&self, namespace: &str, key: CacheKey, guard: FillGuard) -> Option<FillGuard> {
         let started = Instant::now();
         let found = self.client.get(&entry_name(namespace, &key)).await;
         histogram!(SHARED_CACHE_DURATION_SECONDS).record(started.elapsed().as_secs_f64());
@@ -246,28 +257,31 @@ impl SharedCache {
             Ok(None) => {
                 self.totals.misses.fetch_add(1, Ordering::Relaxed);
                 counter!(SHARED_CACHE_MISSES_TOTAL).increment(1);
+                Some(guard)
             }
             Ok(Some(value)) => self.found(&key, value, guard),
             Err(failure) => {
                 self.totals.errors.fetch_add(1, Ordering::Relaxed);
                 self.health.failed(&failure);
+                Some(guard)
             }
         }
     }
 
-    /// A value found for `key`: served if it is `key`'s and valid here.
-    fn found(&self, key: &CacheKey, value: Bytes, mut guard: FillGuard) {
+    /// A value found for `key`: served if it is `key`'s and valid here; else the guard back
+    /// (unless a change arrived while it was fetched, which ends the fill).
+    fn found(&self, key: &CacheKey, value: Bytes, mut guard: FillGuard) -> Option<FillGuard> {
         let entry = match decode(key, value) {
             Ok(entry) => entry,
-            Err(DecodeError::KeyMismatch) => return self.refused(Refusal::KeyMismatch),
-            Err(DecodeError::Undecodable) => return self.refused(Refusal::Undecodable),
+            Err(DecodeError::KeyMismatch) => return self.refused(Refusal::KeyMismatch, guard),
+            Err(DecodeError::Undecodable) => return self.refused(Refusal::Undecodable, guard),
         };
         let database = guard.database().to_owned();
         let standing = self.generations.positions().standing(&database);
         let knowledge = Knowledge::of(&guard, &standing, self.journal.floor(&database));
         let tables: Vec<u32> = guard.tables().iter().map(|t| t.oid).collect();
         if let Err(refusal) = judge(entry.stamp, &tables, &knowledge) {
-            return self.refused(refusal);
+            return self.refused(refusal, guard);
         }
         guard.from_shared(entry.stamp);
         match guard.fill(entry.response, entry.meta) {
@@ -276,12 +290,19 @@ impl SharedCache {
                 counter!(SHARED_CACHE_HITS_TOTAL).increment(1);
             }
             // A change arrived while it was fetched.
-            FillOutcome::Stale | FillOutcome::Expired => self.refused(Refusal::Moved),
+            FillOutcome::Stale | FillOutcome::Expired => self.count_refusal(Refusal::Moved),
             FillOutcome::TooLarge => {}
         }
+        None
     }
 
-    fn refused(&self, refusal: Refusal) {
+    /// A refusal of a found value: counted, and the guard back.
+    fn refused(&self, refusal: Refusal, guard: FillGuard) -> Option<FillGuard> {
+        self.count_refusal(refusal);
+        Some(guard)
+    }
+
+    fn count_refusal(&self, refusal: Refusal) {
         self.totals.refused.fetch_add(1, Ordering::Relaxed);
         if let Some(index) = Refusal::ALL.iter().position(|r| *r == refusal) {
             self.totals.reasons[index].fetch_add(1, Ordering::Relaxed);

@@ -15,7 +15,7 @@ pub mod control;
 pub mod fenced;
 pub mod own_login;
 pub mod primary;
-mod probe;
+pub(crate) mod probe;
 pub mod url;
 
 pub use connect::{forward_cancel, Connector, UpstreamError, UpstreamStream};

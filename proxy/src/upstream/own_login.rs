@@ -1,4 +1,6 @@
-//! pgcached logging in to PostgreSQL as itself, for its replication connections.
+//! pgcached logging in to PostgreSQL itself: as its own role for its replication connections,
+//! and as a client's role on a read replica ([`login_as`], with what that client's login left,
+//! [`crate::auth::credential`]).
 //!
 //! Client sessions relay their own login; pgcached's own connections use the credentials of
 //! `--upstream`. The catalog connection goes through tokio-postgres; a replication connection
@@ -19,6 +21,8 @@ use postgres_protocol::message::frontend;
 use tokio::io::AsyncWriteExt;
 
 use super::connect::{Connector, UpstreamError};
+use crate::auth::credential::Secret;
+use crate::auth::scram::{self, ClientKey, Verifier};
 use crate::net::Stream;
 
 /// How long the login may take once connected.
@@ -88,11 +92,137 @@ impl From<ReadError> for LoginError {
 
 /// Connects and logs in; returns the stream right after the first ReadyForQuery.
 pub async fn login(connector: &Connector, login: Login<'_>) -> Result<Stream, LoginError> {
+    let mut parameters = vec![
+        ("user", login.user),
+        ("database", login.database),
+        ("application_name", login.application_name),
+        ("client_encoding", "UTF8"),
+    ];
+    if login.replication {
+        parameters.push(("replication", "database"));
+    }
+    let secret = login.password.map_or(Secret::Nothing, Secret::Password);
+    login_as(connector, &parameters, login.user, secret).await
+}
+
+/// Connects and logs in as `user` with these startup parameters (`user` among them),
+/// presenting `secret`; returns the stream right after the first ReadyForQuery.
+pub(crate) async fn login_as(
+    connector: &Connector,
+    parameters: &[(&str, &str)],
+    user: &str,
+    secret: Secret<'_>,
+) -> Result<Stream, LoginError> {
     let mut stream = connector.connect().await?;
-    match tokio::time::timeout(LOGIN_TIMEOUT, authenticate(&mut stream, login)).await {
+    match tokio::time::timeout(
+        LOGIN_TIMEOUT,
+        authenticate(&mut stream, parameters, user, secret),
+    )
+    .await
+    {
         Ok(Ok(())) => Ok(stream),
         Ok(Err(e)) => Err(e),
         Err(_) => Err(LoginError::Timeout),
+    }
+}
+
+/// A SCRAM exchange in progress: from a password, or from a client key.
+enum Exchange<'a> {
+    Password(ScramSha256),
+    Key {
+        key: &'a ClientKey,
+        verifier: &'a Verifier,
+        client_first_bare: String,
+        nonce: String,
+        /// Set once the server's first message is answered.
+        auth_message: Option<String>,
+    },
+}
+
+impl<'a> Exchange<'a> {
+    /// The first message of an exchange made with `secret`.
+    fn start(secret: &Secret<'a>) -> Result<(Exchange<'a>, Vec<u8>), LoginError> {
+        match secret {
+            Secret::Nothing => Err(LoginError::NoPassword),
+            Secret::Password(password) => {
+                // No channel binding: gs2 flag `n`, which PostgreSQL accepts over TLS (only
+                // `y` is refused there, as a downgrade).
+                let exchange = ScramSha256::new(password.as_bytes(), ChannelBinding::unsupported());
+                let first = exchange.message().to_vec();
+                Ok((Exchange::Password(exchange), first))
+            }
+            Secret::ScramKey(key, verifier) => {
+                let mut random = [0u8; 18];
+                getrandom::getrandom(&mut random).map_err(|e| LoginError::Lost(e.to_string()))?;
+                let nonce =
+                    base64::Engine::encode(&base64::engine::general_purpose::STANDARD, random);
+                // PostgreSQL takes the role from the startup packet, not from `n=`.
+                let client_first_bare = format!("n=,r={nonce}");
+                let first = format!("n,,{client_first_bare}").into_bytes();
+                Ok((
+                    Exchange::Key {
+                        key,
+                        verifier,
+                        client_first_bare,
+                        nonce,
+                        auth_message: None,
+                    },
+                    first,
+                ))
+            }
+        }
+    }
+
+    /// The answer to the server's first message.
+    fn update(&mut self, data: &[u8]) -> Result<Vec<u8>, LoginError> {
+        match self {
+            Exchange::Password(exchange) => {
+                exchange.update(data).map_err(LoginError::Scram)?;
+                Ok(exchange.message().to_vec())
+            }
+            Exchange::Key {
+                key,
+                verifier,
+                client_first_bare,
+                nonce,
+                auth_message,
+            } => {
+                let server_first = scram::parse_server_first(data)
+                    .map_err(|e| LoginError::Scram(std::io::Error::other(e.to_string())))?;
+                if !server_first.nonce.starts_with(nonce.as_str()) {
+                    return Err(LoginError::Scram(std::io::Error::other(
+                        "the server's nonce does not extend pgcached's",
+                    )));
+                }
+                if !verifier.matches(&server_first) {
+                    return Err(LoginError::Scram(std::io::Error::other(
+                        "the role's password changed since the client logged in",
+                    )));
+                }
+                let without_proof =
+                    scram::client_final_without_proof("n,,", b"", &server_first.nonce);
+                let message =
+                    scram::auth_message(client_first_bare, &server_first.raw, &without_proof);
+                let proof = scram::client_proof(key, &verifier.stored_key, &message);
+                *auth_message = Some(message);
+                Ok(scram::with_proof(&without_proof, &proof).into_bytes())
+            }
+        }
+    }
+
+    /// Checks the server's final message.
+    fn finish(&mut self, data: &[u8]) -> Result<(), LoginError> {
+        match self {
+            Exchange::Password(exchange) => exchange.finish(data).map_err(LoginError::Scram),
+            Exchange::Key {
+                verifier,
+                auth_message: Some(message),
+                ..
+            } if scram::is_server_final(&verifier.server_key, message, data) => Ok(()),
+            Exchange::Key { .. } => Err(LoginError::Scram(std::io::Error::other(
+                "the server's SCRAM signature does not match the role's verifier",
+            ))),
+        }
     }
 }
 
@@ -111,21 +241,17 @@ fn io_error(e: std::io::Error) -> LoginError {
     LoginError::Lost(e.to_string())
 }
 
-async fn authenticate(stream: &mut Stream, login: Login<'_>) -> Result<(), LoginError> {
-    let mut parameters = vec![
-        ("user", login.user),
-        ("database", login.database),
-        ("application_name", login.application_name),
-        ("client_encoding", "UTF8"),
-    ];
-    if login.replication {
-        parameters.push(("replication", "database"));
-    }
+async fn authenticate(
+    stream: &mut Stream,
+    parameters: &[(&str, &str)],
+    user: &str,
+    secret: Secret<'_>,
+) -> Result<(), LoginError> {
     let mut buffer = BytesMut::new();
-    frontend::startup_message(parameters, &mut buffer).map_err(io_error)?;
+    frontend::startup_message(parameters.iter().copied(), &mut buffer).map_err(io_error)?;
     send(stream, &buffer).await?;
     let mut reader = MessageReader::default();
-    let mut scram: Option<ScramSha256> = None;
+    let mut scram: Option<Exchange<'_>> = None;
     loop {
         let message = reader.next(stream).await?;
         let body = &message.body[..];
@@ -140,18 +266,22 @@ async fn authenticate(stream: &mut Stream, login: Login<'_>) -> Result<(), Login
                 match code {
                     AUTH_OK => {}
                     AUTH_CLEARTEXT => {
-                        let password = login.password.ok_or(LoginError::NoPassword)?;
+                        let Secret::Password(password) = &secret else {
+                            return Err(LoginError::NoPassword);
+                        };
                         frontend::password_message(password.as_bytes(), &mut buffer)
                             .map_err(io_error)?;
                         send(stream, &buffer).await?;
                     }
                     AUTH_MD5 => {
-                        let password = login.password.ok_or(LoginError::NoPassword)?;
+                        let Secret::Password(password) = &secret else {
+                            return Err(LoginError::NoPassword);
+                        };
                         let salt: [u8; 4] = data
                             .get(..4)
                             .and_then(|s| s.try_into().ok())
                             .ok_or(LoginError::Unexpected(b'R'))?;
-                        let hash = md5_hash(login.user.as_bytes(), password.as_bytes(), salt);
+                        let hash = md5_hash(user.as_bytes(), password.as_bytes(), salt);
                         frontend::password_message(hash.as_bytes(), &mut buffer)
                             .map_err(io_error)?;
                         send(stream, &buffer).await?;
@@ -169,26 +299,21 @@ async fn authenticate(stream: &mut Stream, login: Login<'_>) -> Result<(), Login
                                 names.join(", ")
                             )));
                         }
-                        let password = login.password.ok_or(LoginError::NoPassword)?;
-                        // No channel binding: gs2 flag `n`, which PostgreSQL accepts over TLS
-                        // (only `y` is refused there, as a downgrade).
-                        let exchange =
-                            ScramSha256::new(password.as_bytes(), ChannelBinding::unsupported());
-                        frontend::sasl_initial_response(SCRAM, exchange.message(), &mut buffer)
+                        let (exchange, first) = Exchange::start(&secret)?;
+                        frontend::sasl_initial_response(SCRAM, &first, &mut buffer)
                             .map_err(io_error)?;
                         send(stream, &buffer).await?;
                         scram = Some(exchange);
                     }
                     AUTH_SASL_CONTINUE => {
                         let exchange = scram.as_mut().ok_or(LoginError::Unexpected(b'R'))?;
-                        exchange.update(data).map_err(LoginError::Scram)?;
-                        frontend::sasl_response(exchange.message(), &mut buffer)
-                            .map_err(io_error)?;
+                        let answer = exchange.update(data)?;
+                        frontend::sasl_response(&answer, &mut buffer).map_err(io_error)?;
                         send(stream, &buffer).await?;
                     }
                     AUTH_SASL_FINAL => {
                         let exchange = scram.as_mut().ok_or(LoginError::Unexpected(b'R'))?;
-                        exchange.finish(data).map_err(LoginError::Scram)?;
+                        exchange.finish(data)?;
                     }
                     other => {
                         let name = match other {

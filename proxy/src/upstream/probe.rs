@@ -20,14 +20,15 @@ const ROLE_SQL: &str = "SELECT pg_is_in_recovery(), current_setting('transaction
 /// Which server it is: the system identifier, and the timeline (on a primary the one of its
 /// current WAL file, which moves at promotion; `pg_control_checkpoint()` only follows at the
 /// next checkpoint).
-const IDENTITY_SQL: &str = "SELECT (SELECT system_identifier::text FROM pg_control_system()), \
+pub(crate) const IDENTITY_SQL: &str =
+    "SELECT (SELECT system_identifier::text FROM pg_control_system()), \
      CASE WHEN pg_is_in_recovery() THEN (SELECT timeline_id FROM pg_control_checkpoint()) \
      ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END";
 
 /// The identity of a server whose identity functions pgcached may not call: a change of
 /// server on the same host is then noticed only by the change streams (which drop what they
 /// fed and start again on the new server).
-const UNKNOWN_SYSTEM: &str = "unknown";
+pub(crate) const UNKNOWN_SYSTEM: &str = "unknown";
 
 /// Checks host `index`, over its kept connection or a new one.
 pub(super) async fn probe(
@@ -105,7 +106,7 @@ pub(super) async fn probe(
 
 /// Why a host could not be checked.
 #[derive(Debug, thiserror::Error)]
-enum ProbeError {
+pub(crate) enum ProbeError {
     /// Connect, login or TLS failed.
     #[error("{0}")]
     Connect(#[from] tokio_postgres::Error),
@@ -119,6 +120,16 @@ enum ProbeError {
 
 /// A control connection to host `index` for checks.
 async fn open(url: &UpstreamUrl, index: usize) -> Result<tokio_postgres::Client, ProbeError> {
+    connect(url, index, "pgcached monitor").await
+}
+
+/// A connection with pgcached's own credentials to host `index` of `url`, as `pg_stat_activity`
+/// shows `application_name`.
+pub(crate) async fn connect(
+    url: &UpstreamUrl,
+    index: usize,
+    application_name: &str,
+) -> Result<tokio_postgres::Client, ProbeError> {
     let host = &url.hosts[index];
     let user = url.user.as_deref().ok_or(ProbeError::NoUser)?;
     let mut config = tokio_postgres::Config::new();
@@ -127,7 +138,7 @@ async fn open(url: &UpstreamUrl, index: usize) -> Result<tokio_postgres::Client,
         .port(host.port)
         .dbname(url.database.as_deref().unwrap_or("postgres"))
         .user(user)
-        .application_name("pgcached monitor")
+        .application_name(application_name)
         .connect_timeout(PROBE_TIMEOUT);
     if let Some(password) = &url.password {
         config.password(password);

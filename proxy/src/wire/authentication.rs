@@ -9,6 +9,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 /// AuthenticationOk.
 pub const OK: i32 = 0;
+/// AuthenticationCleartextPassword.
+pub const CLEARTEXT_PASSWORD: i32 = 3;
 /// AuthenticationSASL: the mechanism list.
 pub const SASL: i32 = 10;
 /// AuthenticationSASLContinue: the server's first message.
@@ -32,6 +34,13 @@ pub fn expects_answer(code: i32) -> bool {
 /// The data after the request code (SASLContinue and SASLFinal payloads).
 pub fn request_data(frame: &[u8]) -> &[u8] {
     frame.get(9..).unwrap_or(&[])
+}
+
+/// The password of a PasswordMessage (`p`) answering AuthenticationCleartextPassword.
+pub fn password(frame: &[u8]) -> Option<String> {
+    let body = frame.get(5..)?;
+    let text = body.strip_suffix(&[0])?;
+    String::from_utf8(text.to_vec()).ok()
 }
 
 /// The mechanisms of an AuthenticationSASL frame.

@@ -21,6 +21,7 @@ use super::{Attempt, CachePath, Mode, Outputs, Step, Wait};
 use crate::bypass::BypassReason;
 use crate::classify::{limit_for, Class, Protocol};
 use crate::pins::reads::ExecutionValues;
+use crate::replica::ReplicaRequest;
 use crate::sql::{CompletionTag, Isolation, TransactionStep};
 use crate::stats::QueryKind as StatementKind;
 use crate::wire::backend::TransactionStatus;
@@ -308,7 +309,9 @@ impl CachePath {
             arguments: &arguments,
             types: &param_types,
         };
-        match self.look_up(&key, read, false, values) {
+        match self.look_up(&key, read, false, values, || {
+            ReplicaRequest::Simple(Bytes::new())
+        }) {
             Found::Miss(guard) => Some(Capture::new(guard, self.backend.max_entry, described)),
             Found::Hit(_) => {
                 self.backend.metrics.bypass(BypassReason::BatchNotAllHits);
@@ -557,7 +560,14 @@ impl CachePath {
                         arguments: &execution.arguments,
                         types: &execution.param_types,
                     };
-                    match self.look_up_to_answer(&key, &read, may_wait, values) {
+                    let request = || ReplicaRequest::Extended {
+                        sql: execution.sql.clone(),
+                        param_types: execution.param_types.clone(),
+                        arguments: execution.arguments.clone(),
+                        described: described.contains(&execute.portal),
+                        limit,
+                    };
+                    match self.look_up_to_answer(&key, &read, may_wait, values, request) {
                         Answerable::Hit(entry) => {
                             entries.push((index, execution.portal, Planned::Hit(entry)))
                         }
@@ -611,6 +621,10 @@ impl CachePath {
             .count();
         for (_, _, planned) in &entries {
             match planned {
+                // The answer of a miss a replica filled was counted as that miss.
+                Planned::Hit(_) if self.answered_by_replica() => {
+                    self.backend.metrics.query(StatementKind::ReadCached);
+                }
                 Planned::Hit(entry) => {
                     self.backend.metrics.query(StatementKind::ReadCached);
                     self.backend

@@ -7,6 +7,7 @@
 //! anything that may write, adds to its request's [`WriteScope`], applied when PostgreSQL
 //! acknowledges it ([`super::writes`]).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -19,7 +20,8 @@ use super::CachePath;
 use crate::bypass::BypassReason;
 use crate::classify::{CacheableRead, Class, Protocol, WriteClass};
 use crate::pins::reads::{row_dependencies, ExecutionValues, ReadParameters};
-use crate::shared_cache::Fetch;
+use crate::replica::{ReplicaRequest, Routed};
+use crate::shared_cache::{Fallback, Fetch};
 use crate::sql::transaction::mentions_isolation;
 use crate::sql::IsolationSetting;
 use crate::stats::QueryKind as StatementKind;
@@ -199,24 +201,27 @@ impl CachePath {
         read: &CacheableRead,
         may_wait: bool,
         values: ExecutionValues<'_>,
+        request: impl FnOnce() -> ReplicaRequest,
     ) -> Found {
         let metrics = &self.backend.metrics;
         match self.backend.store.lookup(key, &self.database) {
             Lookup::Hit(entry) => Found::Hit(entry),
             Lookup::Miss(reservation) => {
                 let guard = self.guard(reservation, read, values);
-                // The shared tier first, when the session may wait for it: it fills this
-                // pgcached's memory, and the retry finds the result there (or misses again,
-                // without asking the tier twice).
-                let guard = match (&self.backend.shared, may_wait) {
-                    (Some(shared), true) => match shared.fetch(guard) {
-                        Fetch::Waiting(wait) => return Found::Wait(wait),
-                        Fetch::Declined(guard) => guard,
-                    },
-                    _ => guard,
-                };
-                metrics.miss();
-                Found::Miss(guard)
+                if !may_wait {
+                    metrics.miss();
+                    return Found::Miss(guard);
+                }
+                // The shared tier first: it fills this pgcached's memory, and the retry finds
+                // the result there (or misses again, without asking twice). Then a replica,
+                // the same way: after the tier found nothing, or when it cannot help now.
+                match self.elsewhere(guard, request) {
+                    Routed::Waiting(wait) => Found::Wait(wait),
+                    Routed::Primary(guard) => {
+                        metrics.miss();
+                        Found::Miss(guard)
+                    }
+                }
             }
             Lookup::Wait(wait) if may_wait => Found::Wait(wait),
             Lookup::Wait(_) => {
@@ -253,19 +258,77 @@ impl CachePath {
         read: &CacheableRead,
         may_wait: bool,
         values: ExecutionValues<'_>,
+        request: impl FnOnce() -> ReplicaRequest,
     ) -> Answerable {
         match self.backend.store.lookup(key, &self.database) {
             Lookup::Hit(entry) => Answerable::Hit(entry),
             Lookup::Wait(wait) if may_wait => Answerable::Wait(wait),
-            Lookup::Miss(reservation) if may_wait => match &self.backend.shared {
-                Some(shared) => match shared.fetch(self.guard(reservation, read, values)) {
-                    Fetch::Waiting(wait) => Answerable::Wait(wait),
-                    Fetch::Declined(_) => Answerable::No,
-                },
-                None => Answerable::No,
-            },
+            Lookup::Miss(reservation) if may_wait => {
+                if self.backend.shared.is_none() && self.replica_login.is_none() {
+                    return Answerable::No;
+                }
+                match self.elsewhere(self.guard(reservation, read, values), request) {
+                    Routed::Waiting(wait) => Answerable::Wait(wait),
+                    Routed::Primary(_) => Answerable::No,
+                }
+            }
             Lookup::Miss(_) | Lookup::Wait(_) | Lookup::Bypass(_) => Answerable::No,
         }
+    }
+
+    /// A miss answered without the session's own connection, when it can be: by the shared
+    /// tier, else (or when the tier finds nothing) by a read replica ([`crate::replica`]). The
+    /// wait for that answer, or the guard back for the primary.
+    fn elsewhere(&self, guard: FillGuard, request: impl FnOnce() -> ReplicaRequest) -> Routed {
+        let request = self.replica_login.is_some().then(request);
+        let guard = match &self.backend.shared {
+            Some(shared) => {
+                let fallback = request.clone().and_then(|r| self.replica_fallback(r));
+                match shared.fetch(guard, fallback) {
+                    Fetch::Waiting(wait) => return Routed::Waiting(wait),
+                    Fetch::Declined(guard) => guard,
+                }
+            }
+            None => guard,
+        };
+        let (Some(replicas), Some(login), Some(request)) =
+            (&self.backend.replicas, &self.replica_login, request)
+        else {
+            return Routed::Primary(guard);
+        };
+        let routed = replicas.route(guard, request, login, &self.fingerprint);
+        if let Routed::Waiting(_) = routed {
+            // Counted as the miss it is; the retry's hit is its answer.
+            self.backend.metrics.miss();
+            self.replica_answers
+                .set(Some(Arc::new(AtomicBool::new(true))));
+        }
+        routed
+    }
+
+    /// What the shared tier does with a miss it has no result for: sends it to a replica,
+    /// counted as a miss then.
+    fn replica_fallback(&self, request: ReplicaRequest) -> Option<Fallback> {
+        let replicas = Arc::clone(self.backend.replicas.as_ref()?);
+        let login = Arc::clone(self.replica_login.as_ref()?);
+        let fingerprint = self.fingerprint.clone();
+        let metrics = self.backend.metrics.clone();
+        let answered = Arc::new(AtomicBool::new(false));
+        self.replica_answers.set(Some(Arc::clone(&answered)));
+        Some(Box::new(move |guard| {
+            if let Routed::Waiting(_) = replicas.route(guard, request, &login, &fingerprint) {
+                metrics.miss();
+                answered.store(true, Ordering::Release);
+            }
+        }))
+    }
+
+    /// True (once) when the hit being answered is a replica's answer to this frame's miss,
+    /// which was counted as the miss it is.
+    pub(crate) fn answered_by_replica(&self) -> bool {
+        self.replica_answers
+            .take()
+            .is_some_and(|answered| answered.load(Ordering::Acquire))
     }
 
     /// Records a miss's dependencies: whole tables, and the keys of its pins for this

@@ -92,6 +92,8 @@ pub struct CacheShared {
     pub watchers: Arc<crate::catalog::watcher::CatalogWatchers>,
     /// The shared tier, if any.
     pub shared: Option<Arc<crate::shared_cache::SharedCache>>,
+    /// Read replicas misses may go to, if any.
+    pub replicas: Option<Arc<crate::replica::Replicas>>,
 }
 
 impl CacheShared {
@@ -105,6 +107,7 @@ impl CacheShared {
             defer_begin: self.defer_begin,
             registry: Arc::clone(self.classifier.registry()),
             shared: self.shared.clone(),
+            replicas: self.replicas.clone(),
         }
     }
 
@@ -157,6 +160,8 @@ pub(crate) struct CacheBackend {
     pub(crate) registry: Arc<crate::pins::PinRegistry>,
     /// The shared tier a miss is looked up in first, if any.
     pub(crate) shared: Option<Arc<crate::shared_cache::SharedCache>>,
+    /// Read replicas a miss may go to, if any.
+    pub(crate) replicas: Option<Arc<crate::replica::Replicas>>,
 }
 
 /// Where the cache path writes, and what it updates as frames go upstream.
@@ -310,6 +315,11 @@ pub(crate) struct CachePath {
     /// The session's client encoding is UTF-8 (as the replication stream's text is): text
     /// values can be pinned.
     utf8_client: bool,
+    /// What the session's login lets pgcached do on replicas (with `--replica`).
+    replica_login: Option<Arc<crate::replica::ReplicaLogin>>,
+    /// The frame parked now may wait for a replica's answer (set once a replica took it):
+    /// its hit is then the miss's answer.
+    replica_answers: std::cell::Cell<Option<Arc<std::sync::atomic::AtomicBool>>>,
 }
 
 impl CachePath {
@@ -339,7 +349,17 @@ impl CachePath {
             row_description: None,
             started: false,
             utf8_client: false,
+            replica_login: None,
+            replica_answers: std::cell::Cell::new(None),
         }
+    }
+
+    /// Lets misses go to replicas, logging in there with what the session's login left.
+    pub(crate) fn with_replica_login(mut self, login: crate::replica::ReplicaLogin) -> CachePath {
+        if self.backend.replicas.is_some() {
+            self.replica_login = Some(Arc::new(login));
+        }
+        self
     }
 
     /// The session is over. A write whose acknowledgement never came back may still have
@@ -381,6 +401,9 @@ impl CachePath {
     }
 
     fn handle(&mut self, frame: FrontendMessage, out: &mut Outputs<'_>, attempt: Attempt) -> Step {
+        if attempt != Attempt::Filled {
+            self.replica_answers.set(None);
+        }
         if self.mode == Mode::Lost {
             self.release_held(out);
             out.forward(frame.tag, frame.bytes);

@@ -13,6 +13,7 @@ use super::{Attempt, CachePath, Outputs, Step, Wait};
 use crate::bypass::BypassReason;
 use crate::classify::{limit_for, Class, Protocol};
 use crate::pins::reads::ExecutionValues;
+use crate::replica::ReplicaRequest;
 use crate::stats::QueryKind as StatementKind;
 use crate::wire::backend::TransactionStatus;
 use crate::wire::fixed::{READY_IDLE, READY_IN_BLOCK};
@@ -83,14 +84,20 @@ impl CachePath {
             read,
             attempt.may_wait_for_fill(),
             ExecutionValues::Literals(text),
+            || ReplicaRequest::Simple(frame.bytes.clone()),
         ) {
             Found::Hit(entry) => {
                 out.answer(entry.response.clone());
                 out.answer(self.ready_frame());
-                self.backend
-                    .metrics
-                    .hit(entry.response.len(), started, entry.cost);
-                out.client_info.query(true);
+                if self.answered_by_replica() {
+                    // A replica's answer to the miss, which was counted as such.
+                    out.client_info.query(false);
+                } else {
+                    self.backend
+                        .metrics
+                        .hit(entry.response.len(), started, entry.cost);
+                    out.client_info.query(true);
+                }
             }
             Found::Miss(guard) => {
                 let capture = Capture::new(guard, self.backend.max_entry, false);

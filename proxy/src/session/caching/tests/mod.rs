@@ -224,6 +224,7 @@ impl Shared {
             defer_begin: self.defer_begin,
             registry: Arc::clone(&self.registry),
             shared: None,
+            replicas: None,
         };
         let path = CachePath::new(
             backend,

@@ -1,0 +1,470 @@
+//! Read replicas with real servers: a primary and a streaming standby made with
+//! `pg_basebackup -R`, pgcached given the standby with `--replica`. A cache miss goes to the
+//! standby once it has replayed every change the cache knows of and every write made through
+//! pgcached; while its replay is paused, misses go to the primary, so no client ever reads a
+//! row older than what it (or anyone) wrote. Logins are repeated on the replica as the client
+//! (trust, relayed SCRAM; md5 stays on the primary), session state is replayed, a shared tier
+//! is asked before the replica, and a promoted replica is never asked as one.
+
+use std::time::{Duration, Instant};
+
+use pgcached_local_cluster::users::{
+    MD5_PASSWORD, MD5_USER, PGCACHED_PASSWORD, PGCACHED_USER, SCRAM_PASSWORD, SCRAM_USER,
+    TRUST_USER,
+};
+use pgcached_local_cluster::LocalCluster;
+use pgcached_tests::console::{console, rows, Row, CONSOLE_FLAGS};
+use pgcached_tests::external::value;
+use pgcached_tests::proxy::config_with;
+use pgcached_tests::redis::{available, RedisServer};
+use pgcached_tests::{connect, url, Endpoint, TestProxy};
+use tokio_postgres::Client;
+
+/// Longest wait for the standby or pgcached to reach a state, on a loaded machine.
+const LIMIT: Duration = Duration::from_secs(30);
+/// The application name of pgcached's replica connections, as the standby shows it.
+const REPLICA_APPLICATION: &str = "pgcached replica reads";
+
+fn start_pair() -> (LocalCluster, LocalCluster) {
+    let primary = LocalCluster::start(pgcached_tests::cluster::options()).expect("primary");
+    primary
+        .psql(
+            "app",
+            "CREATE TABLE kv (k int PRIMARY KEY, v text);
+             INSERT INTO kv SELECT g, 'v' || g FROM generate_series(1, 100) g;
+             GRANT ALL ON kv TO PUBLIC;
+             CREATE SCHEMA other;
+             GRANT USAGE ON SCHEMA other TO PUBLIC;
+             CREATE TABLE other.kv (k int PRIMARY KEY, v text);
+             INSERT INTO other.kv SELECT g, 'other' || g FROM generate_series(1, 100) g;
+             GRANT SELECT ON other.kv TO PUBLIC;",
+        )
+        .expect("setup");
+    let standby = LocalCluster::start_standby(&primary).expect("standby");
+    (primary, standby)
+}
+
+/// pgcached in front of `primary`, with `standby` as its replica and the console on.
+fn proxy_for(primary: &LocalCluster, standby: &LocalCluster) -> TestProxy {
+    proxy_with(primary, standby, &[])
+}
+
+/// [`proxy_for`] with more flags.
+fn proxy_with(primary: &LocalCluster, standby: &LocalCluster, extra: &[&str]) -> TestProxy {
+    let upstream = format!(
+        "postgres://{PGCACHED_USER}:{PGCACHED_PASSWORD}@{}:{}/postgres?sslmode=disable",
+        primary.host(),
+        primary.port()
+    );
+    proxy_at(&upstream, standby, extra)
+}
+
+/// pgcached with this `--upstream`, `standby` as its replica, the console on, and more flags.
+fn proxy_at(upstream: &str, standby: &LocalCluster, extra: &[&str]) -> TestProxy {
+    let replica = format!(
+        "postgres://{}:{}?sslmode=disable",
+        standby.host(),
+        standby.port()
+    );
+    let mut flags = vec!["--cache", "on", "--replica", &replica];
+    flags.extend_from_slice(&CONSOLE_FLAGS);
+    flags.extend_from_slice(extra);
+    TestProxy::with_config(config_with(upstream, &flags, ""))
+}
+
+/// The replica's `SHOW REPLICAS` row.
+async fn replica_row(port: u16) -> Row {
+    let console = console(port).await;
+    rows(&console, "SHOW REPLICAS")
+        .await
+        .into_iter()
+        .next()
+        .expect("one replica")
+}
+
+fn count(row: &Row, column: &str) -> u64 {
+    row[column]
+        .as_deref()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{column} in {row:?}"))
+}
+
+/// Waits until the replica is usable.
+async fn until_usable(port: u16) {
+    let started = Instant::now();
+    loop {
+        let row = replica_row(port).await;
+        if row["state"].as_deref() == Some("usable") {
+            return;
+        }
+        assert!(started.elapsed() < LIMIT, "replica not usable: {row:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Reads key `first`, `first + 1`, ... with `read` (each a miss) until the replica has
+/// filled one (at start, and after each change, a write's position must be bounded first);
+/// returns that key and the replica's new count of fills.
+async fn until_replica_fills<F, R>(port: u16, first: i32, read: F) -> (i32, u64)
+where
+    F: Fn(i32) -> R,
+    R: std::future::Future<Output = ()>,
+{
+    let started = Instant::now();
+    let mut k = first;
+    loop {
+        let before = count(&replica_row(port).await, "filled");
+        read(k).await;
+        let after = count(&replica_row(port).await, "filled");
+        if after > before {
+            assert_eq!(after, before + 1, "one miss, one fill");
+            return (k, after);
+        }
+        assert!(
+            started.elapsed() < LIMIT,
+            "the replica never answered: {:?}",
+            replica_row(port).await
+        );
+        k += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Reads row `k` with a simple Query; it must hold `prefix` followed by `k`.
+async fn read_row(client: &Client, k: i32, prefix: &str) {
+    let sql = format!("SELECT v FROM kv WHERE k = {k}");
+    assert_eq!(
+        value(client, &sql).await,
+        Some(format!("{prefix}{k}")),
+        "{sql}"
+    );
+}
+
+/// Pauses the standby's replay and waits until it has actually stopped.
+fn pause_replay(standby: &LocalCluster) {
+    standby
+        .psql("postgres", "SELECT pg_wal_replay_pause()")
+        .expect("pause replay");
+    let started = Instant::now();
+    while standby
+        .psql("postgres", "SELECT pg_get_wal_replay_pause_state()")
+        .expect("pause state")
+        .trim()
+        != "paused"
+    {
+        assert!(started.elapsed() < LIMIT, "replay never paused");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The last statement a replica connection of `role` ran on the standby.
+fn last_replica_query(standby: &LocalCluster, role: &str) -> String {
+    standby
+        .psql(
+            "postgres",
+            &format!(
+                "SELECT coalesce(string_agg(query, ' | '), '') FROM pg_stat_activity \
+                 WHERE application_name = '{REPLICA_APPLICATION}' AND usename = '{role}'"
+            ),
+        )
+        .expect("standby activity")
+        .trim()
+        .to_owned()
+}
+
+async fn client_as(port: u16, user: &str, password: Option<&str>) -> Client {
+    connect(&url(Endpoint::proxy(port), user, password, "app"))
+        .await
+        .unwrap_or_else(|e| panic!("login as {user}: {e}"))
+}
+
+/// Reads `sql` through `client` until it returns `expected` (the change stream's delay),
+/// then checks that every read after that does too.
+async fn settles_at(client: &Client, sql: &str, expected: Option<&str>) {
+    let started = Instant::now();
+    while value(client, sql).await.as_deref() != expected {
+        assert!(
+            started.elapsed() < LIMIT,
+            "{sql} never returned {expected:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for _ in 0..20 {
+        assert_eq!(value(client, sql).await.as_deref(), expected, "{sql}");
+    }
+}
+
+#[tokio::test]
+async fn misses_go_to_a_caught_up_replica_and_to_the_primary_while_it_lags() {
+    let (primary, standby) = start_pair();
+    let proxy = proxy_for(&primary, &standby);
+    until_usable(proxy.port()).await;
+    let client = client_as(proxy.port(), TRUST_USER, None).await;
+
+    // A simple-protocol miss, answered by the standby, then a hit.
+    let (k, filled) = until_replica_fills(proxy.port(), 1, |k| read_row(&client, k, "v")).await;
+    assert!(
+        last_replica_query(&standby, TRUST_USER)
+            .contains(&format!("SELECT v FROM kv WHERE k = {k}")),
+        "the standby ran the read as the client's role"
+    );
+    let sql = format!("SELECT v FROM kv WHERE k = {k}");
+    assert_eq!(value(&client, &sql).await, Some(format!("v{k}")));
+    assert_eq!(
+        count(&replica_row(proxy.port()).await, "filled"),
+        filled,
+        "the repeat is a hit"
+    );
+
+    // An extended-protocol miss (a prepared statement with a parameter), then a hit.
+    let (k, filled) = until_replica_fills(proxy.port(), 50, |k| {
+        let client = &client;
+        async move {
+            let row = client
+                .query_one("SELECT v FROM kv WHERE k = $1", &[&k])
+                .await
+                .expect("extended read");
+            assert_eq!(row.get::<_, String>(0), format!("v{k}"));
+        }
+    })
+    .await;
+    let again = client
+        .query_one("SELECT v FROM kv WHERE k = $1", &[&k])
+        .await
+        .expect("extended hit");
+    assert_eq!(again.get::<_, String>(0), format!("v{k}"));
+    assert_eq!(count(&replica_row(proxy.port()).await, "filled"), filled);
+
+    // The standby stops replaying; writes straight to the primary must still be seen.
+    pause_replay(&standby);
+    primary
+        .psql(
+            "app",
+            "UPDATE kv SET v = 'new1' WHERE k = 1; INSERT INTO kv VALUES (1001, 'inserted');",
+        )
+        .expect("write on the primary");
+    settles_at(&client, "SELECT v FROM kv WHERE k = 1", Some("new1")).await;
+    // A row the paused standby does not have: read from the primary. (After the stream's
+    // re-bumps of the write, which would refuse a stale fill by themselves.)
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(
+        value(&client, "SELECT v FROM kv WHERE k = 1001")
+            .await
+            .as_deref(),
+        Some("inserted")
+    );
+    let lagging = replica_row(proxy.port()).await;
+    assert!(
+        lagging["behind_bytes"]
+            .as_deref()
+            .and_then(|b| b.parse::<u64>().ok())
+            .is_some_and(|b| b > 0),
+        "the paused standby is behind: {lagging:?}"
+    );
+
+    // Replay resumes: misses go to the standby again.
+    standby
+        .psql("postgres", "SELECT pg_wal_replay_resume()")
+        .expect("resume replay");
+    until_replica_fills(proxy.port(), 10, |k| read_row(&client, k, "v")).await;
+}
+
+#[tokio::test]
+async fn a_write_through_pgcached_is_read_back_at_once_whatever_the_replica() {
+    let (primary, standby) = start_pair();
+    let proxy = proxy_for(&primary, &standby);
+    until_usable(proxy.port()).await;
+    let writer = client_as(proxy.port(), TRUST_USER, None).await;
+    let reader = client_as(proxy.port(), TRUST_USER, None).await;
+    assert_eq!(
+        value(&reader, "SELECT v FROM kv WHERE k = 5")
+            .await
+            .as_deref(),
+        Some("v5")
+    );
+    pause_replay(&standby);
+    for round in 0..20 {
+        let text = format!("w{round}");
+        writer
+            .execute("UPDATE kv SET v = $1 WHERE k = 5", &[&text])
+            .await
+            .expect("write");
+        writer
+            .execute("INSERT INTO kv VALUES ($1, $2)", &[&(2000 + round), &text])
+            .await
+            .expect("insert");
+        // Both sessions see both writes at once: the paused standby has neither.
+        for client in [&writer, &reader] {
+            assert_eq!(
+                value(client, "SELECT v FROM kv WHERE k = 5")
+                    .await
+                    .as_deref(),
+                Some(text.as_str())
+            );
+            let row = client
+                .query_opt("SELECT v FROM kv WHERE k = $1", &[&(2000 + round)])
+                .await
+                .expect("read");
+            assert_eq!(
+                row.map(|r| r.get::<_, String>(0)).as_deref(),
+                Some(text.as_str())
+            );
+        }
+    }
+    standby
+        .psql("postgres", "SELECT pg_wal_replay_resume()")
+        .expect("resume replay");
+}
+
+#[tokio::test]
+async fn replicas_are_asked_as_the_client_by_every_login_pgcached_can_repeat() {
+    let (primary, standby) = start_pair();
+    let proxy = proxy_for(&primary, &standby);
+    until_usable(proxy.port()).await;
+    // SCRAM relayed (a plain client): the key is recovered with the role's verifier.
+    let scram = client_as(proxy.port(), SCRAM_USER, Some(SCRAM_PASSWORD)).await;
+    let (k, filled) = until_replica_fills(proxy.port(), 1, |k| read_row(&scram, k, "v")).await;
+    assert!(last_replica_query(&standby, SCRAM_USER).contains(&format!("k = {k}")));
+
+    // md5: the answer is bound to the primary's salt; reads stay on the primary, and work.
+    let md5 = client_as(proxy.port(), MD5_USER, Some(MD5_PASSWORD)).await;
+    for k in 60..70 {
+        let sql = format!("SELECT v FROM kv WHERE k = {k}");
+        assert_eq!(value(&md5, &sql).await, Some(format!("v{k}")), "{sql}");
+    }
+    assert_eq!(count(&replica_row(proxy.port()).await, "filled"), filled);
+    assert_eq!(
+        last_replica_query(&standby, MD5_USER),
+        "",
+        "no replica connection as the md5 role"
+    );
+
+    // A session state set with SET is replayed on the replica connection.
+    let scoped = client_as(proxy.port(), TRUST_USER, None).await;
+    scoped
+        .batch_execute("SET search_path = other, public")
+        .await
+        .expect("SET");
+    let (k, _) = until_replica_fills(proxy.port(), 70, |k| read_row(&scoped, k, "other")).await;
+    assert!(last_replica_query(&standby, TRUST_USER).contains(&format!("k = {k}")));
+    let plain = client_as(proxy.port(), TRUST_USER, None).await;
+    let sql = format!("SELECT v FROM kv WHERE k = {k}");
+    assert_eq!(
+        value(&plain, &sql).await,
+        Some(format!("v{k}")),
+        "another state, another entry"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_shared_tier_a_miss_it_does_not_have_goes_to_the_replica() {
+    if !available() {
+        panic!("redis-server is not installed (scripts/test installs Debian's redis-server)");
+    }
+    let (primary, standby) = start_pair();
+    let mut redis = RedisServer::start();
+    let redis_url = redis.url();
+    let flags = [
+        "--shared-cache",
+        redis_url.as_str(),
+        "--shared-cache-timeout",
+        "2s",
+    ];
+    let first = proxy_with(&primary, &standby, &flags);
+    until_usable(first.port()).await;
+    let client = client_as(first.port(), TRUST_USER, None).await;
+    // Not in Redis: the replica answers, and the result is published to the tier.
+    let (k, _) = until_replica_fills(first.port(), 1, |k| read_row(&client, k, "v")).await;
+    let shared = first.shared.as_ref().expect("shared tier").report();
+    assert!(shared.misses > 0, "the tier was asked first: {shared:?}");
+    // More results filled through the first pgcached (by the replica or the primary).
+    for key in k + 1..k + 40 {
+        let sql = format!("SELECT v FROM kv WHERE k = {key}");
+        assert_eq!(value(&client, &sql).await, Some(format!("v{key}")));
+    }
+    // Another pgcached finds them in Redis once its stream runs.
+    let second = proxy_with(&primary, &standby, &flags);
+    until_usable(second.port()).await;
+    let other = client_as(second.port(), TRUST_USER, None).await;
+    let started = Instant::now();
+    let mut key = k;
+    while second.shared.as_ref().expect("shared tier").report().hits == 0 {
+        assert!(
+            key < k + 40 && started.elapsed() < LIMIT,
+            "never a shared hit"
+        );
+        let sql = format!("SELECT v FROM kv WHERE k = {key}");
+        assert_eq!(value(&other, &sql).await, Some(format!("v{key}")));
+        key += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The tier goes down: misses still go to the replica, and no client sees an error.
+    redis.kill();
+    until_replica_fills(first.port(), 60, |k| read_row(&client, k, "v")).await;
+}
+
+#[tokio::test]
+async fn a_promoted_replica_is_never_asked_as_a_replica_and_nothing_stale_is_served() {
+    let (mut primary, standby) = start_pair();
+    let upstream = format!(
+        "postgres://{PGCACHED_USER}:{PGCACHED_PASSWORD}@{}:{},{}:{}/postgres?sslmode=disable&target_session_attrs=primary",
+        primary.host(),
+        primary.port(),
+        standby.host(),
+        standby.port()
+    );
+    let proxy = proxy_at(&upstream, &standby, &[]);
+    until_usable(proxy.port()).await;
+    let client = client_as(proxy.port(), TRUST_USER, None).await;
+    let (k, _) = until_replica_fills(proxy.port(), 1, |k| read_row(&client, k, "v")).await;
+
+    primary.stop();
+    standby.promote().expect("promote");
+    // Written on the new primary before pgcached noticed: the cached row is stale now.
+    standby
+        .psql("app", &format!("UPDATE kv SET v = 'after' WHERE k = {k}"))
+        .expect("write on the new primary");
+    let started = Instant::now();
+    let client = loop {
+        if let Ok(client) =
+            connect(&url(Endpoint::proxy(proxy.port()), TRUST_USER, None, "app")).await
+        {
+            if client.simple_query("SELECT 1").await.is_ok() {
+                break client;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no session after the failover"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let sql = format!("SELECT v FROM kv WHERE k = {k}");
+    assert_eq!(
+        value(&client, &sql).await.as_deref(),
+        Some("after"),
+        "nothing cached before the failover is served after it"
+    );
+    let started = Instant::now();
+    loop {
+        let row = replica_row(proxy.port()).await;
+        if row["state"].as_deref() == Some("not a standby") {
+            break;
+        }
+        assert!(
+            started.elapsed() < LIMIT,
+            "the promoted replica is still asked: {row:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let filled = count(&replica_row(proxy.port()).await, "filled");
+    for key in 80..90 {
+        let sql = format!("SELECT v FROM kv WHERE k = {key}");
+        assert_eq!(value(&client, &sql).await, Some(format!("v{key}")));
+    }
+    assert_eq!(
+        count(&replica_row(proxy.port()).await, "filled"),
+        filled,
+        "misses go to the new primary only"
+    );
+}
