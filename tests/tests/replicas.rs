@@ -4,7 +4,8 @@
 //! pgcached; while its replay is paused, misses go to the primary, so no client ever reads a
 //! row older than what it (or anyone) wrote. Logins are repeated on the replica as the client
 //! (trust, relayed SCRAM; md5 stays on the primary), session state is replayed, a shared tier
-//! is asked before the replica, and a promoted replica is never asked as one.
+//! is asked before the replica, a promoted replica is never asked as one, and a replica that
+//! stops mid-run costs no client an error.
 
 use std::time::{Duration, Instant};
 
@@ -467,4 +468,38 @@ async fn a_promoted_replica_is_never_asked_as_a_replica_and_nothing_stale_is_ser
         filled,
         "misses go to the new primary only"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_stops_and_comes_back_costs_no_client_an_error() {
+    let (primary, mut standby) = start_pair();
+    let proxy = proxy_for(&primary, &standby);
+    until_usable(proxy.port()).await;
+    let client = client_as(proxy.port(), TRUST_USER, None).await;
+    until_replica_fills(proxy.port(), 1, |k| read_row(&client, k, "v")).await;
+    // Reads of keys not read before (misses) while the standby goes away and comes back.
+    let reader = {
+        let port = proxy.port();
+        tokio::spawn(async move {
+            let client = client_as(port, TRUST_USER, None).await;
+            for round in 0..3 {
+                for k in 1..=100 {
+                    let sql = format!("SELECT v FROM kv WHERE k = {k} AND {round} = {round}");
+                    assert_eq!(value(&client, &sql).await, Some(format!("v{k}")), "{sql}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    standby.stop();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        replica_row(proxy.port()).await["state"].as_deref(),
+        Some("down")
+    );
+    standby.restart().expect("standby back");
+    reader.await.expect("every read succeeded");
+    until_usable(proxy.port()).await;
+    until_replica_fills(proxy.port(), 1, |k| read_row(&client, k, "v")).await;
 }
