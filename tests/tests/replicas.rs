@@ -503,3 +503,51 @@ async fn a_replica_that_stops_and_comes_back_costs_no_client_an_error() {
     until_usable(proxy.port()).await;
     until_replica_fills(proxy.port(), 1, |k| read_row(&client, k, "v")).await;
 }
+
+#[tokio::test]
+async fn a_read_too_slow_for_a_replica_is_cancelled_there_and_answered_by_the_primary() {
+    let (primary, standby) = start_pair();
+    let proxy = proxy_for(&primary, &standby);
+    until_usable(proxy.port()).await;
+    let client = client_as(proxy.port(), TRUST_USER, None).await;
+    until_replica_fills(proxy.port(), 1, |k| read_row(&client, k, "v")).await;
+    // About 3·10^7 rows: longer than the second a replica may take.
+    let slow = |n: i32| format!("SELECT count(*) FROM kv a, kv b, kv c, generate_series(1, {n}) g");
+    let before = replica_row(proxy.port()).await;
+    let started = Instant::now();
+    assert_eq!(value(&client, &slow(30)).await.as_deref(), Some("30000000"));
+    let took = started.elapsed();
+    let after = replica_row(proxy.port()).await;
+    assert_eq!(
+        count(&after, "fell_back"),
+        count(&before, "fell_back") + 1,
+        "the replica was asked and gave up ({took:?}): {after:?}"
+    );
+    assert_eq!(count(&after, "filled"), count(&before, "filled"));
+    // Its statement was cancelled on the standby, not left running.
+    let started = Instant::now();
+    loop {
+        let running = standby
+            .psql(
+                "postgres",
+                &format!(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = \
+                     '{REPLICA_APPLICATION}' AND state = 'active'"
+                ),
+            )
+            .expect("standby activity");
+        if running.trim() == "0" {
+            break;
+        }
+        assert!(
+            started.elapsed() < LIMIT,
+            "the slow read still runs on the standby"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The same statement with other literals stays on the primary for a while.
+    assert_eq!(value(&client, &slow(31)).await.as_deref(), Some("31000000"));
+    let last = replica_row(proxy.port()).await;
+    assert_eq!(count(&last, "fell_back"), count(&after, "fell_back"));
+    assert_eq!(count(&last, "filled"), count(&after, "filled"));
+}

@@ -14,8 +14,9 @@ use super::request::{Collected, ReplicaRequest};
 use crate::auth::credential::Secret;
 use crate::net::Stream;
 use crate::session::fingerprint::Replay;
-use crate::upstream::own_login::{self, LoginError};
+use crate::upstream::own_login::{self, BackendKey, LoginError};
 use crate::upstream::Connector;
+use crate::wire::startup::CANCEL_REQUEST_CODE;
 
 /// `application_name` of pgcached's connections to replicas.
 const APPLICATION_NAME: &str = "pgcached replica reads";
@@ -56,6 +57,7 @@ impl ConnectionError {
 pub(crate) struct ReplicaConnection {
     stream: Stream,
     reader: MessageReader,
+    key: Option<BackendKey>,
 }
 
 impl ReplicaConnection {
@@ -73,10 +75,11 @@ impl ReplicaConnection {
             ("application_name", APPLICATION_NAME),
         ];
         parameters.extend(state.parameters.iter().copied());
-        let stream = own_login::login_as(connector, &parameters, role, secret).await?;
+        let (stream, key) = own_login::login_as(connector, &parameters, role, secret).await?;
         let mut connection = ReplicaConnection {
             stream,
             reader: MessageReader::default(),
+            key,
         };
         for statement in &state.statements {
             connection.replay(statement).await?;
@@ -129,6 +132,17 @@ impl ReplicaConnection {
                 return Ok(collector.into_result());
             }
         }
+    }
+
+    /// The CancelRequest packet that stops this connection's running statement.
+    pub(crate) fn cancel_request(&self) -> Option<[u8; 16]> {
+        let key = self.key?;
+        let mut packet = [0u8; 16];
+        packet[..4].copy_from_slice(&16u32.to_be_bytes());
+        packet[4..8].copy_from_slice(&CANCEL_REQUEST_CODE.to_be_bytes());
+        packet[8..12].copy_from_slice(&key.pid.to_be_bytes());
+        packet[12..].copy_from_slice(&key.secret.to_be_bytes());
+        Some(packet)
     }
 
     async fn send(&mut self, bytes: &[u8]) -> Result<(), ConnectionError> {

@@ -28,6 +28,11 @@
 //! stream's own delay. Without a running stream for the database, a private session state, or
 //! a login pgcached cannot repeat, reads go to the primary.
 //!
+//! **Slow reads.** A client's cancel request reaches the primary backend whose key it holds,
+//! not a replica connection; so a replica has [`FETCH_TIMEOUT`] for a miss, after which its
+//! statement is cancelled there and the read relayed to the primary. The statement (its label)
+//! then stays on the primary for [`SLOW_FOR`].
+//!
 //! Layout:
 //! - this file: the replicas, the routing decision, the fill task.
 //! - [`monitor`]: each replica's replay position, lag and identity, checked continuously.
@@ -62,9 +67,15 @@ use connection::{ConnectionError, ReplicaConnection};
 use pool::{Pool, PoolKey, Taken};
 pub(crate) use request::ReplicaRequest;
 
-/// The longest a replica may take to answer one miss (login included); then the read goes to
-/// the primary.
+/// The longest a replica may take to answer one miss (login included); then its statement is
+/// cancelled and the read goes to the primary, where the client's own cancel request reaches
+/// it.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a statement that took longer than [`FETCH_TIMEOUT`] on a replica reads from the
+/// primary only.
+const SLOW_FOR: Duration = Duration::from_secs(600);
+/// Slow statements remembered at most; past this the memory starts over.
+const MAX_SLOW: usize = 10_000;
 /// How long a role whose login a replica refused reads from the primary only.
 const REFUSED_FOR: Duration = Duration::from_secs(30);
 
@@ -86,6 +97,8 @@ pub(crate) enum PrimaryReason {
     Unavailable,
     /// A replica refused this role's login recently.
     LoginRefused,
+    /// The statement took longer than a replica may take, recently.
+    Slow,
 }
 
 impl PrimaryReason {
@@ -99,6 +112,7 @@ impl PrimaryReason {
             PrimaryReason::Lagging => "lagging",
             PrimaryReason::Unavailable => "unavailable",
             PrimaryReason::LoginRefused => "login_refused",
+            PrimaryReason::Slow => "slow",
         }
     }
 }
@@ -114,6 +128,8 @@ pub(crate) enum ReadOutcome {
     Stale,
     /// Every connection to it was busy.
     Busy,
+    /// It took longer than [`FETCH_TIMEOUT`]: its statement was cancelled.
+    Slow,
     /// The connection, login or session state failed, or it took too long.
     Failed,
 }
@@ -125,6 +141,7 @@ impl ReadOutcome {
             ReadOutcome::Unfit => "unfit",
             ReadOutcome::Stale => "stale",
             ReadOutcome::Busy => "busy",
+            ReadOutcome::Slow => "slow",
             ReadOutcome::Failed => "failed",
         }
     }
@@ -184,6 +201,9 @@ pub struct Replicas {
     max_entry: usize,
     /// Misses sent to the primary, by reason (for the console).
     primary_reads: Mutex<HashMap<&'static str, u64>>,
+    /// Statements (by label) that took too long on a replica, until when they stay on the
+    /// primary.
+    slow: Mutex<HashMap<Arc<str>, Instant>>,
 }
 
 impl Replicas {
@@ -217,6 +237,7 @@ impl Replicas {
             next: AtomicUsize::new(0),
             max_entry,
             primary_reads: Mutex::new(HashMap::new()),
+            slow: Mutex::new(HashMap::new()),
         });
         for replica in &replicas.replicas {
             tokio::spawn(monitor::run(Arc::clone(replica), Arc::clone(&replicas)));
@@ -259,10 +280,11 @@ impl Replicas {
         self: &Arc<Self>,
         guard: FillGuard,
         request: ReplicaRequest,
+        label: &Arc<str>,
         login: &Arc<ReplicaLogin>,
         fingerprint: &Fingerprint,
     ) -> Routed {
-        match self.choose(&guard, login, fingerprint) {
+        match self.choose(&guard, label, login, fingerprint) {
             Ok(replica) => match guard.wait() {
                 Some(wait) => {
                     counter!(REPLICA_ROUTES_TOTAL, "route" => "replica").increment(1);
@@ -270,10 +292,16 @@ impl Replicas {
                     let login = Arc::clone(login);
                     let key = PoolKey::new(&login.role, &login.database, fingerprint.as_bytes());
                     let state = fingerprint.clone();
+                    let label = Arc::clone(label);
                     tokio::spawn(async move {
-                        replicas
-                            .answer(replica, guard, request, login, key, state)
-                            .await
+                        let read = Read {
+                            request,
+                            label,
+                            login,
+                            key,
+                            state,
+                        };
+                        replicas.answer(replica, guard, read).await
                     });
                     Routed::Waiting(wait)
                 }
@@ -293,11 +321,18 @@ impl Replicas {
     fn choose(
         &self,
         guard: &FillGuard,
+        label: &Arc<str>,
         login: &ReplicaLogin,
         fingerprint: &Fingerprint,
     ) -> Result<Arc<Replica>, PrimaryReason> {
         if fingerprint.is_private() {
             return Err(PrimaryReason::PrivateState);
+        }
+        {
+            let slow = self.slow.lock();
+            if !slow.is_empty() && slow.get(label).is_some_and(|until| Instant::now() < *until) {
+                return Err(PrimaryReason::Slow);
+            }
         }
         if !login.credential.is_usable(self.verifiers.as_deref()) {
             return Err(PrimaryReason::NoCredential);
@@ -340,30 +375,26 @@ impl Replicas {
     }
 
     /// Runs the miss on `replica` and fills the cache with its answer.
-    async fn answer(
-        &self,
-        replica: Arc<Replica>,
-        guard: FillGuard,
-        request: ReplicaRequest,
-        login: Arc<ReplicaLogin>,
-        key: PoolKey,
-        state: Fingerprint,
-    ) {
-        let outcome = match tokio::time::timeout(
-            FETCH_TIMEOUT,
-            self.run(&replica, &request, &login, key, &state),
-        )
-        .await
-        {
-            Ok(Ok(Some((response, meta)))) => match guard.fill(response, meta) {
+    async fn answer(&self, replica: Arc<Replica>, guard: FillGuard, read: Read) {
+        let outcome = match self.run(&replica, &read).await {
+            Ok(Some((response, meta))) => match guard.fill(response, meta) {
                 FillOutcome::Stored => ReadOutcome::Filled,
                 FillOutcome::Stale | FillOutcome::Expired => ReadOutcome::Stale,
                 FillOutcome::TooLarge => ReadOutcome::Unfit,
             },
-            Ok(Ok(None)) => ReadOutcome::Unfit,
-            Ok(Err(Failure::Busy)) => ReadOutcome::Busy,
-            Ok(Err(Failure::UnknownState)) => ReadOutcome::Failed,
-            Ok(Err(Failure::Connection(error))) => {
+            Ok(None) => ReadOutcome::Unfit,
+            Err(Failure::Busy) => ReadOutcome::Busy,
+            Err(Failure::UnknownState) => ReadOutcome::Failed,
+            Err(Failure::Slow) => {
+                let mut slow = self.slow.lock();
+                if slow.len() >= MAX_SLOW {
+                    slow.clear();
+                }
+                slow.insert(Arc::clone(&read.label), Instant::now() + SLOW_FOR);
+                ReadOutcome::Slow
+            }
+            Err(Failure::Connection(error)) => {
+                let login = &read.login;
                 if error.is_login_refusal() {
                     info!(
                         replica = %replica.address,
@@ -381,7 +412,6 @@ impl Replicas {
                 }
                 ReadOutcome::Failed
             }
-            Err(_) => ReadOutcome::Failed,
         };
         let totals = &replica.totals;
         match outcome {
@@ -396,39 +426,48 @@ impl Replicas {
         .increment(1);
     }
 
-    /// A connection of the session's role and state (pooled or new), then the read.
-    async fn run(
-        &self,
-        replica: &Replica,
-        request: &ReplicaRequest,
-        login: &ReplicaLogin,
-        key: PoolKey,
-        state: &Fingerprint,
-    ) -> Result<Option<(Bytes, Bytes)>, Failure> {
-        let mut pooled = match replica.pool.take(&key) {
+    /// A connection of the session's role and state (pooled or new), then the read, all
+    /// within [`FETCH_TIMEOUT`]; a statement still running then is cancelled.
+    async fn run(&self, replica: &Replica, read: &Read) -> Result<Option<(Bytes, Bytes)>, Failure> {
+        let deadline = tokio::time::Instant::now() + FETCH_TIMEOUT;
+        let taken = match replica.pool.take(&read.key) {
             Taken::Idle(pooled) => pooled,
             Taken::Full => return Err(Failure::Busy),
             Taken::Room(slot) => {
-                let connection = self.open(replica, login, state).await?;
-                Pool::pooled(connection, slot)
+                let opened = tokio::time::timeout_at(deadline, self.open(replica, read))
+                    .await
+                    .map_err(|_| Failure::Slow)??;
+                Pool::pooled(opened, slot)
             }
         };
-        let answer = pooled
-            .connection
-            .run(request, self.max_entry)
-            .await
-            .map_err(Failure::Connection)?;
-        replica.pool.give_back(key, pooled);
-        Ok(answer)
+        let mut pooled = taken;
+        let cancel = pooled.connection.cancel_request();
+        match tokio::time::timeout_at(
+            deadline,
+            pooled.connection.run(&read.request, self.max_entry),
+        )
+        .await
+        {
+            Ok(Ok(answer)) => {
+                replica.pool.give_back(read.key.clone(), pooled);
+                Ok(answer)
+            }
+            Ok(Err(error)) => Err(Failure::Connection(error)),
+            Err(_) => {
+                if let Some(packet) = cancel {
+                    let connector = replica.connector.clone();
+                    tokio::spawn(async move {
+                        let _ = crate::upstream::forward_cancel(&connector, &packet).await;
+                    });
+                }
+                Err(Failure::Slow)
+            }
+        }
     }
 
-    async fn open(
-        &self,
-        replica: &Replica,
-        login: &ReplicaLogin,
-        state: &Fingerprint,
-    ) -> Result<ReplicaConnection, Failure> {
-        let replay = state.replay().ok_or(Failure::UnknownState)?;
+    async fn open(&self, replica: &Replica, read: &Read) -> Result<ReplicaConnection, Failure> {
+        let login = &read.login;
+        let replay = read.state.replay().ok_or(Failure::UnknownState)?;
         let resolved = login
             .credential
             .resolve(&login.role, self.verifiers.as_deref())
@@ -448,8 +487,22 @@ impl Replicas {
     }
 }
 
+/// One miss handed to a replica.
+struct Read {
+    request: ReplicaRequest,
+    /// The statement without its literals (what [`Replicas::slow`] remembers).
+    label: Arc<str>,
+    login: Arc<ReplicaLogin>,
+    /// The pool the connection comes from: role, database, state.
+    key: PoolKey,
+    /// The session state to replay on a new connection.
+    state: Fingerprint,
+}
+
 /// Why a replica did not answer.
 enum Failure {
+    /// It took longer than [`FETCH_TIMEOUT`].
+    Slow,
     /// No connection free.
     Busy,
     /// The session's state cannot be replayed (it turned private).
@@ -511,6 +564,7 @@ mod tests {
             PrimaryReason::Lagging,
             PrimaryReason::Unavailable,
             PrimaryReason::LoginRefused,
+            PrimaryReason::Slow,
         ];
         let labels: std::collections::HashSet<_> = reasons.iter().map(|r| r.label()).collect();
         assert_eq!(labels.len(), reasons.len());

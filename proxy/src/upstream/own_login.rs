@@ -102,17 +102,28 @@ pub async fn login(connector: &Connector, login: Login<'_>) -> Result<Stream, Lo
         parameters.push(("replication", "database"));
     }
     let secret = login.password.map_or(Secret::Nothing, Secret::Password);
-    login_as(connector, &parameters, login.user, secret).await
+    let (stream, _) = login_as(connector, &parameters, login.user, secret).await?;
+    Ok(stream)
+}
+
+/// A backend's cancel key (BackendKeyData): process id and secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BackendKey {
+    /// The backend's process id.
+    pub(crate) pid: i32,
+    /// Its secret key.
+    pub(crate) secret: i32,
 }
 
 /// Connects and logs in as `user` with these startup parameters (`user` among them),
-/// presenting `secret`; returns the stream right after the first ReadyForQuery.
+/// presenting `secret`; returns the stream right after the first ReadyForQuery, and the
+/// backend's cancel key when the server sent one.
 pub(crate) async fn login_as(
     connector: &Connector,
     parameters: &[(&str, &str)],
     user: &str,
     secret: Secret<'_>,
-) -> Result<Stream, LoginError> {
+) -> Result<(Stream, Option<BackendKey>), LoginError> {
     let mut stream = connector.connect().await?;
     match tokio::time::timeout(
         LOGIN_TIMEOUT,
@@ -120,7 +131,7 @@ pub(crate) async fn login_as(
     )
     .await
     {
-        Ok(Ok(())) => Ok(stream),
+        Ok(Ok(key)) => Ok((stream, key)),
         Ok(Err(e)) => Err(e),
         Err(_) => Err(LoginError::Timeout),
     }
@@ -246,7 +257,8 @@ async fn authenticate(
     parameters: &[(&str, &str)],
     user: &str,
     secret: Secret<'_>,
-) -> Result<(), LoginError> {
+) -> Result<Option<BackendKey>, LoginError> {
+    let mut key = None;
     let mut buffer = BytesMut::new();
     frontend::startup_message(parameters.iter().copied(), &mut buffer).map_err(io_error)?;
     send(stream, &buffer).await?;
@@ -327,8 +339,17 @@ async fn authenticate(
                 }
             }
             b'E' => return Err(LoginError::Server(ServerError::parse(body))),
-            b'Z' => return Ok(()),
-            b'S' | b'K' | b'N' => {}
+            b'Z' => return Ok(key),
+            b'K' => {
+                key = match (body.get(..4), body.get(4..8)) {
+                    (Some(pid), Some(secret)) => Some(BackendKey {
+                        pid: i32::from_be_bytes([pid[0], pid[1], pid[2], pid[3]]),
+                        secret: i32::from_be_bytes([secret[0], secret[1], secret[2], secret[3]]),
+                    }),
+                    _ => None,
+                }
+            }
+            b'S' | b'N' => {}
             tag => return Err(LoginError::Unexpected(tag)),
         }
     }

@@ -215,7 +215,7 @@ impl CachePath {
                 // The shared tier first: it fills this pgcached's memory, and the retry finds
                 // the result there (or misses again, without asking twice). Then a replica,
                 // the same way: after the tier found nothing, or when it cannot help now.
-                match self.elsewhere(guard, request) {
+                match self.elsewhere(guard, &read.label, request) {
                     Routed::Waiting(wait) => Found::Wait(wait),
                     Routed::Primary(guard) => {
                         metrics.miss();
@@ -267,7 +267,8 @@ impl CachePath {
                 if self.backend.shared.is_none() && self.replica_login.is_none() {
                     return Answerable::No;
                 }
-                match self.elsewhere(self.guard(reservation, read, values), request) {
+                let guard = self.guard(reservation, read, values);
+                match self.elsewhere(guard, &read.label, request) {
                     Routed::Waiting(wait) => Answerable::Wait(wait),
                     Routed::Primary(_) => Answerable::No,
                 }
@@ -279,11 +280,18 @@ impl CachePath {
     /// A miss answered without the session's own connection, when it can be: by the shared
     /// tier, else (or when the tier finds nothing) by a read replica ([`crate::replica`]). The
     /// wait for that answer, or the guard back for the primary.
-    fn elsewhere(&self, guard: FillGuard, request: impl FnOnce() -> ReplicaRequest) -> Routed {
+    fn elsewhere(
+        &self,
+        guard: FillGuard,
+        label: &Arc<str>,
+        request: impl FnOnce() -> ReplicaRequest,
+    ) -> Routed {
         let request = self.replica_login.is_some().then(request);
         let guard = match &self.backend.shared {
             Some(shared) => {
-                let fallback = request.clone().and_then(|r| self.replica_fallback(r));
+                let fallback = request
+                    .clone()
+                    .and_then(|r| self.replica_fallback(r, label));
                 match shared.fetch(guard, fallback) {
                     Fetch::Waiting(wait) => return Routed::Waiting(wait),
                     Fetch::Declined(guard) => guard,
@@ -296,7 +304,7 @@ impl CachePath {
         else {
             return Routed::Primary(guard);
         };
-        let routed = replicas.route(guard, request, login, &self.fingerprint);
+        let routed = replicas.route(guard, request, label, login, &self.fingerprint);
         if let Routed::Waiting(_) = routed {
             // Counted as the miss it is; the retry's hit is its answer.
             self.backend.metrics.miss();
@@ -308,15 +316,17 @@ impl CachePath {
 
     /// What the shared tier does with a miss it has no result for: sends it to a replica,
     /// counted as a miss then.
-    fn replica_fallback(&self, request: ReplicaRequest) -> Option<Fallback> {
+    fn replica_fallback(&self, request: ReplicaRequest, label: &Arc<str>) -> Option<Fallback> {
         let replicas = Arc::clone(self.backend.replicas.as_ref()?);
         let login = Arc::clone(self.replica_login.as_ref()?);
         let fingerprint = self.fingerprint.clone();
         let metrics = self.backend.metrics.clone();
+        let label = Arc::clone(label);
         let answered = Arc::new(AtomicBool::new(false));
         self.replica_answers.set(Some(Arc::clone(&answered)));
         Some(Box::new(move |guard| {
-            if let Routed::Waiting(_) = replicas.route(guard, request, &login, &fingerprint) {
+            if let Routed::Waiting(_) = replicas.route(guard, request, &label, &login, &fingerprint)
+            {
                 metrics.miss();
                 answered.store(true, Ordering::Release);
             }
