@@ -551,3 +551,41 @@ async fn a_read_too_slow_for_a_replica_is_cancelled_there_and_answered_by_the_pr
     assert_eq!(count(&last, "fell_back"), count(&after, "fell_back"));
     assert_eq!(count(&last, "filled"), count(&after, "filled"));
 }
+
+#[tokio::test]
+async fn psycopg3_with_its_defaults_reads_from_the_replica_inside_its_transactions() {
+    use pgcached_tests::clients::{expect_success, python, run_with_timeout};
+    let (primary, standby) = start_pair();
+    let proxy = proxy_for(&primary, &standby);
+    until_usable(proxy.port()).await;
+    let warm = client_as(proxy.port(), TRUST_USER, None).await;
+    until_replica_fills(proxy.port(), 90, |k| read_row(&warm, k, "v")).await;
+    let before = count(&replica_row(proxy.port()).await, "filled");
+    // Autocommit off (every read in a transaction), server-side binding, prepared after five
+    // executions; each key read twice, with a commit after each read.
+    let script = format!(
+        "import json, psycopg\n\
+         conn = psycopg.connect(host='127.0.0.1', port={port}, user='{TRUST_USER}', dbname='app')\n\
+         seen = []\n\
+         for k in range(1, 41):\n\
+         \x20   for _ in range(2):\n\
+         \x20       with conn.cursor() as cur:\n\
+         \x20           cur.execute('SELECT v FROM kv WHERE k = %s', (k,))\n\
+         \x20           seen.append(cur.fetchone()[0])\n\
+         \x20       conn.commit()\n\
+         print(json.dumps(seen))\n",
+        port = proxy.port()
+    );
+    let output = run_with_timeout(python().arg("-c").arg(&script), 60);
+    let seen: Vec<String> =
+        serde_json::from_str(expect_success(&output, "psycopg 3").trim()).expect("JSON");
+    let expected: Vec<String> = (1..41)
+        .flat_map(|k| [format!("v{k}"), format!("v{k}")])
+        .collect();
+    assert_eq!(seen, expected);
+    let filled = count(&replica_row(proxy.port()).await, "filled") - before;
+    assert!(
+        filled >= 30,
+        "{filled} of 40 first reads were answered by the replica"
+    );
+}
