@@ -1,5 +1,5 @@
-//! The Grafana dashboard against a real Prometheus: two pgcacheds sharing a Redis tier, under
-//! load, are scraped with the project's own scrape configuration, and every query of every
+//! The Grafana dashboard against a real Prometheus: two pgcacheds sharing a Redis tier and a
+//! streaming standby as their replica, under load, are scraped with the project's own scrape configuration, and every query of every
 //! dashboard panel must return data through Prometheus's HTTP API. A panel that plots a metric pgcached does not export (or
 //! exports under other labels) fails here. What pgcached exports is also checked against its
 //! metric registry: every family is in it, with its type, help text and label names.
@@ -323,7 +323,19 @@ fn every_dashboard_panel_has_data_in_prometheus() {
     );
     let redis = pgcached_tests::redis::RedisServer::start();
     let redis_url = redis.url();
-    let shared = ["--shared-cache", redis_url.as_str()];
+    // And a streaming standby as their replica, so the read-replica panels have data.
+    let standby = LocalCluster::start_standby(&cluster).expect("standby");
+    let replica = format!(
+        "postgres://{}:{}?sslmode=disable",
+        standby.host(),
+        standby.port()
+    );
+    let shared = [
+        "--shared-cache",
+        redis_url.as_str(),
+        "--replica",
+        replica.as_str(),
+    ];
     let proxy = TestProxy::with_config(caching_config_for(&cluster, &shared));
     let second = TestProxy::with_config(caching_config_for(&cluster, &shared));
 
