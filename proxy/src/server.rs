@@ -151,7 +151,7 @@ impl Server {
                             &config.replicas.urls,
                             config.replicas.pool_size,
                             Arc::clone(cache.generations()),
-                            Arc::clone(&upstreams),
+                            Arc::clone(&control),
                             verifiers.clone(),
                             max_entry,
                         )?)

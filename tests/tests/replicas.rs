@@ -589,3 +589,47 @@ async fn psycopg3_with_its_defaults_reads_from_the_replica_inside_its_transactio
         "{filled} of 40 first reads were answered by the replica"
     );
 }
+
+#[tokio::test]
+async fn a_replica_configured_otherwise_in_a_setting_that_changes_results_is_not_asked() {
+    let (primary, standby) = start_pair();
+    let proxy = proxy_for(&primary, &standby);
+    until_usable(proxy.port()).await;
+    let client = client_as(proxy.port(), TRUST_USER, None).await;
+    until_replica_fills(proxy.port(), 1, |k| read_row(&client, k, "v")).await;
+    // timestamptz values would be written in another time zone by the standby.
+    standby
+        .psql(
+            "postgres",
+            "ALTER SYSTEM SET TimeZone = 'Asia/Tokyo'; SELECT pg_reload_conf();",
+        )
+        .expect("configure the standby");
+    let started = Instant::now();
+    let row = loop {
+        let row = replica_row(proxy.port()).await;
+        if row["state"].as_deref() == Some("settings differ") {
+            break row;
+        }
+        assert!(started.elapsed() < LIMIT, "still usable: {row:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        row["problem"]
+            .as_deref()
+            .is_some_and(|p| p.contains("TimeZone")),
+        "{row:?}"
+    );
+    let filled = count(&row, "filled");
+    for k in 50..60 {
+        read_row(&client, k, "v").await;
+    }
+    assert_eq!(count(&replica_row(proxy.port()).await, "filled"), filled);
+    standby
+        .psql(
+            "postgres",
+            "ALTER SYSTEM RESET TimeZone; SELECT pg_reload_conf();",
+        )
+        .expect("configure the standby back");
+    until_usable(proxy.port()).await;
+    until_replica_fills(proxy.port(), 60, |k| read_row(&client, k, "v")).await;
+}

@@ -60,6 +60,7 @@ use crate::auth::credential::Credential;
 use crate::auth::Verifiers;
 use crate::metrics::registry::{REPLICA_READS_TOTAL, REPLICA_ROUTES_TOTAL};
 use crate::session::fingerprint::Fingerprint;
+use crate::upstream::control::ControlConnections;
 use crate::upstream::primary::Upstreams;
 use crate::upstream::url::UpstreamUrl;
 use crate::upstream::Connector;
@@ -196,6 +197,8 @@ pub struct Replicas {
     replicas: Vec<Arc<Replica>>,
     generations: Arc<Generations>,
     upstreams: Arc<Upstreams>,
+    /// pgcached's own connections to the primary (its settings, compared with each replica's).
+    control: Arc<ControlConnections>,
     verifiers: Option<Arc<Verifiers>>,
     next: AtomicUsize,
     max_entry: usize,
@@ -212,10 +215,11 @@ impl Replicas {
         urls: &[UpstreamUrl],
         pool_size: usize,
         generations: Arc<Generations>,
-        upstreams: Arc<Upstreams>,
+        control: Arc<ControlConnections>,
         verifiers: Option<Arc<Verifiers>>,
         max_entry: usize,
     ) -> Result<Arc<Replicas>, crate::tls::TlsConfigError> {
+        let upstreams = Arc::clone(control.upstreams());
         let mut replicas = Vec::with_capacity(urls.len());
         for url in urls {
             replicas.push(Arc::new(Replica {
@@ -233,6 +237,7 @@ impl Replicas {
             replicas,
             generations,
             upstreams,
+            control,
             verifiers,
             next: AtomicUsize::new(0),
             max_entry,

@@ -2,9 +2,10 @@
 //! replayed, how far behind is it.
 //!
 //! The check runs every [`CHECK_INTERVAL`] over a connection with pgcached's own credentials.
-//! A replica is usable while it answers, is in recovery, and has the primary's system
-//! identifier and timeline (read every [`IDENTITY_EVERY`] checks; a standby still on an old
-//! timeline after a failover, or a server of another system, is never asked). While usable,
+//! A replica is usable while it answers, is in recovery, has the primary's system identifier
+//! and timeline (read every [`IDENTITY_EVERY`] checks; a standby still on an old timeline after
+//! a failover, or a server of another system, is never asked), and is configured like the
+//! primary in every setting that changes how results are written ([`COMPARED_SETTINGS`]). While usable,
 //! its replay position is published for the routing decision ([`super::Replica`]); otherwise
 //! 0, and misses go to the primary.
 
@@ -36,6 +37,18 @@ const REPLAY_SQL: &str = "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::
             OR pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0::float8 \
           ELSE COALESCE(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), 0)::float8 END";
 
+/// Server settings that change how a read's result is written (dates, times, intervals,
+/// floats, bytea, money and numbers by locale, string literals, text search, row security) and
+/// that a session does not set itself unless it chooses to. A replica whose server
+/// configuration differs from the primary's in one of them would answer a read differently:
+/// it is not used. Read as pgcached's own role on both servers, so role and database settings
+/// (the same catalog on both) cancel out and only the servers' configurations are compared.
+const COMPARED_SETTINGS: &str = "SELECT name, setting FROM pg_catalog.pg_settings WHERE name IN (\
+     'TimeZone', 'DateStyle', 'IntervalStyle', 'extra_float_digits', 'bytea_output', \
+     'lc_monetary', 'lc_numeric', 'lc_time', 'standard_conforming_strings', \
+     'default_text_search_config', 'timezone_abbreviations', 'xmlbinary', 'xmloption', \
+     'array_nulls', 'transform_null_equals', 'row_security', 'search_path') ORDER BY name";
+
 /// What the console shows of a replica.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Status {
@@ -65,6 +78,8 @@ pub(crate) enum State {
     NotStandby,
     /// Another system or timeline than the current primary, or the primary's is unknown.
     Foreign,
+    /// Configured otherwise than the primary in a setting that changes results.
+    SettingsDiffer,
     /// No answer.
     Down,
 }
@@ -77,6 +92,7 @@ impl State {
             State::Usable => "usable",
             State::NotStandby => "not a standby",
             State::Foreign => "not of this primary",
+            State::SettingsDiffer => "settings differ",
             State::Down => "down",
         }
     }
@@ -86,10 +102,20 @@ impl State {
 pub(crate) async fn run(replica: Arc<Replica>, replicas: Arc<Replicas>) {
     let mut client: Option<tokio_postgres::Client> = None;
     let mut identity: Option<Identity> = None;
+    let mut settings = Settings::Unknown;
     let mut checks: u64 = 0;
     let mut last_state = State::Starting;
     loop {
-        let state = match check(&replica, &replicas, &mut client, &mut identity, checks).await {
+        let checked = check(
+            &replica,
+            &replicas,
+            &mut client,
+            &mut identity,
+            &mut settings,
+            checks,
+        )
+        .await;
+        let state = match checked {
             Ok(state) => state,
             Err(problem) => {
                 client = None;
@@ -129,6 +155,7 @@ async fn check(
     replicas: &Replicas,
     client: &mut Option<tokio_postgres::Client>,
     identity: &mut Option<Identity>,
+    settings: &mut Settings,
     checks: u64,
 ) -> Result<State, String> {
     if client.as_ref().is_none_or(|c| c.is_closed()) {
@@ -157,6 +184,9 @@ async fn check(
                 .map_err(|e| e.to_string())?
                 .unwrap_or(0),
         });
+        if let Some(compared) = compare_settings(connection, replicas).await {
+            *settings = compared;
+        }
     }
     let row = tokio::time::timeout(CHECK_TIMEOUT, connection.query_one(REPLAY_SQL, &[]))
         .await
@@ -193,7 +223,14 @@ async fn check(
                 )),
             )
         }
-        (true, Some(_), Some(_)) => (State::Usable, None),
+        (true, Some(_), Some(_)) => match settings {
+            Settings::Alike => (State::Usable, None),
+            Settings::Differ(difference) => (State::SettingsDiffer, Some(difference.clone())),
+            Settings::Unknown => (
+                State::SettingsDiffer,
+                Some("its settings are not compared with the primary's yet".to_owned()),
+            ),
+        },
     };
     let known = replicas.newest_known_position();
     let behind = replay.map(|lsn| known.saturating_sub(lsn.0));
@@ -222,6 +259,64 @@ async fn check(
     Ok(state)
 }
 
+/// How a replica's result-changing settings compare with the primary's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Settings {
+    /// Not compared yet.
+    Unknown,
+    /// The same.
+    Alike,
+    /// This one differs, said for people.
+    Differ(String),
+}
+
+/// The replica's settings compared with the primary's; `None` when either cannot be read now
+/// (the last comparison stands until the next check).
+async fn compare_settings(
+    replica: &tokio_postgres::Client,
+    replicas: &Replicas,
+) -> Option<Settings> {
+    let read = |rows: Vec<tokio_postgres::Row>| -> Vec<(String, String)> {
+        rows.iter()
+            .filter_map(|row| Some((row.try_get(0).ok()?, row.try_get(1).ok()?)))
+            .collect()
+    };
+    let theirs = tokio::time::timeout(CHECK_TIMEOUT, replica.query(COMPARED_SETTINGS, &[]))
+        .await
+        .ok()?
+        .ok()
+        .map(read)?;
+    let database = replicas
+        .control
+        .upstream()
+        .database
+        .clone()
+        .unwrap_or_else(|| "postgres".to_owned());
+    let primary = replicas.control.client(&database).await.ok()?;
+    let ours = tokio::time::timeout(CHECK_TIMEOUT, primary.query(COMPARED_SETTINGS, &[]))
+        .await
+        .ok()?
+        .ok()
+        .map(read)?;
+    Some(match first_difference(&ours, &theirs) {
+        Some(difference) => Settings::Differ(difference),
+        None => Settings::Alike,
+    })
+}
+
+/// The first setting whose values differ between the primary's and the replica's lists.
+fn first_difference(primary: &[(String, String)], replica: &[(String, String)]) -> Option<String> {
+    primary.iter().find_map(|(name, value)| {
+        let other = replica.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+        (other != Some(value.as_str())).then(|| {
+            format!(
+                "{name} is {:?} on the replica and {value:?} on the primary: set it alike in both servers' configuration",
+                other.unwrap_or("unset")
+            )
+        })
+    })
+}
+
 fn down(replica: &Replica, problem: String) {
     replica.set_usable_at(0);
     gauge!(REPLICA_USABLE, "replica" => replica.address.clone()).set(0.0);
@@ -229,4 +324,27 @@ fn down(replica: &Replica, problem: String) {
     status.state = State::Down;
     status.checked = Some(SystemTime::now());
     status.problem = Some(problem);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_setting_configured_otherwise_is_named() {
+        let primary = settings(&[("DateStyle", "ISO, MDY"), ("TimeZone", "UTC")]);
+        assert_eq!(first_difference(&primary, &primary), None);
+        let replica = settings(&[("DateStyle", "ISO, MDY"), ("TimeZone", "Europe/Paris")]);
+        let said = first_difference(&primary, &replica).expect("a difference");
+        assert!(said.starts_with("TimeZone is \"Europe/Paris\""), "{said}");
+        let missing = settings(&[("DateStyle", "ISO, MDY")]);
+        assert!(first_difference(&primary, &missing).is_some());
+    }
 }

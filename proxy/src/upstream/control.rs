@@ -56,6 +56,11 @@ impl ControlConnections {
         }
     }
 
+    /// The hosts the connections go to.
+    pub fn upstreams(&self) -> &Arc<Upstreams> {
+        &self.upstreams
+    }
+
     /// The upstream URL the connections use.
     pub fn upstream(&self) -> &UpstreamUrl {
         self.upstreams.url()
