@@ -305,11 +305,15 @@ impl CachePath {
             &arguments,
             described,
         );
-        let values = ExecutionValues::Bind {
+        let values = || ExecutionValues::Bind {
             arguments: &arguments,
             types: &param_types,
         };
-        match self.look_up(&key, read, false, values, || {
+        // The miss found while trying to answer the batch locally, if it is this Execute's.
+        if let Some(guard) = self.take_kept_miss(&key, read, values()) {
+            return Some(Capture::new(guard, self.backend.max_entry, described));
+        }
+        match self.look_up(&key, read, false, values(), || {
             ReplicaRequest::Simple(Bytes::new())
         }) {
             Found::Miss(guard) => Some(Capture::new(guard, self.backend.max_entry, described)),
@@ -385,6 +389,7 @@ impl CachePath {
             }
         }
         self.release_held(out);
+        self.forget_kept_miss();
         let (started, path) = match &self.batch {
             Batch::Streaming { started, path } => (*started, *path),
             _ => (Instant::now(), QueryPath::Passthrough),

@@ -37,6 +37,21 @@ pub(crate) enum Answerable {
     No,
 }
 
+/// A held batch's miss, kept from the attempt to answer the batch locally for the capture of
+/// its relay ([`CachePath::take_kept_miss`]).
+pub(crate) struct KeptMiss {
+    key: CacheKey,
+    kept: Kept,
+}
+
+/// What was kept of a miss.
+enum Kept {
+    /// The flight, dependencies not recorded yet.
+    Reservation(pgcached_cache::Reservation),
+    /// The guard, dependencies recorded (it came back from the shared tier or a replica).
+    Guard(FillGuard),
+}
+
 /// What a counted lookup found.
 pub(crate) enum Found {
     /// A current entry.
@@ -265,16 +280,57 @@ impl CachePath {
             Lookup::Wait(wait) if may_wait => Answerable::Wait(wait),
             Lookup::Miss(reservation) if may_wait => {
                 if self.backend.shared.is_none() && self.replica_login.is_none() {
+                    self.keep_miss(key, Kept::Reservation(reservation));
                     return Answerable::No;
                 }
                 let guard = self.guard(reservation, read, values);
                 match self.elsewhere(guard, &read.label, request) {
                     Routed::Waiting(wait) => Answerable::Wait(wait),
-                    Routed::Primary(_) => Answerable::No,
+                    Routed::Primary(guard) => {
+                        self.keep_miss(key, Kept::Guard(guard));
+                        Answerable::No
+                    }
                 }
             }
-            Lookup::Miss(_) | Lookup::Wait(_) | Lookup::Bypass(_) => Answerable::No,
+            Lookup::Miss(reservation) => {
+                self.keep_miss(key, Kept::Reservation(reservation));
+                Answerable::No
+            }
+            Lookup::Wait(_) | Lookup::Bypass(_) => Answerable::No,
         }
+    }
+
+    fn keep_miss(&self, key: &CacheKey, kept: Kept) {
+        *self.kept_miss.borrow_mut() = Some(KeptMiss {
+            key: key.clone(),
+            kept,
+        });
+    }
+
+    /// Drops the kept miss, if any (its flight ends): the batch went another way.
+    pub(crate) fn forget_kept_miss(&self) {
+        self.kept_miss.borrow_mut().take();
+    }
+
+    /// The kept miss of `key` as a guard, counted as a miss; `None` otherwise (a kept miss of
+    /// another key stays kept for its own Execute).
+    pub(crate) fn take_kept_miss(
+        &self,
+        key: &CacheKey,
+        read: &CacheableRead,
+        values: ExecutionValues<'_>,
+    ) -> Option<FillGuard> {
+        let mut slot = self.kept_miss.borrow_mut();
+        if slot.as_ref().is_none_or(|kept| kept.key != *key) {
+            return None;
+        }
+        let kept = slot.take()?;
+        drop(slot);
+        self.backend.metrics.miss();
+        Some(match kept.kept {
+            Kept::Reservation(reservation) => self.guard(reservation, read, values),
+            Kept::Guard(guard) => guard,
+        })
     }
 
     /// A miss answered without the session's own connection, when it can be: by the shared

@@ -320,6 +320,9 @@ pub(crate) struct CachePath {
     /// The frame parked now may wait for a replica's answer (set once a replica took it):
     /// its hit is then the miss's answer.
     replica_answers: std::cell::Cell<Option<Arc<std::sync::atomic::AtomicBool>>>,
+    /// The miss that kept a held batch from being answered locally, kept for the capture of
+    /// the same Execute when the batch is relayed right after: looked up once, not twice.
+    kept_miss: std::cell::RefCell<Option<effects::KeptMiss>>,
 }
 
 impl CachePath {
@@ -351,6 +354,7 @@ impl CachePath {
             utf8_client: false,
             replica_login: None,
             replica_answers: std::cell::Cell::new(None),
+            kept_miss: std::cell::RefCell::new(None),
         }
     }
 
