@@ -3,7 +3,8 @@
 //! standby once it has replayed every change the cache knows of and every write made through
 //! pgcached; while its replay is paused, misses go to the primary, so no client ever reads a
 //! row older than what it (or anyone) wrote. Logins are repeated on the replica as the client
-//! (trust, relayed SCRAM; md5 stays on the primary), session state is replayed, a shared tier
+//! (trust, relayed SCRAM, SCRAM verified by pgcached for TLS clients; md5 stays on the
+//! primary), replica connections use TLS as their URL asks, session state is replayed, a shared tier
 //! is asked before the replica, a promoted replica is never asked as one, and a replica that
 //! stops mid-run costs no client an error.
 
@@ -632,4 +633,83 @@ async fn a_replica_configured_otherwise_in_a_setting_that_changes_results_is_not
         .expect("configure the standby back");
     until_usable(proxy.port()).await;
     until_replica_fills(proxy.port(), 60, |k| read_row(&client, k, "v")).await;
+}
+
+#[tokio::test]
+async fn over_tls_a_scram_client_verified_by_pgcached_is_repeated_on_the_replica() {
+    let certs = pgcached_tests::certs::make(&["localhost", "127.0.0.1"]);
+    let primary = pgcached_tests::certs::tls_cluster(&certs);
+    primary
+        .psql(
+            "app",
+            "CREATE TABLE kv (k int PRIMARY KEY, v text);
+             INSERT INTO kv SELECT g, 'v' || g FROM generate_series(1, 100) g;
+             GRANT ALL ON kv TO PUBLIC;",
+        )
+        .expect("setup");
+    let standby = LocalCluster::start_standby(&primary).expect("standby");
+    let ca = certs.ca_cert.display().to_string();
+    let upstream = format!(
+        "postgres://{PGCACHED_USER}:{PGCACHED_PASSWORD}@127.0.0.1:{}/postgres?sslmode=verify-full&sslrootcert={ca}",
+        primary.port()
+    );
+    let replica = format!(
+        "postgres://127.0.0.1:{}?sslmode=verify-full&sslrootcert={ca}",
+        standby.port()
+    );
+    let cert = certs.server_cert.display().to_string();
+    let key = certs.server_key.display().to_string();
+    let mut flags = vec![
+        "--cache",
+        "on",
+        "--replica",
+        &replica,
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key,
+    ];
+    flags.extend_from_slice(&CONSOLE_FLAGS);
+    let proxy = TestProxy::with_config(config_with(&upstream, &flags, ""));
+    until_usable(proxy.port()).await;
+    // psql over TLS with channel binding required: pgcached verifies SCRAM itself, and the
+    // client key the proof revealed logs in to the replica.
+    let port = proxy.port();
+    let bindir = primary.bindir().to_owned();
+    let (k, _) = until_replica_fills(port, 1, |k| {
+        let bindir = bindir.clone();
+        async move {
+            let output = std::process::Command::new(bindir.join("psql"))
+                .args(["-X", "-w", "-q", "-A", "-t", "-c"])
+                .arg(format!("SELECT v FROM kv WHERE k = {k}"))
+                .arg(format!(
+                    "host=127.0.0.1 port={port} dbname=app user={SCRAM_USER} \
+                     sslmode=require channel_binding=require"
+                ))
+                .env("PGPASSWORD", SCRAM_PASSWORD)
+                .output()
+                .expect("psql");
+            assert!(output.status.success(), "{output:?}");
+            assert_eq!(
+                String::from_utf8_lossy(&output.stdout).trim(),
+                format!("v{k}")
+            );
+        }
+    })
+    .await;
+    assert!(last_replica_query(&standby, SCRAM_USER).contains(&format!("k = {k}")));
+    let tls = standby
+        .psql(
+            "postgres",
+            &format!(
+                "SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+                 WHERE a.application_name = '{REPLICA_APPLICATION}'"
+            ),
+        )
+        .expect("standby TLS");
+    assert_eq!(
+        tls.trim(),
+        "t",
+        "replica connections use TLS as the URL asks"
+    );
 }
