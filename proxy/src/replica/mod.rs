@@ -34,13 +34,15 @@
 //! then stays on the primary for [`SLOW_FOR`].
 //!
 //! Layout:
-//! - this file: the replicas, the routing decision, the fill task.
+//! - this file: the replicas and the routing decision.
+//! - [`fill`]: the task that runs a miss on a replica and fills the cache with its answer.
 //! - [`monitor`]: each replica's replay position, lag and identity, checked continuously.
 //! - [`pool`]: idle connections per role, database and session state.
 //! - [`connection`]: one connection: login as the client's role, its state replayed, reads.
 //! - [`request`]: a miss as the replica runs it, and its answer as the cache stores it.
 
 pub(crate) mod connection;
+mod fill;
 pub(crate) mod monitor;
 pub(crate) mod pool;
 pub(crate) mod request;
@@ -50,22 +52,20 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use metrics::counter;
 use parking_lot::Mutex;
-use pgcached_cache::{FillGuard, FillOutcome, FillWait, Generations, LastChange};
-use tracing::{debug, info};
+use pgcached_cache::{FillGuard, FillWait, Generations, LastChange};
 
 use crate::auth::credential::Credential;
 use crate::auth::Verifiers;
-use crate::metrics::registry::{REPLICA_READS_TOTAL, REPLICA_ROUTES_TOTAL};
+use crate::metrics::registry::REPLICA_ROUTES_TOTAL;
 use crate::session::fingerprint::Fingerprint;
 use crate::upstream::control::ControlConnections;
 use crate::upstream::primary::Upstreams;
 use crate::upstream::url::UpstreamUrl;
 use crate::upstream::Connector;
-use connection::{ConnectionError, ReplicaConnection};
-use pool::{Pool, PoolKey, Taken};
+use fill::Read;
+use pool::{Pool, PoolKey};
 pub(crate) use request::ReplicaRequest;
 
 /// The longest a replica may take to answer one miss (login included); then its statement is
@@ -103,6 +103,18 @@ pub(crate) enum PrimaryReason {
 }
 
 impl PrimaryReason {
+    /// Every reason, in the order the console lists them.
+    pub(crate) const ALL: [PrimaryReason; 8] = [
+        PrimaryReason::Lagging,
+        PrimaryReason::OwnWriteUnbounded,
+        PrimaryReason::Unavailable,
+        PrimaryReason::NoStream,
+        PrimaryReason::NoCredential,
+        PrimaryReason::PrivateState,
+        PrimaryReason::LoginRefused,
+        PrimaryReason::Slow,
+    ];
+
     /// The metric label.
     pub(crate) fn label(self) -> &'static str {
         match self {
@@ -114,36 +126,6 @@ impl PrimaryReason {
             PrimaryReason::Unavailable => "unavailable",
             PrimaryReason::LoginRefused => "login_refused",
             PrimaryReason::Slow => "slow",
-        }
-    }
-}
-
-/// How a replica's attempt at a miss ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ReadOutcome {
-    /// Its answer filled the cache.
-    Filled,
-    /// It answered, but not with something the cache keeps (an error, a notice, too large).
-    Unfit,
-    /// A change arrived meanwhile: the answer was not stored.
-    Stale,
-    /// Every connection to it was busy.
-    Busy,
-    /// It took longer than [`FETCH_TIMEOUT`]: its statement was cancelled.
-    Slow,
-    /// The connection, login or session state failed, or it took too long.
-    Failed,
-}
-
-impl ReadOutcome {
-    fn label(self) -> &'static str {
-        match self {
-            ReadOutcome::Filled => "filled",
-            ReadOutcome::Unfit => "unfit",
-            ReadOutcome::Stale => "stale",
-            ReadOutcome::Busy => "busy",
-            ReadOutcome::Slow => "slow",
-            ReadOutcome::Failed => "failed",
         }
     }
 }
@@ -202,8 +184,9 @@ pub struct Replicas {
     verifiers: Option<Arc<Verifiers>>,
     next: AtomicUsize,
     max_entry: usize,
-    /// Misses sent to the primary, by reason (for the console).
-    primary_reads: Mutex<HashMap<&'static str, u64>>,
+    /// Misses sent to the primary, by reason (in [`PrimaryReason::ALL`]'s order), for the
+    /// console.
+    primary_reads: [AtomicU64; PrimaryReason::ALL.len()],
     /// Statements (by label) that took too long on a replica, until when they stay on the
     /// primary.
     slow: Mutex<HashMap<Arc<str>, Instant>>,
@@ -241,7 +224,7 @@ impl Replicas {
             verifiers,
             next: AtomicUsize::new(0),
             max_entry,
-            primary_reads: Mutex::new(HashMap::new()),
+            primary_reads: Default::default(),
             slow: Mutex::new(HashMap::new()),
         });
         for replica in &replicas.replicas {
@@ -269,14 +252,12 @@ impl Replicas {
 
     /// Misses sent to the primary so far, by reason.
     pub(crate) fn primary_reads(&self) -> Vec<(&'static str, u64)> {
-        let mut reads: Vec<_> = self
-            .primary_reads
-            .lock()
+        PrimaryReason::ALL
             .iter()
-            .map(|(k, v)| (*k, *v))
-            .collect();
-        reads.sort();
-        reads
+            .zip(&self.primary_reads)
+            .map(|(reason, count)| (reason.label(), count.load(Ordering::Relaxed)))
+            .filter(|(_, count)| *count > 0)
+            .collect()
     }
 
     /// Sends the miss of `guard` to a replica that has replayed far enough, or gives the guard
@@ -318,7 +299,9 @@ impl Replicas {
 
     fn primary(&self, guard: FillGuard, reason: PrimaryReason) -> Routed {
         counter!(REPLICA_ROUTES_TOTAL, "route" => reason.label()).increment(1);
-        *self.primary_reads.lock().entry(reason.label()).or_default() += 1;
+        if let Some(index) = PrimaryReason::ALL.iter().position(|r| *r == reason) {
+            self.primary_reads[index].fetch_add(1, Ordering::Relaxed);
+        }
         Routed::Primary(guard)
     }
 
@@ -378,144 +361,7 @@ impl Replicas {
         }
         Ok(Arc::clone(replica))
     }
-
-    /// Runs the miss on `replica` and fills the cache with its answer.
-    async fn answer(&self, replica: Arc<Replica>, guard: FillGuard, read: Read) {
-        let outcome = match self.run(&replica, &read).await {
-            Ok(Some((response, meta))) => match guard.fill(response, meta) {
-                FillOutcome::Stored => ReadOutcome::Filled,
-                FillOutcome::Stale | FillOutcome::Expired => ReadOutcome::Stale,
-                FillOutcome::TooLarge => ReadOutcome::Unfit,
-            },
-            Ok(None) => ReadOutcome::Unfit,
-            Err(Failure::Busy) => ReadOutcome::Busy,
-            Err(Failure::UnknownState) => ReadOutcome::Failed,
-            Err(Failure::Slow) => {
-                let mut slow = self.slow.lock();
-                if slow.len() >= MAX_SLOW {
-                    slow.clear();
-                }
-                slow.insert(Arc::clone(&read.label), Instant::now() + SLOW_FOR);
-                ReadOutcome::Slow
-            }
-            Err(Failure::Connection(error)) => {
-                let login = &read.login;
-                if error.is_login_refusal() {
-                    info!(
-                        replica = %replica.address,
-                        role = %login.role,
-                        database = %login.database,
-                        "{error}; this role reads from the primary for {}s",
-                        REFUSED_FOR.as_secs()
-                    );
-                    replica.refused.lock().insert(
-                        (login.role.clone(), login.database.clone()),
-                        Instant::now() + REFUSED_FOR,
-                    );
-                } else {
-                    debug!(replica = %replica.address, "{error}");
-                }
-                ReadOutcome::Failed
-            }
-        };
-        let totals = &replica.totals;
-        match outcome {
-            ReadOutcome::Filled => totals.filled.fetch_add(1, Ordering::Relaxed),
-            _ => totals.fell_back.fetch_add(1, Ordering::Relaxed),
-        };
-        counter!(
-            REPLICA_READS_TOTAL,
-            "replica" => replica.address.clone(),
-            "outcome" => outcome.label()
-        )
-        .increment(1);
-    }
-
-    /// A connection of the session's role and state (pooled or new), then the read, all
-    /// within [`FETCH_TIMEOUT`]; a statement still running then is cancelled.
-    async fn run(&self, replica: &Replica, read: &Read) -> Result<Option<(Bytes, Bytes)>, Failure> {
-        let deadline = tokio::time::Instant::now() + FETCH_TIMEOUT;
-        let taken = match replica.pool.take(&read.key) {
-            Taken::Idle(pooled) => pooled,
-            Taken::Full => return Err(Failure::Busy),
-            Taken::Room(slot) => {
-                let opened = tokio::time::timeout_at(deadline, self.open(replica, read))
-                    .await
-                    .map_err(|_| Failure::Slow)??;
-                Pool::pooled(opened, slot)
-            }
-        };
-        let mut pooled = taken;
-        let cancel = pooled.connection.cancel_request();
-        match tokio::time::timeout_at(
-            deadline,
-            pooled.connection.run(&read.request, self.max_entry),
-        )
-        .await
-        {
-            Ok(Ok(answer)) => {
-                replica.pool.give_back(read.key.clone(), pooled);
-                Ok(answer)
-            }
-            Ok(Err(error)) => Err(Failure::Connection(error)),
-            Err(_) => {
-                if let Some(packet) = cancel {
-                    let connector = replica.connector.clone();
-                    tokio::spawn(async move {
-                        let _ = crate::upstream::forward_cancel(&connector, &packet).await;
-                    });
-                }
-                Err(Failure::Slow)
-            }
-        }
-    }
-
-    async fn open(&self, replica: &Replica, read: &Read) -> Result<ReplicaConnection, Failure> {
-        let login = &read.login;
-        let replay = read.state.replay().ok_or(Failure::UnknownState)?;
-        let resolved = login
-            .credential
-            .resolve(&login.role, self.verifiers.as_deref())
-            .await
-            .ok_or(Failure::Connection(ConnectionError::Login(
-                crate::upstream::own_login::LoginError::NoPassword,
-            )))?;
-        ReplicaConnection::open(
-            &replica.connector,
-            &login.role,
-            &login.database,
-            &replay,
-            resolved.secret(),
-        )
-        .await
-        .map_err(Failure::Connection)
-    }
 }
-
-/// One miss handed to a replica.
-struct Read {
-    request: ReplicaRequest,
-    /// The statement without its literals (what [`Replicas::slow`] remembers).
-    label: Arc<str>,
-    login: Arc<ReplicaLogin>,
-    /// The pool the connection comes from: role, database, state.
-    key: PoolKey,
-    /// The session state to replay on a new connection.
-    state: Fingerprint,
-}
-
-/// Why a replica did not answer.
-enum Failure {
-    /// It took longer than [`FETCH_TIMEOUT`].
-    Slow,
-    /// No connection free.
-    Busy,
-    /// The session's state cannot be replayed (it turned private).
-    UnknownState,
-    /// The connection failed.
-    Connection(ConnectionError),
-}
-
 /// The replica to ask among `positions` (each replica's usable replay position, 0 when not
 /// usable) for a read that needs `need`: the first, from `start` round, that has replayed it.
 fn pick(positions: &[u64], need: u64, start: usize) -> Option<usize> {
@@ -561,17 +407,8 @@ mod tests {
 
     #[test]
     fn reasons_have_distinct_labels() {
-        let reasons = [
-            PrimaryReason::NoCredential,
-            PrimaryReason::PrivateState,
-            PrimaryReason::NoStream,
-            PrimaryReason::OwnWriteUnbounded,
-            PrimaryReason::Lagging,
-            PrimaryReason::Unavailable,
-            PrimaryReason::LoginRefused,
-            PrimaryReason::Slow,
-        ];
-        let labels: std::collections::HashSet<_> = reasons.iter().map(|r| r.label()).collect();
-        assert_eq!(labels.len(), reasons.len());
+        let labels: std::collections::HashSet<_> =
+            PrimaryReason::ALL.iter().map(|r| r.label()).collect();
+        assert_eq!(labels.len(), PrimaryReason::ALL.len());
     }
 }
