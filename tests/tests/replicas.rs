@@ -713,3 +713,32 @@ async fn over_tls_a_scram_client_verified_by_pgcached_is_repeated_on_the_replica
         "replica connections use TLS as the URL asks"
     );
 }
+
+#[tokio::test]
+async fn an_idle_replica_connection_closed_by_the_replica_is_replaced_for_the_same_read() {
+    let (primary, standby) = start_pair();
+    let proxy = proxy_for(&primary, &standby);
+    until_usable(proxy.port()).await;
+    let client = client_as(proxy.port(), TRUST_USER, None).await;
+    until_replica_fills(proxy.port(), 1, |k| read_row(&client, k, "v")).await;
+    // The replica ends pgcached's idle connection (as idle_session_timeout would).
+    standby
+        .psql(
+            "postgres",
+            &format!(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                 WHERE application_name = '{REPLICA_APPLICATION}'"
+            ),
+        )
+        .expect("terminate");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = replica_row(proxy.port()).await;
+    read_row(&client, 77, "v").await;
+    let after = replica_row(proxy.port()).await;
+    assert_eq!(
+        count(&after, "filled"),
+        count(&before, "filled") + 1,
+        "the miss was answered by the replica on a new connection: {after:?}"
+    );
+    assert_eq!(count(&after, "fell_back"), count(&before, "fell_back"));
+}

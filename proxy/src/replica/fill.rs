@@ -107,17 +107,38 @@ impl Replicas {
     /// within [`FETCH_TIMEOUT`]; a statement still running then is cancelled.
     async fn run(&self, replica: &Replica, read: &Read) -> Result<Option<(Bytes, Bytes)>, Failure> {
         let deadline = tokio::time::Instant::now() + FETCH_TIMEOUT;
-        let taken = match replica.pool.take(&read.key) {
-            Taken::Idle(pooled) => pooled,
-            Taken::Full => return Err(Failure::Busy),
+        let mut attempt = self.attempt(replica, read, deadline).await;
+        // An idle connection the replica closed meanwhile (a restart, idle_session_timeout):
+        // once more on a new one; a read may run twice.
+        if let Err(Attempt::IdleLost) = attempt {
+            attempt = self.attempt(replica, read, deadline).await;
+        }
+        attempt.map_err(|failed| match failed {
+            Attempt::Failed(failure) => failure,
+            Attempt::IdleLost => Failure::Connection(ConnectionError::Lost(
+                "the replica closed two connections in a row".to_owned(),
+            )),
+        })
+    }
+
+    /// One try on a pooled or new connection, until `deadline`.
+    async fn attempt(
+        &self,
+        replica: &Replica,
+        read: &Read,
+        deadline: tokio::time::Instant,
+    ) -> Result<Option<(Bytes, Bytes)>, Attempt> {
+        let (mut pooled, idle) = match replica.pool.take(&read.key) {
+            Taken::Idle(pooled) => (pooled, true),
+            Taken::Full => return Err(Attempt::Failed(Failure::Busy)),
             Taken::Room(slot) => {
                 let opened = tokio::time::timeout_at(deadline, self.open(replica, read))
                     .await
-                    .map_err(|_| Failure::Slow)??;
-                Pool::pooled(opened, slot)
+                    .map_err(|_| Attempt::Failed(Failure::Slow))?
+                    .map_err(Attempt::Failed)?;
+                (Pool::pooled(opened, slot), false)
             }
         };
-        let mut pooled = taken;
         let cancel = pooled.connection.cancel_request();
         match tokio::time::timeout_at(
             deadline,
@@ -129,7 +150,8 @@ impl Replicas {
                 replica.pool.give_back(read.key.clone(), pooled);
                 Ok(answer)
             }
-            Ok(Err(error)) => Err(Failure::Connection(error)),
+            Ok(Err(ConnectionError::Lost(_))) if idle => Err(Attempt::IdleLost),
+            Ok(Err(error)) => Err(Attempt::Failed(Failure::Connection(error))),
             Err(_) => {
                 if let Some(packet) = cancel {
                     let connector = replica.connector.clone();
@@ -137,7 +159,7 @@ impl Replicas {
                         let _ = crate::upstream::forward_cancel(&connector, &packet).await;
                     });
                 }
-                Err(Failure::Slow)
+                Err(Attempt::Failed(Failure::Slow))
             }
         }
     }
@@ -176,6 +198,14 @@ pub(super) struct Read {
     pub(super) key: PoolKey,
     /// The session state to replay on a new connection.
     pub(super) state: Fingerprint,
+}
+
+/// How one try ended when it did not answer.
+enum Attempt {
+    /// An idle connection turned out closed: worth one more try.
+    IdleLost,
+    /// Anything else.
+    Failed(Failure),
 }
 
 /// Why a replica did not answer.
