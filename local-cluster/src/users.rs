@@ -9,6 +9,10 @@ pub const TRUST_USER: &str = "trust_user";
 pub const MD5_USER: &str = "md5_user";
 /// Password of [`MD5_USER`].
 pub const MD5_PASSWORD: &str = "md5_secret";
+/// A role authenticated by `password` (sent in clear; its stored password is SCRAM).
+pub const PASSWORD_USER: &str = "password_user";
+/// Password of [`PASSWORD_USER`].
+pub const PASSWORD_PASSWORD: &str = "password_secret";
 /// A role authenticated by `scram-sha-256`.
 pub const SCRAM_USER: &str = "scram_user";
 /// Password of [`SCRAM_USER`].
@@ -35,6 +39,7 @@ pub fn hba_conf() -> String {
             ("all", SUPERUSER, "trust"),
             ("all", TRUST_USER, "trust"),
             ("all", MD5_USER, "md5"),
+            ("all", PASSWORD_USER, "password"),
             ("all", SCRAM_USER, "scram-sha-256"),
             ("all", PGCACHED_USER, "scram-sha-256"),
             ("replication", PGCACHED_USER, "scram-sha-256"),
@@ -55,6 +60,7 @@ pub fn setup_sql() -> String {
          SET password_encryption = 'scram-sha-256';\n\
          CREATE ROLE {TRUST_USER} LOGIN;\n\
          CREATE ROLE {SCRAM_USER} LOGIN PASSWORD '{SCRAM_PASSWORD}';\n\
+         CREATE ROLE {PASSWORD_USER} LOGIN PASSWORD '{PASSWORD_PASSWORD}';\n\
          CREATE ROLE {PGCACHED_USER} LOGIN REPLICATION PASSWORD '{PGCACHED_PASSWORD}';\n\
          CREATE DATABASE {APP_DATABASE} OWNER {SUPERUSER};\n\
          GRANT CONNECT, TEMPORARY ON DATABASE {APP_DATABASE} TO PUBLIC;\n"

@@ -2,15 +2,16 @@
 //! and every login that fails fails with PostgreSQL's own SQLSTATE and message.
 //!
 //! The matrix: client `sslmode` disable / require / require with `channel_binding=require`,
-//! upstream `sslmode` disable / require, SCRAM, md5 and trust roles, right and wrong passwords.
+//! upstream `sslmode` disable / require, SCRAM, md5, password and trust roles, right and wrong
+//! passwords.
 //! Each login runs with psql (libpq, which implements channel binding) straight to PostgreSQL
 //! and through pgcached; the outcomes must be the same.
 
 use std::process::Output;
 
 use pgcached_local_cluster::users::{
-    MD5_PASSWORD, MD5_USER, PGCACHED_PASSWORD, PGCACHED_USER, SCRAM_PASSWORD, SCRAM_USER,
-    TRUST_USER,
+    MD5_PASSWORD, MD5_USER, PASSWORD_PASSWORD, PASSWORD_USER, PGCACHED_PASSWORD, PGCACHED_USER,
+    SCRAM_PASSWORD, SCRAM_USER, TRUST_USER,
 };
 use pgcached_local_cluster::LocalCluster;
 use pgcached_tests::certs::{self, tls_cluster, TestCerts};
@@ -112,6 +113,7 @@ fn every_login_outcome_through_pgcached_matches_postgres() {
     let users = [
         (SCRAM_USER, SCRAM_PASSWORD),
         (MD5_USER, MD5_PASSWORD),
+        (PASSWORD_USER, PASSWORD_PASSWORD),
         (TRUST_USER, "anything"),
     ];
     let mut compared = 0;
@@ -140,12 +142,12 @@ fn every_login_outcome_through_pgcached_matches_postgres() {
             }
         }
     }
-    assert_eq!(compared, 36);
-    // SCRAM: right password in all three modes; md5: not with binding required; trust: both
-    // passwords, not with binding required. Times two upstream modes.
+    assert_eq!(compared, 48);
+    // SCRAM: right password in all three modes; md5 and password: not with binding required;
+    // trust: both passwords, not with binding required. Times two upstream modes.
     assert_eq!(
         logged_in,
-        2 * (3 + 2 + 4),
+        2 * (3 + 2 + 2 + 4),
         "logins that succeed, through either upstream"
     );
     // Wrong SCRAM and md5 passwords read as PostgreSQL says them.

@@ -11,8 +11,8 @@
 use std::time::{Duration, Instant};
 
 use pgcached_local_cluster::users::{
-    MD5_PASSWORD, MD5_USER, PGCACHED_PASSWORD, PGCACHED_USER, SCRAM_PASSWORD, SCRAM_USER,
-    TRUST_USER,
+    MD5_PASSWORD, MD5_USER, PASSWORD_PASSWORD, PASSWORD_USER, PGCACHED_PASSWORD, PGCACHED_USER,
+    SCRAM_PASSWORD, SCRAM_USER, TRUST_USER,
 };
 use pgcached_local_cluster::LocalCluster;
 use pgcached_tests::console::{console, rows, Row, CONSOLE_FLAGS};
@@ -72,6 +72,16 @@ fn proxy_at(upstream: &str, standby: &LocalCluster, extra: &[&str]) -> TestProxy
     flags.extend_from_slice(&CONSOLE_FLAGS);
     flags.extend_from_slice(extra);
     TestProxy::with_config(config_with(upstream, &flags, ""))
+}
+
+/// [`proxy_for`], once the replica is usable and has answered a first miss of a client of
+/// `TRUST_USER`: the proxy and that client.
+async fn serving(primary: &LocalCluster, standby: &LocalCluster) -> (TestProxy, Client) {
+    let proxy = proxy_for(primary, standby);
+    until_usable(proxy.port()).await;
+    let client = client_as(proxy.port(), TRUST_USER, None).await;
+    until_replica_fills(proxy.port(), 1, |k| read_row(&client, k, "v")).await;
+    (proxy, client)
 }
 
 /// The replica's `SHOW REPLICAS` row.
@@ -491,10 +501,7 @@ async fn a_promoted_replica_is_never_asked_as_a_replica_and_nothing_stale_is_ser
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_that_stops_and_comes_back_costs_no_client_an_error() {
     let (primary, mut standby) = start_pair();
-    let proxy = proxy_for(&primary, &standby);
-    until_usable(proxy.port()).await;
-    let client = client_as(proxy.port(), TRUST_USER, None).await;
-    until_replica_fills(proxy.port(), 1, |k| read_row(&client, k, "v")).await;
+    let (proxy, client) = serving(&primary, &standby).await;
     // Reads of keys not read before (misses) while the standby goes away and comes back.
     let reader = {
         let port = proxy.port();
@@ -526,10 +533,7 @@ async fn a_replica_that_stops_and_comes_back_costs_no_client_an_error() {
 #[tokio::test]
 async fn a_read_too_slow_for_a_replica_is_cancelled_there_and_answered_by_the_primary() {
     let (primary, standby) = start_pair();
-    let proxy = proxy_for(&primary, &standby);
-    until_usable(proxy.port()).await;
-    let client = client_as(proxy.port(), TRUST_USER, None).await;
-    until_replica_fills(proxy.port(), 1, |k| read_row(&client, k, "v")).await;
+    let (proxy, client) = serving(&primary, &standby).await;
     // 10^8 rows: seconds of work, far longer than the second a replica may take.
     let slow = |n: i32| format!("SELECT count(*) FROM kv a, kv b, kv c, generate_series(1, {n}) g");
     let before = replica_row(proxy.port()).await;
@@ -615,10 +619,7 @@ async fn psycopg3_with_its_defaults_reads_from_the_replica_inside_its_transactio
 #[tokio::test]
 async fn a_replica_configured_otherwise_in_a_setting_that_changes_results_is_not_asked() {
     let (primary, standby) = start_pair();
-    let proxy = proxy_for(&primary, &standby);
-    until_usable(proxy.port()).await;
-    let client = client_as(proxy.port(), TRUST_USER, None).await;
-    until_replica_fills(proxy.port(), 1, |k| read_row(&client, k, "v")).await;
+    let (proxy, client) = serving(&primary, &standby).await;
     // timestamptz values would be written in another time zone by the standby.
     standby
         .psql(
@@ -738,10 +739,7 @@ async fn over_tls_a_scram_client_verified_by_pgcached_is_repeated_on_the_replica
 #[tokio::test]
 async fn an_idle_replica_connection_closed_by_the_replica_is_replaced_for_the_same_read() {
     let (primary, standby) = start_pair();
-    let proxy = proxy_for(&primary, &standby);
-    until_usable(proxy.port()).await;
-    let client = client_as(proxy.port(), TRUST_USER, None).await;
-    until_replica_fills(proxy.port(), 1, |k| read_row(&client, k, "v")).await;
+    let (proxy, client) = serving(&primary, &standby).await;
     // The replica ends pgcached's idle connection (as idle_session_timeout would).
     standby
         .psql(
@@ -762,4 +760,51 @@ async fn an_idle_replica_connection_closed_by_the_replica_is_replaced_for_the_sa
         "the miss was answered by the replica on a new connection: {after:?}"
     );
     assert_eq!(count(&after, "fell_back"), count(&before, "fell_back"));
+}
+
+#[tokio::test]
+async fn a_password_login_is_repeated_and_each_role_reads_only_what_it_may() {
+    let (primary, standby) = start_pair();
+    primary
+        .psql(
+            "app",
+            &format!(
+                "CREATE TABLE secret (k int PRIMARY KEY, v text);
+                 INSERT INTO secret VALUES (1, 'only for {PASSWORD_USER}');
+                 GRANT SELECT ON secret TO {PASSWORD_USER};"
+            ),
+        )
+        .expect("setup");
+    let (proxy, _) = serving(&primary, &standby).await;
+    // The `password` method: the password the client sent logs in to the replica.
+    let allowed = client_as(proxy.port(), PASSWORD_USER, Some(PASSWORD_PASSWORD)).await;
+    until_replica_fills(proxy.port(), 1, |k| read_row(&allowed, k, "v")).await;
+    // Each text is its own miss, until the replica has answered one.
+    let secret = |i: i32| format!("SELECT v FROM secret WHERE k = 1 AND {i} = {i}");
+    let before = count(&replica_row(proxy.port()).await, "filled");
+    let mut i = 0;
+    while count(&replica_row(proxy.port()).await, "filled") == before {
+        assert!(i < 200, "the replica never answered a read of secret");
+        i += 1;
+        assert_eq!(
+            value(&allowed, &secret(i)).await,
+            Some(format!("only for {PASSWORD_USER}"))
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(last_replica_query(&standby, PASSWORD_USER).contains(&secret(i)));
+    // Another role gets PostgreSQL's refusal, never the cached or replica-read rows, whoever
+    // read them first (entries and replica connections are per role).
+    let denied = client_as(proxy.port(), TRUST_USER, None).await;
+    for j in [i, i, 0] {
+        let error = denied
+            .simple_query(&secret(j))
+            .await
+            .expect_err("not granted");
+        assert_eq!(
+            error.code(),
+            Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE),
+            "{error}"
+        );
+    }
 }
