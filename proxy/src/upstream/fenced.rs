@@ -5,6 +5,7 @@
 //! reconnects (to the new host) the way it would after any lost connection.
 
 use std::future::Future;
+use std::io::IoSlice;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -70,6 +71,24 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Fenced<S> {
         Pin::new(&mut this.inner).poll_write(cx, buf)
     }
 
+    // Forwarded, not left to the default (which writes only the first buffer): a run of frames
+    // queued as several buffers goes out in one `writev`, not one `sendto` per frame.
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        if let Err(e) = this.check(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_flush(cx)
     }
@@ -112,5 +131,66 @@ mod tests {
             std::io::ErrorKind::ConnectionAborted
         );
         drop(near);
+    }
+
+    /// Records how each write reached it.
+    #[derive(Default)]
+    struct Recorder {
+        vectored_calls: usize,
+        bytes: Vec<u8>,
+    }
+
+    impl AsyncWrite for Recorder {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            self.get_mut().bytes.extend_from_slice(buf);
+            Poll::Ready(Ok(buf.len()))
+        }
+
+        fn poll_write_vectored(
+            self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> Poll<std::io::Result<usize>> {
+            let this = self.get_mut();
+            this.vectored_calls += 1;
+            let mut n = 0;
+            for buf in bufs {
+                this.bytes.extend_from_slice(buf);
+                n += buf.len();
+            }
+            Poll::Ready(Ok(n))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn several_buffers_go_out_in_one_vectored_write() {
+        let upstreams = Upstreams::new(UpstreamUrl::parse("postgres://u@a").expect("url"), true);
+        let mut fenced = Fenced::new(Recorder::default(), upstreams.fence());
+        assert!(fenced.is_write_vectored());
+        let frames = [
+            IoSlice::new(b"Bind"),
+            IoSlice::new(b"Execute"),
+            IoSlice::new(b"Sync"),
+        ];
+        let written = fenced.write_vectored(&frames).await.expect("write");
+        assert_eq!(written, 15);
+        assert_eq!(fenced.inner.vectored_calls, 1);
+        assert_eq!(fenced.inner.bytes, b"BindExecuteSync");
     }
 }
