@@ -95,6 +95,9 @@ pub struct Commit {
     pub commit_time_micros: Option<i64>,
     /// WAL position of the end of the commit record.
     pub end_lsn: Lsn,
+    /// The transaction's (top-level) id, when the plugin reported it: what tells when the
+    /// commit is visible to new snapshots.
+    pub xid: Option<u32>,
 }
 
 /// One row change, with the OID of its table.

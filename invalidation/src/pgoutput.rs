@@ -19,7 +19,10 @@ use crate::wire::Lsn;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
     /// A transaction begins.
-    Begin,
+    Begin {
+        /// Its (top-level) transaction id.
+        xid: u32,
+    },
     /// It commits.
     Commit {
         /// End of the commit record.
@@ -162,8 +165,10 @@ impl Decoder {
         match tag {
             b'B' => {
                 reader.what = "Begin";
-                reader.need(20)?;
-                Ok(Message::Begin)
+                let _final_lsn = reader.u64()?;
+                let _commit_time = reader.u64()?;
+                let xid = reader.u32()?;
+                Ok(Message::Begin { xid })
             }
             b'C' => {
                 reader.what = "Commit";

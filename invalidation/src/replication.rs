@@ -73,7 +73,7 @@ impl Decoding {
     fn options(&self) -> String {
         match self {
             Decoding::TestDecoding => {
-                "(\"include-xids\" '0', \"include-timestamp\" '1', \"skip-empty-xacts\" '1')"
+                "(\"include-xids\" '1', \"include-timestamp\" '1', \"skip-empty-xacts\" '1')"
                     .to_owned()
             }
             Decoding::Pgoutput { publication } => format!(
@@ -158,6 +158,8 @@ const MAX_CHANGES_KEPT: usize = 4096;
 /// The changes of the transaction being read.
 #[derive(Debug, Default)]
 struct Transaction {
+    /// Its transaction id, when the plugin reported it.
+    xid: Option<u32>,
     relations: BTreeSet<RelationRef>,
     /// Row changes kept for invalidation by key, at most [`MAX_CHANGES_KEPT`].
     changes: Vec<Change>,
@@ -185,7 +187,7 @@ impl Transaction {
 
 /// A decoded message, whichever the plugin.
 enum Event {
-    Begin,
+    Begin { xid: Option<u32> },
     Changes(Vec<crate::Change>),
     Commit { time_micros: Option<i64> },
     Nothing,
@@ -339,7 +341,12 @@ impl Stream<'_> {
                 }
                 StreamMessage::XLogData { start, data, cut } => {
                     match self.decode(&mut decoder, data, cut) {
-                        Event::Begin => transaction = Some(Transaction::default()),
+                        Event::Begin { xid } => {
+                            transaction = Some(Transaction {
+                                xid,
+                                ..Transaction::default()
+                            })
+                        }
                         Event::Changes(changes) => {
                             let open = transaction.get_or_insert_with(|| Transaction {
                                 // A change outside a transaction is not what the plugin does.
@@ -377,7 +384,7 @@ impl Stream<'_> {
                     test_decoding::parse(&data)
                 };
                 match line {
-                    Ok(test_decoding::Line::Begin) => Event::Begin,
+                    Ok(test_decoding::Line::Begin { xid }) => Event::Begin { xid },
                     Ok(test_decoding::Line::Changes(changes)) => Event::Changes(changes),
                     Ok(test_decoding::Line::Commit { time_micros }) => {
                         Event::Commit { time_micros }
@@ -393,7 +400,7 @@ impl Stream<'_> {
                     decoder.decode(data)
                 };
                 match message {
-                    Ok(pgoutput::Message::Begin) => Event::Begin,
+                    Ok(pgoutput::Message::Begin { xid }) => Event::Begin { xid: Some(xid) },
                     Ok(pgoutput::Message::Changes(changes)) => Event::Changes(changes),
                     Ok(pgoutput::Message::Commit { time_micros, .. }) => Event::Commit {
                         time_micros: Some(time_micros),
@@ -459,6 +466,7 @@ impl Stream<'_> {
                 whole_database,
                 commit_time_micros: time_micros,
                 end_lsn,
+                xid: transaction.xid,
             },
         );
     }
@@ -491,7 +499,7 @@ mod tests {
     fn start_options_per_plugin() {
         assert_eq!(
             Decoding::TestDecoding.options(),
-            "(\"include-xids\" '0', \"include-timestamp\" '1', \"skip-empty-xacts\" '1')"
+            "(\"include-xids\" '1', \"include-timestamp\" '1', \"skip-empty-xacts\" '1')"
         );
         assert_eq!(
             Decoding::Pgoutput {

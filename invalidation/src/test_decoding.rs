@@ -1,15 +1,15 @@
 //! Parser of the text lines test_decoding writes (PostgreSQL 10 and later), started with
-//! `include-xids '0'`, `include-timestamp '1'` and `skip-empty-xacts '1'`.
+//! `include-xids '1'`, `include-timestamp '1'` and `skip-empty-xacts '1'`.
 //!
 //! Each XLogData message carries one line:
 //!
 //! ```text
-//! BEGIN
+//! BEGIN 734
 //! table public.orders: INSERT: id[integer]:1 note[text]:'it''s' tags[text[]]:'{a,b}' paid[boolean]:true
 //! table "Sales"."order lines": UPDATE: old-key: id[integer]:1 new-tuple: id[integer]:2 qty[integer]:null
 //! table public.nokey: DELETE: (no-tuple-data)
 //! table public.a, public.b: TRUNCATE: (no-flags)
-//! COMMIT (at 2024-05-01 10:11:12.123456+02)
+//! COMMIT 734 (at 2024-05-01 10:11:12.123456+02)
 //! ```
 //!
 //! Names are printed as `quote_identifier` prints them (quoted only when needed, `"` doubled);
@@ -26,8 +26,8 @@ use crate::change::{Change, ChangeKind, Column, RelationRef, RowImage, Value};
 /// One line of test_decoding output.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Line {
-    /// A transaction begins.
-    Begin,
+    /// A transaction begins; its transaction id when the line carries it (`include-xids`).
+    Begin { xid: Option<u32> },
     /// The transaction commits; commit time in µs since 2000-01-01 UTC when it could be read.
     Commit { time_micros: Option<i64> },
     /// Row changes (several for a TRUNCATE of several tables).
@@ -63,7 +63,12 @@ fn parse_line(line: &[u8], complete: bool) -> Result<Line, ParseError> {
         return table_line(&mut cursor, complete).map(Line::Changes);
     }
     if cursor.eat(b"BEGIN") {
-        return Ok(Line::Begin);
+        let xid = if cursor.eat(b" ") {
+            Some(cursor.xid()?)
+        } else {
+            None
+        };
+        return Ok(Line::Begin { xid });
     }
     if cursor.eat(b"COMMIT") {
         let time_micros = line
@@ -172,6 +177,18 @@ impl<'a> Cursor<'a> {
 
     fn error(&self, what: &'static str) -> ParseError {
         ParseError { at: self.at, what }
+    }
+
+    /// A transaction id: decimal digits that fit in 32 bits, and nothing after them.
+    fn xid(&mut self) -> Result<u32, ParseError> {
+        let digits = self.rest();
+        let xid = std::str::from_utf8(digits)
+            .ok()
+            .filter(|text| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|text| text.parse::<u32>().ok())
+            .ok_or_else(|| self.error("a transaction id"))?;
+        self.at = self.text.len();
+        Ok(xid)
     }
 
     /// An identifier as printed, quotes kept: `"a ""b"""` or `orders`.

@@ -43,7 +43,10 @@ fn change(decoder: &mut Decoder, hex: &str) -> Change {
 #[test]
 fn a_session_as_postgres_sends_it() {
     let mut decoder = Decoder::default();
-    assert_eq!(decoder.decode(bytes(BEGIN)), Ok(Message::Begin));
+    assert_eq!(
+        decoder.decode(bytes(BEGIN)),
+        Ok(Message::Begin { xid: 0x2f5 })
+    );
     assert_eq!(decoder.decode(bytes(RELATION)), Ok(Message::Other));
     let relation = decoder.relation(0x401c).expect("described");
     assert_eq!(

@@ -141,8 +141,16 @@ fn a_truncate_names_every_table() {
 
 #[test]
 fn begin_commit_and_messages() {
-    assert_eq!(parse(b"BEGIN"), Ok(Line::Begin));
-    assert_eq!(parse(b"BEGIN 734"), Ok(Line::Begin));
+    assert_eq!(parse(b"BEGIN"), Ok(Line::Begin { xid: None }));
+    assert_eq!(parse(b"BEGIN 734"), Ok(Line::Begin { xid: Some(734) }));
+    assert_eq!(
+        parse(b"BEGIN 4294967295"),
+        Ok(Line::Begin {
+            xid: Some(u32::MAX)
+        })
+    );
+    assert!(parse(b"BEGIN 4294967296").is_err(), "not a transaction id");
+    assert!(parse(b"BEGIN x").is_err());
     assert_eq!(
         parse(b"message: transactional: 1 prefix: p, sz: 5 content:hello"),
         Ok(Line::Message)

@@ -133,6 +133,11 @@ impl Catalog {
         }
     }
 
+    /// The control connections the catalog reads over.
+    pub(crate) fn control(&self) -> Arc<ControlConnections> {
+        Arc::clone(&self.control)
+    }
+
     /// Decides whether a read with these dependencies may be cached in `database`.
     pub async fn resolve(
         &self,

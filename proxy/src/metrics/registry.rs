@@ -270,6 +270,12 @@ pub const REPLICATION_RECONNECTS_TOTAL: Metric = metric(
     &[],
     "Replication streams re-established after a loss",
 );
+pub const REPLICATION_REBUMPS_TOTAL: Metric = metric(
+    "pgcached_replication_rebumps_total",
+    Counter,
+    &["after"],
+    "Streamed commits bumped again: once a snapshot showed them visible, or after a fixed delay",
+);
 pub const REPLICATION_PROBLEM: Metric = metric(
     "pgcached_replication_problem",
     Gauge,
@@ -410,6 +416,7 @@ pub const ALL: &[Metric] = &[
     REPLICATION_CONNECTED,
     REPLICATION_LAG_SECONDS,
     REPLICATION_RECONNECTS_TOTAL,
+    REPLICATION_REBUMPS_TOTAL,
     REPLICATION_PROBLEM,
     REPLICATION_FALLBACK,
     SHARED_CACHE_HITS_TOTAL,

@@ -17,6 +17,7 @@
 mod rebump;
 pub mod sink;
 pub mod sources;
+mod visibility;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -77,15 +78,18 @@ impl Replication {
             None => Decoding::TestDecoding,
         };
         let eras = Arc::new(ConnectedEras::new(Arc::clone(&upstreams)));
-        let sink = Arc::new(CacheSink::new(
-            cache,
-            registry,
-            metrics,
-            settings.mode,
-            settings.ttl_unreplicated,
-            journal,
-            Arc::clone(&eras),
-        ));
+        let sink = Arc::new(
+            CacheSink::new(
+                cache,
+                registry,
+                metrics,
+                settings.mode,
+                settings.ttl_unreplicated,
+                journal,
+                Arc::clone(&eras),
+            )
+            .with_snapshots(Arc::new(visibility::ControlSnapshots(catalog.control()))),
+        );
         let on_switch = Arc::downgrade(&sink);
         upstreams.on_switch(Box::new(move || {
             if let Some(sink) = on_switch.upgrade() {

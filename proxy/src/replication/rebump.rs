@@ -13,6 +13,10 @@
 //! which pgcached bumps, comes after visibility). A commit still invisible after the last
 //! delay would need the stream's transaction ids checked against a snapshot; that is not done.
 //!
+//! This is the fallback: a commit whose transaction id the stream reports is bumped again as
+//! soon as a snapshot shows it visible ([`super::visibility`]), and comes here only when no
+//! snapshot can be read (or the plugin reports no id).
+//!
 //! One task per process runs the queue; bumps are atomic adds, so a re-bump costs a few
 //! nanoseconds per counter, plus the misses of entries filled correctly in between.
 
@@ -20,10 +24,12 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
+use metrics::counter;
 use parking_lot::Mutex;
 use pgcached_cache::Generations;
 use tokio::time::Instant;
 
+use crate::metrics::registry::REPLICATION_REBUMPS_TOTAL;
 use crate::pins::writes::Bump;
 
 /// How long after the stream's bump each re-bump comes.
@@ -45,7 +51,7 @@ pub(crate) struct Bumped {
 }
 
 impl Bumped {
-    fn apply(&self, generations: &Generations) {
+    pub(crate) fn apply(&self, generations: &Generations) {
         if let Some(database) = &self.database {
             generations.bump_database(database);
         }
@@ -119,6 +125,7 @@ impl Rebumps {
                 break;
             };
             bumped.apply(&self.generations);
+            counter!(REPLICATION_REBUMPS_TOTAL, "after" => "delay").increment(1);
             if let Some(next) = DELAYS.get(step + 1) {
                 later.push((due - DELAYS[step] + *next, step + 1, bumped));
             }

@@ -27,6 +27,7 @@ use tracing::{debug, info, warn};
 
 use super::rebump::{Bumped, Rebumps};
 use super::sources::ConnectedEras;
+use super::visibility::{SnapshotSource, Visibility};
 use crate::cache_metrics::CacheMetrics;
 use crate::config::ReplicationMode;
 use crate::metrics::registry::{
@@ -116,8 +117,10 @@ pub struct CacheSink {
     pub(super) feeds: Mutex<HashMap<String, DatabaseFeed>>,
     /// The shared tier's record of change positions, when there is a shared tier.
     journal: Option<Arc<crate::shared_cache::Journal>>,
-    /// Streamed commits waiting to be bumped again.
+    /// Streamed commits waiting to be bumped again after fixed delays.
     rebumps: Arc<Rebumps>,
+    /// Streamed commits waiting to be bumped again once visible (with a snapshot source).
+    visibility: Option<Arc<Visibility>>,
     /// The era of each database's stream, and the current one.
     eras: Arc<ConnectedEras>,
 }
@@ -135,6 +138,7 @@ impl CacheSink {
         CacheSink {
             eras,
             rebumps: Rebumps::start(Arc::clone(cache.generations())),
+            visibility: None,
             cache,
             registry,
             metrics,
@@ -143,6 +147,17 @@ impl CacheSink {
             feeds: Mutex::new(HashMap::new()),
             journal,
         }
+    }
+
+    /// Streamed commits are bumped again once `source` shows them visible, rather than after
+    /// fixed delays ([`super::visibility`]).
+    pub(super) fn with_snapshots(mut self, source: Arc<dyn SnapshotSource>) -> CacheSink {
+        self.visibility = Visibility::start(
+            Arc::clone(self.cache.generations()),
+            source,
+            Arc::clone(&self.rebumps),
+        );
+        self
     }
 
     /// The feed a database gets while its stream cannot work.
@@ -261,11 +276,18 @@ impl InvalidationSink for CacheSink {
         for bump in &bumps {
             bump.apply_at(generations, position);
         }
-        // Again shortly: the commit may not be visible to snapshots yet ([`super::rebump`]).
-        self.rebumps.schedule(Bumped {
+        // Again once visible: the commit may not be visible to snapshots yet
+        // ([`super::visibility`]; [`super::rebump`] without a transaction id).
+        let bumped = Bumped {
             database: commit.whole_database.then(|| Arc::clone(&database_id)),
             bumps: bumps.clone(),
-        });
+        };
+        match (&self.visibility, commit.xid) {
+            (Some(visibility), Some(xid)) => {
+                visibility.schedule(Arc::clone(&database_id), xid, bumped)
+            }
+            _ => self.rebumps.schedule(bumped),
+        }
         if let Some(journal) = &self.journal {
             journal.committed(database, &commit.tables, commit.whole_database, position);
         }

@@ -1,0 +1,272 @@
+//! A streamed commit is bumped again as soon as PostgreSQL shows it visible to new snapshots.
+//!
+//! The stream can report a commit before the committing backend has made it visible
+//! ([`super::rebump`] explains the race): a read looked up after the stream's bump may still
+//! take a snapshot without the commit, and its fill would be stored. Rather than bumping the
+//! commit's counters again after fixed delays (which also drops the entries filled correctly
+//! in between, one or two extra misses per written row), pgcached asks the database for a
+//! snapshot (`pg_current_snapshot()` on its control connection) and bumps once that snapshot
+//! no longer lists the transaction as running. Every snapshot taken after that one sees the
+//! commit, so a fill that starts after the answer is right, and the one re-bump, made when the
+//! answer arrives, drops or refuses every fill that started before it.
+//!
+//! One check answers for every commit reported before it was sent, and checks are at least
+//! [`CHECK_SPACING`] apart, so a steady stream of writes costs PostgreSQL at most a few hundred
+//! trivial queries a second. A commit still running in the snapshot is checked again (the
+//! spacing doubles up to [`MAX_SPACING`] while it stays running). A check that fails (no
+//! control connection, a timeout) hands its commits to the fixed delays of
+//! [`super::rebump::Rebumps`], as for a plugin that reports no transaction id.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics::counter;
+use parking_lot::Mutex;
+use pgcached_cache::Generations;
+use tokio::sync::Notify;
+use tracing::debug;
+
+use super::rebump::{Bumped, Rebumps};
+use crate::metrics::registry::REPLICATION_REBUMPS_TOTAL;
+use crate::upstream::control::{ControlConnections, ControlError};
+
+/// Least time between two checks.
+pub(crate) const CHECK_SPACING: Duration = Duration::from_millis(2);
+/// Most time between two checks while some commit is still running.
+const MAX_SPACING: Duration = Duration::from_millis(100);
+/// How long one check may take before its commits go to the fixed delays.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+/// How often an idle task looks whether its queue still exists.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
+/// Most commits waiting; past this, the oldest go to the fixed delays.
+const MAX_WAITING: usize = 100_000;
+
+/// Which transactions a snapshot still sees as running, as `pg_current_snapshot()` prints it
+/// (`xmin:xmax:xip,...`, 64-bit transaction ids).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Snapshot {
+    xmin: u64,
+    xmax: u64,
+    running: Vec<u64>,
+}
+
+impl Snapshot {
+    /// Reads `pg_current_snapshot()`'s text form; `None` when it is not that.
+    pub(crate) fn parse(text: &str) -> Option<Snapshot> {
+        let mut parts = text.trim().split(':');
+        let xmin = parts.next()?.parse().ok()?;
+        let xmax = parts.next()?.parse().ok()?;
+        let list = parts.next()?;
+        if parts.next().is_some() || xmin > xmax {
+            return None;
+        }
+        let running = if list.is_empty() {
+            Vec::new()
+        } else {
+            list.split(',')
+                .map(|xid| xid.parse().ok())
+                .collect::<Option<Vec<u64>>>()?
+        };
+        Some(Snapshot {
+            xmin,
+            xmax,
+            running,
+        })
+    }
+
+    /// True when the transaction with this 32-bit id (as the stream reports it) had ended
+    /// when the snapshot was taken. The stream reports only transactions that started before
+    /// the snapshot, so the id is the most recent one below `xmax` with these low 32 bits.
+    pub(crate) fn has_ended(&self, xid: u32) -> bool {
+        let behind = u64::from((self.xmax as u32).wrapping_sub(xid));
+        if behind == 0 || behind > self.xmax {
+            // Not assigned yet when the snapshot was taken (or not a transaction of this
+            // server): not known to have ended.
+            return false;
+        }
+        let full = self.xmax - behind;
+        full < self.xmin || !self.running.contains(&full)
+    }
+}
+
+/// Why no snapshot could be read.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SnapshotError {
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    #[error("pg_current_snapshot(): {0}")]
+    Query(#[from] tokio_postgres::Error),
+    #[error("pg_current_snapshot() returned {0:?}")]
+    Unreadable(String),
+}
+
+type SnapshotFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Snapshot, SnapshotError>> + Send + 'a>>;
+
+/// Where snapshots come from (PostgreSQL through the control connections; tests choose).
+pub(crate) trait SnapshotSource: Send + Sync {
+    /// A snapshot of `database`'s server, taken now.
+    fn snapshot<'a>(&'a self, database: &'a str) -> SnapshotFuture<'a>;
+}
+
+/// Snapshots read on pgcached's control connection of each database.
+pub(crate) struct ControlSnapshots(pub(crate) Arc<ControlConnections>);
+
+impl SnapshotSource for ControlSnapshots {
+    fn snapshot<'a>(&'a self, database: &'a str) -> SnapshotFuture<'a> {
+        Box::pin(async move {
+            let client = self.0.client(database).await?;
+            let messages = client.simple_query("SELECT pg_current_snapshot()").await?;
+            let text = messages.iter().find_map(|message| match message {
+                tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0),
+                _ => None,
+            });
+            let text = text.unwrap_or_default();
+            Snapshot::parse(text).ok_or_else(|| SnapshotError::Unreadable(text.to_owned()))
+        })
+    }
+}
+
+/// A commit waiting to be seen ended.
+struct Waiting {
+    database: Arc<str>,
+    xid: u32,
+    bumped: Bumped,
+}
+
+/// The commits waiting for a snapshot that shows them ended, and the task that checks.
+pub(crate) struct Visibility {
+    generations: Arc<Generations>,
+    source: Arc<dyn SnapshotSource>,
+    /// Where commits go when no check can tell.
+    fallback: Arc<Rebumps>,
+    waiting: Mutex<Vec<Waiting>>,
+    wake: Arc<Notify>,
+}
+
+impl Visibility {
+    /// Starts the checking task on the current runtime; `None` without one (then every commit
+    /// takes the fixed delays).
+    pub(crate) fn start(
+        generations: Arc<Generations>,
+        source: Arc<dyn SnapshotSource>,
+        fallback: Arc<Rebumps>,
+    ) -> Option<Arc<Visibility>> {
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        let visibility = Arc::new(Visibility {
+            generations,
+            source,
+            fallback,
+            waiting: Mutex::new(Vec::new()),
+            wake: Arc::new(Notify::new()),
+        });
+        let weak = Arc::downgrade(&visibility);
+        let wake = Arc::clone(&visibility.wake);
+        runtime.spawn(async move {
+            let mut spacing = CHECK_SPACING;
+            loop {
+                let Some(visibility) = weak.upgrade() else {
+                    return;
+                };
+                let all_ended = visibility.check_once().await;
+                drop(visibility);
+                let pause = match all_ended {
+                    // Nothing was waiting: sleep until a commit comes.
+                    None => {
+                        tokio::select! {
+                            _ = wake.notified() => {}
+                            _ = tokio::time::sleep(IDLE_CHECK) => {}
+                        }
+                        spacing = CHECK_SPACING;
+                        CHECK_SPACING
+                    }
+                    Some(true) => {
+                        spacing = CHECK_SPACING;
+                        CHECK_SPACING
+                    }
+                    Some(false) => {
+                        let pause = spacing;
+                        spacing = (spacing * 2).min(MAX_SPACING);
+                        pause
+                    }
+                };
+                tokio::time::sleep(pause).await;
+            }
+        });
+        Some(visibility)
+    }
+
+    /// Queues `bumped` (applied just now) until a snapshot shows transaction `xid` ended.
+    pub(crate) fn schedule(&self, database: Arc<str>, xid: u32, bumped: Bumped) {
+        let overflow = {
+            let mut waiting = self.waiting.lock();
+            waiting.push(Waiting {
+                database,
+                xid,
+                bumped,
+            });
+            let excess = waiting.len().saturating_sub(MAX_WAITING);
+            waiting.drain(..excess).collect::<Vec<_>>()
+        };
+        for oldest in overflow {
+            self.fallback.schedule(oldest.bumped);
+        }
+        self.wake.notify_one();
+    }
+
+    /// Checks every commit waiting now: `None` when none was, else whether all had ended.
+    async fn check_once(&self) -> Option<bool> {
+        let batch = std::mem::take(&mut *self.waiting.lock());
+        if batch.is_empty() {
+            return None;
+        }
+        let mut by_database: BTreeMap<Arc<str>, Vec<Waiting>> = BTreeMap::new();
+        for waiting in batch {
+            by_database
+                .entry(Arc::clone(&waiting.database))
+                .or_default()
+                .push(waiting);
+        }
+        let mut still_running = Vec::new();
+        for (database, commits) in by_database {
+            let snapshot =
+                tokio::time::timeout(CHECK_TIMEOUT, self.source.snapshot(&database)).await;
+            match snapshot {
+                Ok(Ok(snapshot)) => {
+                    for commit in commits {
+                        if snapshot.has_ended(commit.xid) {
+                            commit.bumped.apply(&self.generations);
+                            counter!(REPLICATION_REBUMPS_TOTAL, "after" => "visible").increment(1);
+                        } else {
+                            still_running.push(commit);
+                        }
+                    }
+                }
+                failed => {
+                    let reason = match failed {
+                        Ok(Err(e)) => e.to_string(),
+                        _ => "timed out".to_owned(),
+                    };
+                    debug!(%database, %reason, "no snapshot; commits re-bumped after fixed delays");
+                    for commit in commits {
+                        self.fallback.schedule(commit.bumped);
+                    }
+                }
+            }
+        }
+        let all_ended = still_running.is_empty();
+        if !all_ended {
+            let mut waiting = self.waiting.lock();
+            let newer = std::mem::take(&mut *waiting);
+            *waiting = still_running;
+            waiting.extend(newer);
+        }
+        Some(all_ended)
+    }
+}
+
+#[cfg(test)]
+mod tests;
