@@ -1,16 +1,18 @@
 # Shared by the benchmark scripts: starts `pgcached demo` (a throwaway PostgreSQL with pgcached in
 # front) and finds pgbench. Source it after setting PROXY_PORT and METRICS_PORT; pass extra
 # pgcached flags to start_demo. Sets WORK (a temp dir, removed on exit), PG_PORT and PGBENCH,
-# and runs the functions in EXTRA_CLEANUP (space-separated) on exit.
+# and runs the functions in EXTRA_CLEANUP (space-separated) on exit. PGCACHED_BIN=path runs that
+# pgcached binary instead of building and running target/release/pgcached (to compare builds).
 
 EXTRA_CLEANUP=""
 
 start_demo() {
-  cargo build --release --quiet
+  local binary="${PGCACHED_BIN:-target/release/pgcached}"
+  [[ -n "${PGCACHED_BIN:-}" ]] || cargo build --release --quiet
   WORK="$(mktemp -d)"
   chmod 755 "$WORK"
   : >"$WORK/demo.log"
-  target/release/pgcached demo "$@" --listen "127.0.0.1:${PROXY_PORT}" \
+  "$binary" demo "$@" --listen "127.0.0.1:${PROXY_PORT}" \
     --metrics-listen "127.0.0.1:${METRICS_PORT}" >"$WORK/demo.log" 2>&1 &
   DEMO_PID=$!
   trap bench_cleanup EXIT
