@@ -88,7 +88,9 @@ impl Replication {
                 journal,
                 Arc::clone(&eras),
             )
-            .with_snapshots(Arc::new(visibility::ControlSnapshots(catalog.control()))),
+            .with_snapshots(Arc::new(visibility::ControlSnapshots::new(
+                catalog.control(),
+            ))),
         );
         let on_switch = Arc::downgrade(&sink);
         upstreams.on_switch(Box::new(move || {

@@ -15,11 +15,15 @@
 //! trivial queries a second. A commit still running in the snapshot is checked again (the
 //! spacing doubles up to [`MAX_SPACING`] while it stays running). A check that fails (no
 //! control connection, a timeout) hands its commits to the fixed delays of
-//! [`super::rebump::Rebumps`], as for a plugin that reports no transaction id.
+//! [`super::rebump::Rebumps`], as for a plugin that reports no transaction id, and so do the
+//! commits of the next [`FAILURE_PAUSE`]: a server that cannot answer is not asked once per
+//! commit. PostgreSQL before 13 has no `pg_current_snapshot()`; its older name,
+//! `txid_current_snapshot()`, prints the same, and is used once the new one is missing.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +31,7 @@ use metrics::counter;
 use parking_lot::Mutex;
 use pgcached_cache::Generations;
 use tokio::sync::Notify;
+use tokio::time::Instant;
 use tracing::debug;
 
 use super::rebump::{Bumped, Rebumps};
@@ -43,6 +48,10 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 /// Most commits waiting; past this, the oldest go to the fixed delays.
 const MAX_WAITING: usize = 100_000;
+/// After a failed check, how long commits go to the fixed delays without asking.
+const FAILURE_PAUSE: Duration = Duration::from_secs(10);
+/// SQLSTATE of a function that does not exist.
+const UNDEFINED_FUNCTION: &str = "42883";
 
 /// Which transactions a snapshot still sees as running, as `pg_current_snapshot()` prints it
 /// (`xmin:xmax:xip,...`, 64-bit transaction ids).
@@ -113,13 +122,42 @@ pub(crate) trait SnapshotSource: Send + Sync {
 }
 
 /// Snapshots read on pgcached's control connection of each database.
-pub(crate) struct ControlSnapshots(pub(crate) Arc<ControlConnections>);
+pub(crate) struct ControlSnapshots {
+    control: Arc<ControlConnections>,
+    /// The server has no `pg_current_snapshot()` (before PostgreSQL 13).
+    older_name: AtomicBool,
+}
+
+impl ControlSnapshots {
+    pub(crate) fn new(control: Arc<ControlConnections>) -> ControlSnapshots {
+        ControlSnapshots {
+            control,
+            older_name: AtomicBool::new(false),
+        }
+    }
+}
 
 impl SnapshotSource for ControlSnapshots {
     fn snapshot<'a>(&'a self, database: &'a str) -> SnapshotFuture<'a> {
         Box::pin(async move {
-            let client = self.0.client(database).await?;
-            let messages = client.simple_query("SELECT pg_current_snapshot()").await?;
+            let client = self.control.client(database).await?;
+            let older = self.older_name.load(Ordering::Relaxed);
+            let sql = if older {
+                "SELECT txid_current_snapshot()"
+            } else {
+                "SELECT pg_current_snapshot()"
+            };
+            let messages = match client.simple_query(sql).await {
+                Err(e)
+                    if !older && e.code().map(|code| code.code()) == Some(UNDEFINED_FUNCTION) =>
+                {
+                    self.older_name.store(true, Ordering::Relaxed);
+                    client
+                        .simple_query("SELECT txid_current_snapshot()")
+                        .await?
+                }
+                result => result?,
+            };
             let text = messages.iter().find_map(|message| match message {
                 tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0),
                 _ => None,
@@ -145,6 +183,8 @@ pub(crate) struct Visibility {
     fallback: Arc<Rebumps>,
     waiting: Mutex<Vec<Waiting>>,
     wake: Arc<Notify>,
+    /// Until when commits go to the fixed delays without a check (after a failed one).
+    paused_until: Mutex<Option<Instant>>,
 }
 
 impl Visibility {
@@ -162,6 +202,7 @@ impl Visibility {
             fallback,
             waiting: Mutex::new(Vec::new()),
             wake: Arc::new(Notify::new()),
+            paused_until: Mutex::new(None),
         });
         let weak = Arc::downgrade(&visibility);
         let wake = Arc::clone(&visibility.wake);
@@ -230,8 +271,18 @@ impl Visibility {
                 .or_default()
                 .push(waiting);
         }
+        let paused = self
+            .paused_until
+            .lock()
+            .is_some_and(|until| Instant::now() < until);
         let mut still_running = Vec::new();
         for (database, commits) in by_database {
+            if paused {
+                for commit in commits {
+                    self.fallback.schedule(commit.bumped);
+                }
+                continue;
+            }
             let snapshot =
                 tokio::time::timeout(CHECK_TIMEOUT, self.source.snapshot(&database)).await;
             match snapshot {
@@ -251,6 +302,7 @@ impl Visibility {
                         _ => "timed out".to_owned(),
                     };
                     debug!(%database, %reason, "no snapshot; commits re-bumped after fixed delays");
+                    *self.paused_until.lock() = Some(Instant::now() + FAILURE_PAUSE);
                     for commit in commits {
                         self.fallback.schedule(commit.bumped);
                     }

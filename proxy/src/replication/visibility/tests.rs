@@ -124,3 +124,33 @@ async fn without_a_snapshot_the_commit_takes_the_fixed_delays() {
     }
     assert!(visibility.waiting.lock().is_empty());
 }
+
+#[tokio::test]
+async fn after_a_failed_check_commits_take_the_fixed_delays_without_asking() {
+    let generations = Arc::new(Generations::new());
+    let fallback = Rebumps::start(Arc::clone(&generations));
+    // Popped from the end: the first check fails; the snapshot after it would answer.
+    let source = Arc::new(Scripted(Mutex::new(vec![
+        Ok(Snapshot::parse("13:14:").expect("snapshot")),
+        Err(()),
+    ])));
+    let visibility = Visibility::start(
+        Arc::clone(&generations),
+        Arc::clone(&source) as Arc<dyn SnapshotSource>,
+        fallback,
+    )
+    .expect("inside a runtime");
+    visibility.schedule(Arc::from("app"), 12, bumped());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while source.0.lock().len() == 2 {
+        assert!(tokio::time::Instant::now() < deadline, "never checked");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    visibility.schedule(Arc::from("app"), 12, bumped());
+    // Handed on (to the fixed delays) within the pause, without a check.
+    while !visibility.waiting.lock().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "never handed on");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(source.0.lock().len(), 1, "not asked again so soon");
+}
