@@ -80,25 +80,42 @@ fn bumped() -> Bumped {
     }
 }
 
-#[tokio::test]
-async fn a_commit_is_bumped_again_once_a_snapshot_shows_it_ended() {
+/// A checker over `script` (snapshots handed out from the end), with its counters and source.
+fn checker(
+    script: Vec<Result<Snapshot, ()>>,
+) -> (Arc<Generations>, Arc<Scripted>, Arc<Visibility>) {
     let generations = Arc::new(Generations::new());
     let fallback = Rebumps::start(Arc::clone(&generations));
-    // Popped from the end: first a snapshot where 12 still runs, then one where it ended.
-    let source = Arc::new(Scripted(Mutex::new(vec![
+    let source = Arc::new(Scripted(Mutex::new(script)));
+    let visibility = Visibility::start(
+        Arc::clone(&generations),
+        Arc::clone(&source) as Arc<dyn SnapshotSource>,
+        fallback,
+    )
+    .expect("inside a runtime");
+    (generations, source, visibility)
+}
+
+/// Waits (at most 5 s) until `done`.
+async fn until(what: &str, done: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !done() {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_commit_is_bumped_again_once_a_snapshot_shows_it_ended() {
+    // First a snapshot where 12 still runs, then one where it ended.
+    let (generations, _, visibility) = checker(vec![
         Ok(Snapshot::parse("13:14:").expect("snapshot")),
         Ok(Snapshot::parse("12:14:12").expect("snapshot")),
-    ])));
-    let visibility =
-        Visibility::start(Arc::clone(&generations), source, fallback).expect("inside a runtime");
+    ]);
     let whole = generations.whole_table(&table());
     let start = whole.current();
     visibility.schedule(Arc::from("app"), 12, bumped());
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while whole.current() == start {
-        assert!(tokio::time::Instant::now() < deadline, "never bumped");
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    until("never bumped", || whole.current() != start).await;
     assert_eq!(whole.current(), start + 1, "bumped once");
     assert!(visibility.waiting.lock().is_empty(), "nothing left waiting");
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -107,50 +124,25 @@ async fn a_commit_is_bumped_again_once_a_snapshot_shows_it_ended() {
 
 #[tokio::test]
 async fn without_a_snapshot_the_commit_takes_the_fixed_delays() {
-    let generations = Arc::new(Generations::new());
-    let fallback = Rebumps::start(Arc::clone(&generations));
-    let source = Arc::new(Scripted(Mutex::new(Vec::new())));
-    let visibility =
-        Visibility::start(Arc::clone(&generations), source, fallback).expect("inside a runtime");
+    let (generations, _, visibility) = checker(Vec::new());
     let whole = generations.whole_table(&table());
     let start = whole.current();
     visibility.schedule(Arc::from("app"), 12, bumped());
-    tokio::time::sleep(Duration::from_millis(5)).await;
-    assert_eq!(whole.current(), start, "not before the first delay");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while whole.current() == start {
-        assert!(tokio::time::Instant::now() < deadline, "never bumped");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    // No snapshot ever answers: only the fixed delays can bump it again.
+    until("never bumped", || whole.current() != start).await;
     assert!(visibility.waiting.lock().is_empty());
 }
 
 #[tokio::test]
 async fn after_a_failed_check_commits_take_the_fixed_delays_without_asking() {
-    let generations = Arc::new(Generations::new());
-    let fallback = Rebumps::start(Arc::clone(&generations));
-    // Popped from the end: the first check fails; the snapshot after it would answer.
-    let source = Arc::new(Scripted(Mutex::new(vec![
+    // The first check fails; the snapshot after it would answer.
+    let (_, source, visibility) = checker(vec![
         Ok(Snapshot::parse("13:14:").expect("snapshot")),
         Err(()),
-    ])));
-    let visibility = Visibility::start(
-        Arc::clone(&generations),
-        Arc::clone(&source) as Arc<dyn SnapshotSource>,
-        fallback,
-    )
-    .expect("inside a runtime");
+    ]);
     visibility.schedule(Arc::from("app"), 12, bumped());
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while source.0.lock().len() == 2 {
-        assert!(tokio::time::Instant::now() < deadline, "never checked");
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    until("never checked", || source.0.lock().len() < 2).await;
     visibility.schedule(Arc::from("app"), 12, bumped());
-    // Handed on (to the fixed delays) within the pause, without a check.
-    while !visibility.waiting.lock().is_empty() {
-        assert!(tokio::time::Instant::now() < deadline, "never handed on");
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    until("never handed on", || visibility.waiting.lock().is_empty()).await;
     assert_eq!(source.0.lock().len(), 1, "not asked again so soon");
 }
