@@ -11,11 +11,11 @@
 //! then: a fill in flight across the second bump is refused, and an entry stored before it is
 //! dropped by it. Writes made through pgcached are not concerned (their acknowledgement, after
 //! which pgcached bumps, comes after visibility). A commit still invisible after the last
-//! delay would need the stream's transaction ids checked against a snapshot; that is not done.
+//! delay is not covered here.
 //!
 //! This is the fallback: a commit whose transaction id the stream reports is bumped again as
-//! soon as a snapshot shows it visible ([`super::visibility`]), and comes here only when no
-//! snapshot can be read (or the plugin reports no id).
+//! soon as a snapshot shows it visible, however long that takes ([`super::visibility`]), and
+//! comes here only when no snapshot can be read (or the plugin reports no id).
 //!
 //! One task per process runs the queue; bumps are atomic adds, so a re-bump costs a few
 //! nanoseconds per counter, plus the misses of entries filled correctly in between.

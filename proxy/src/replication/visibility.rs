@@ -12,8 +12,12 @@
 //!
 //! One check answers for every commit reported before it was sent, and checks are at least
 //! [`CHECK_SPACING`] apart, so a steady stream of writes costs PostgreSQL at most a few hundred
-//! trivial queries a second. A commit still running in the snapshot is checked again (the
-//! spacing doubles up to [`MAX_SPACING`] while it stays running). A check that fails (no
+//! trivial queries a second. A commit still running in the snapshot is checked again; while
+//! every waiting commit has been found running, the spacing doubles up to [`MAX_SPACING`], and
+//! a commit reported since is checked after [`CHECK_SPACING`] again. Until its re-bump, a fill
+//! that ran on a snapshot without the commit may be served: that is at most the spacing and a
+//! round trip after the commit became visible (before, the row it has is what PostgreSQL
+//! itself answers). A check that fails (no
 //! control connection, a timeout) hands its commits to the fixed delays of
 //! [`super::rebump::Rebumps`], as for a plugin that reports no transaction id, and so do the
 //! commits of the next [`FAILURE_PAUSE`]: a server that cannot answer is not asked once per
@@ -173,6 +177,8 @@ struct Waiting {
     database: Arc<str>,
     xid: u32,
     bumped: Bumped,
+    /// Checks that still found it running.
+    running_checks: u32,
 }
 
 /// The commits waiting for a snapshot that shows them ended, and the task that checks.
@@ -207,34 +213,31 @@ impl Visibility {
         let weak = Arc::downgrade(&visibility);
         let wake = Arc::clone(&visibility.wake);
         runtime.spawn(async move {
-            let mut spacing = CHECK_SPACING;
+            // The next check comes a spacing after the last one began ([`Visibility::spacing`]);
+            // after a quiet spell the first commit is checked at once.
+            let mut last_check: Option<Instant> = None;
             loop {
                 let Some(visibility) = weak.upgrade() else {
                     return;
                 };
-                let all_ended = visibility.check_once().await;
+                let spacing = visibility.spacing();
                 drop(visibility);
-                let pause = match all_ended {
-                    // Nothing was waiting: sleep until a commit comes.
-                    None => {
-                        tokio::select! {
-                            _ = wake.notified() => {}
-                            _ = tokio::time::sleep(IDLE_CHECK) => {}
-                        }
-                        spacing = CHECK_SPACING;
-                        CHECK_SPACING
+                let Some(spacing) = spacing else {
+                    // A commit queued meanwhile left a permit: this returns at once then.
+                    tokio::select! {
+                        _ = wake.notified() => {}
+                        _ = tokio::time::sleep(IDLE_CHECK) => {}
                     }
-                    Some(true) => {
-                        spacing = CHECK_SPACING;
-                        CHECK_SPACING
-                    }
-                    Some(false) => {
-                        let pause = spacing;
-                        spacing = (spacing * 2).min(MAX_SPACING);
-                        pause
-                    }
+                    continue;
                 };
-                tokio::time::sleep(pause).await;
+                if let Some(last) = last_check {
+                    tokio::time::sleep_until(last + spacing).await;
+                }
+                let Some(visibility) = weak.upgrade() else {
+                    return;
+                };
+                last_check = Some(Instant::now());
+                visibility.check_once().await;
             }
         });
         Some(visibility)
@@ -248,6 +251,7 @@ impl Visibility {
                 database,
                 xid,
                 bumped,
+                running_checks: 0,
             });
             let excess = waiting.len().saturating_sub(MAX_WAITING);
             waiting.drain(..excess).collect::<Vec<_>>()
@@ -258,11 +262,23 @@ impl Visibility {
         self.wake.notify_one();
     }
 
-    /// Checks every commit waiting now: `None` when none was, else whether all had ended.
-    async fn check_once(&self) -> Option<bool> {
+    /// How long after the last check the next one comes: [`CHECK_SPACING`] while a commit
+    /// has not been checked yet, doubling (up to [`MAX_SPACING`]) with the checks that found
+    /// every waiting commit still running; `None` when nothing waits.
+    fn spacing(&self) -> Option<Duration> {
+        let fewest = self.waiting.lock().iter().map(|w| w.running_checks).min()?;
+        Some(
+            CHECK_SPACING
+                .saturating_mul(1 << fewest.min(16))
+                .min(MAX_SPACING),
+        )
+    }
+
+    /// Checks every commit waiting now.
+    async fn check_once(&self) {
         let batch = std::mem::take(&mut *self.waiting.lock());
         if batch.is_empty() {
-            return None;
+            return;
         }
         let mut by_database: BTreeMap<Arc<str>, Vec<Waiting>> = BTreeMap::new();
         for waiting in batch {
@@ -292,7 +308,10 @@ impl Visibility {
                             commit.bumped.apply(&self.generations);
                             counter!(REPLICATION_REBUMPS_TOTAL, "after" => "visible").increment(1);
                         } else {
-                            still_running.push(commit);
+                            still_running.push(Waiting {
+                                running_checks: commit.running_checks.saturating_add(1),
+                                ..commit
+                            });
                         }
                     }
                 }
@@ -309,14 +328,12 @@ impl Visibility {
                 }
             }
         }
-        let all_ended = still_running.is_empty();
-        if !all_ended {
+        if !still_running.is_empty() {
             let mut waiting = self.waiting.lock();
             let newer = std::mem::take(&mut *waiting);
             *waiting = still_running;
             waiting.extend(newer);
         }
-        Some(all_ended)
     }
 }
 
