@@ -132,9 +132,29 @@ async fn cache_hits(console: &Client) -> f64 {
 
 #[tokio::test]
 async fn an_external_write_is_bumped_again_once_visible_and_its_new_row_stays_cached() {
+    bumped_again_once_visible(None).await;
+}
+
+#[tokio::test]
+async fn with_pgoutput_too_an_external_write_is_bumped_again_once_visible() {
+    bumped_again_once_visible(Some("ext_changes")).await;
+}
+
+/// An external write's counters are bumped by the stream and once more when a snapshot shows
+/// the commit visible, never again: the row cached after that stays a hit past the old fixed
+/// delays. With `publication`, the stream decodes it with pgoutput (else test_decoding).
+async fn bumped_again_once_visible(publication: Option<&str>) {
     let cluster = LocalCluster::start(pgcached_tests::cluster::options()).expect("cluster");
     let admin = setup(&cluster).await;
-    let proxy = TestProxy::with_config(caching_config_for(&cluster, &CONSOLE_FLAGS));
+    let mut flags = CONSOLE_FLAGS.to_vec();
+    if let Some(publication) = publication {
+        admin
+            .batch_execute(&format!("CREATE PUBLICATION {publication} FOR TABLE ext"))
+            .await
+            .expect("publication");
+        flags.extend_from_slice(&["--publication", publication]);
+    }
+    let proxy = TestProxy::with_config(caching_config_for(&cluster, &flags));
     let reader = connect(&url(Endpoint::proxy(proxy.port()), "postgres", None, "app"))
         .await
         .expect("reader");
