@@ -29,3 +29,13 @@ pub fn shared_cluster() -> &'static LocalCluster {
         Err(e) => panic!("cannot start the test PostgreSQL cluster: {e}"),
     })
 }
+
+/// A primary with `setup` run in its `app` database, and a streaming standby of it
+/// (`pg_basebackup`, in recovery) taken after the setup.
+pub fn primary_and_standby(setup: &str) -> (LocalCluster, LocalCluster) {
+    let primary = LocalCluster::start(options()).expect("primary");
+    primary.psql("app", setup).expect("setup");
+    let standby = LocalCluster::start_standby(&primary).expect("standby");
+    assert!(standby.in_recovery().expect("standby state"));
+    (primary, standby)
+}

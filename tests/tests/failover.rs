@@ -18,18 +18,11 @@ use tokio_postgres::Client;
 const FAILOVER_LIMIT: Duration = Duration::from_secs(60);
 
 fn start_pair() -> (LocalCluster, LocalCluster) {
-    let primary = LocalCluster::start(pgcached_tests::cluster::options()).expect("primary");
-    primary
-        .psql(
-            "app",
-            "CREATE TABLE kv (k int PRIMARY KEY, v text);
-             INSERT INTO kv VALUES (1, 'a0'), (2, 'b0');
-             GRANT ALL ON kv TO PUBLIC;",
-        )
-        .expect("setup");
-    let standby = LocalCluster::start_standby(&primary).expect("standby");
-    assert!(standby.in_recovery().expect("standby state"));
-    (primary, standby)
+    pgcached_tests::cluster::primary_and_standby(
+        "CREATE TABLE kv (k int PRIMARY KEY, v text);
+         INSERT INTO kv VALUES (1, 'a0'), (2, 'b0');
+         GRANT ALL ON kv TO PUBLIC;",
+    )
 }
 
 /// pgcached in front of `hosts` (`host:port` each), caching, with the console on.

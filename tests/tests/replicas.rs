@@ -28,22 +28,16 @@ const LIMIT: Duration = Duration::from_secs(30);
 const REPLICA_APPLICATION: &str = "pgcached replica reads";
 
 fn start_pair() -> (LocalCluster, LocalCluster) {
-    let primary = LocalCluster::start(pgcached_tests::cluster::options()).expect("primary");
-    primary
-        .psql(
-            "app",
-            "CREATE TABLE kv (k int PRIMARY KEY, v text);
-             INSERT INTO kv SELECT g, 'v' || g FROM generate_series(1, 100) g;
-             GRANT ALL ON kv TO PUBLIC;
-             CREATE SCHEMA other;
-             GRANT USAGE ON SCHEMA other TO PUBLIC;
-             CREATE TABLE other.kv (k int PRIMARY KEY, v text);
-             INSERT INTO other.kv SELECT g, 'other' || g FROM generate_series(1, 100) g;
-             GRANT SELECT ON other.kv TO PUBLIC;",
-        )
-        .expect("setup");
-    let standby = LocalCluster::start_standby(&primary).expect("standby");
-    (primary, standby)
+    pgcached_tests::cluster::primary_and_standby(
+        "CREATE TABLE kv (k int PRIMARY KEY, v text);
+         INSERT INTO kv SELECT g, 'v' || g FROM generate_series(1, 100) g;
+         GRANT ALL ON kv TO PUBLIC;
+         CREATE SCHEMA other;
+         GRANT USAGE ON SCHEMA other TO PUBLIC;
+         CREATE TABLE other.kv (k int PRIMARY KEY, v text);
+         INSERT INTO other.kv SELECT g, 'other' || g FROM generate_series(1, 100) g;
+         GRANT SELECT ON other.kv TO PUBLIC;",
+    )
 }
 
 /// pgcached in front of `primary`, with `standby` as its replica and the console on.

@@ -3,9 +3,8 @@
 //! nothing stale is served meanwhile), and without logical replication pgcached says so and
 //! still invalidates on its own writes.
 
-use std::time::{Duration, Instant};
-
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use pgcached_cache::TableId;
 use pgcached_local_cluster::{ClusterOptions, LocalCluster};
