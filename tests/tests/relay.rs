@@ -282,6 +282,43 @@ async fn cancel_through_the_proxy_stops_the_query() {
     assert_eq!(row.get::<_, i32>(0), 7);
 }
 
+/// libpq and asyncpg wait for their cancel connection to close, then send the next statement.
+/// The close must mean PostgreSQL has the request (and ignores it for an idle session): a
+/// cancel still on its way would stop that next statement instead.
+#[test]
+fn a_cancel_connection_closes_only_once_postgres_has_the_request() {
+    use pgcached_tests::raw;
+    use std::io::Write;
+    const CANCEL_REQUEST_CODE: i32 = 80_877_102;
+    let proxy = TestProxy::start(shared_cluster());
+    let (mut session, greeting) = raw::login_to(proxy.port(), "postgres", "app");
+    let key = greeting
+        .iter()
+        .find(|m| m.tag == b'K')
+        .expect("BackendKeyData")
+        .body
+        .clone();
+    for round in 0..10 {
+        let mut cancel = raw::connect(proxy.port(), Duration::from_secs(10));
+        let mut packet = 16i32.to_be_bytes().to_vec();
+        packet.extend_from_slice(&CANCEL_REQUEST_CODE.to_be_bytes());
+        packet.extend_from_slice(&key);
+        cancel.write_all(&packet).expect("cancel request");
+        assert!(raw::is_closed(&mut cancel), "round {round}: not closed");
+        session
+            .write_all(&raw::query("SELECT pg_sleep(0.2)"))
+            .expect("query");
+        let reply = raw::read_until_ready(&mut session);
+        let error = reply.iter().find(|m| m.tag == b'E');
+        assert!(
+            error.is_none(),
+            "round {round}: the statement after the cancel failed: {:?}",
+            error.and_then(|e| e.field(b'M'))
+        );
+        assert_eq!(reply.last().map(|m| m.tag), Some(b'Z'), "round {round}");
+    }
+}
+
 #[tokio::test]
 async fn every_auth_method_works_and_wrong_passwords_are_refused() {
     let proxy = TestProxy::start(shared_cluster());

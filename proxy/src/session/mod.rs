@@ -96,12 +96,14 @@ pub async fn run(
         stream: None,
     }));
     let (mut client, startup) = match opening {
-        Ok(Opening::Cancel(packet)) => {
+        Ok(Opening::Cancel { stream, packet }) => {
             context.metrics.connection(ConnectionOutcome::Cancel);
             context.metrics.cancel_requests.increment(1);
             if let Err(e) = forward_cancel(&context.connector, &packet).await {
                 debug!(%peer, error = %e, "cancel request not delivered");
             }
+            // Closed only now: the client takes this close as "the server has the request".
+            drop(stream);
             return;
         }
         Ok(Opening::Session { stream, startup }) => (stream, startup),

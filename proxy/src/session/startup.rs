@@ -21,8 +21,10 @@ pub enum Opening {
         stream: Stream,
         startup: StartupMessage,
     },
-    /// A cancel request to forward; the connection then closes.
-    Cancel(Bytes),
+    /// A cancel request to forward. The client's connection stays open until PostgreSQL has
+    /// taken the request: clients (libpq, asyncpg) wait for that close before their next
+    /// statement, and a cancel still on its way would stop that statement instead.
+    Cancel { stream: Stream, packet: Bytes },
 }
 
 /// A failed startup, with the stream when it is still usable for an error message.
@@ -85,7 +87,9 @@ pub async fn negotiate(tcp: TcpStream, acceptor: Option<&TlsAcceptor>) -> Result
                     });
                 }
             }
-            Ok(StartupPacket::CancelRequest(packet)) => return Ok(Opening::Cancel(packet)),
+            Ok(StartupPacket::CancelRequest(packet)) => {
+                return Ok(Opening::Cancel { stream, packet })
+            }
             Ok(StartupPacket::Startup(startup)) => return Ok(Opening::Session { stream, startup }),
             Err(e) => {
                 return Err(Failed {
