@@ -106,10 +106,7 @@ impl CatalogWatchers {
                             catalog.moved(&name);
                             if last.is_some() {
                                 info!(database = %name, "catalog changed; cached results and classifications dropped");
-                                catalog.forget_facts();
-                                catalog.forget_role_settings(&name);
-                                classifier.clear();
-                                classifier.registry().forget_identities(&name);
+                                classifier.catalog_changed(&name);
                                 metrics.invalidation(InvalidationSource::Catalog, 1);
                             }
                             // The digest first: a lookup that records the old counters

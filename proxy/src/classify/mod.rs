@@ -290,6 +290,9 @@ pub struct Classifier {
     registry: Arc<PinRegistry>,
     /// Told each time a background resolution lands ([`wait`]).
     judged: tokio::sync::Notify,
+    /// Moved by every [`Classifier::clear`]: a background resolution that began before a clear
+    /// was judged against a catalog that may be gone, and is not kept.
+    epoch: std::sync::atomic::AtomicU64,
 }
 
 /// A statement waiting for the catalog's verdict.
@@ -317,6 +320,7 @@ impl Classifier {
             rules,
             registry,
             judged: tokio::sync::Notify::new(),
+            epoch: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -362,8 +366,20 @@ impl Classifier {
 
     /// Forgets every classification (after schema changes).
     pub fn clear(&self) {
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         self.memo.clear();
         self.shapes.clear();
+    }
+
+    /// `database`'s catalog has changed (or may have): the facts read from it, its tables'
+    /// replica identities, its role settings and every classification are forgotten, and the
+    /// replication stream reads its relation names again before attributing another change.
+    pub fn catalog_changed(&self, database: &str) {
+        self.catalog.moved(database);
+        self.catalog.forget_facts();
+        self.catalog.forget_role_settings(database);
+        self.registry.forget_identities(database);
+        self.clear();
     }
 
     /// Statements parsed so far: with literal-inlining clients at steady state this stays put
@@ -544,6 +560,7 @@ impl Classifier {
             return;
         };
         let classifier = Arc::clone(self);
+        let epoch = self.epoch.load(std::sync::atomic::Ordering::Acquire);
         runtime.spawn(async move {
             let _permit = permit;
             let class =
@@ -564,6 +581,10 @@ impl Classifier {
                         }),
                 };
             classifier.memo(memo).insert(key.clone(), class);
+            // Checked after the insert: a clear after the check removes the verdict itself.
+            if classifier.epoch.load(std::sync::atomic::Ordering::Acquire) != epoch {
+                classifier.memo(memo).remove(&key);
+            }
             classifier.in_flight.lock().remove(&key);
             classifier.judged.notify_waiters();
         });

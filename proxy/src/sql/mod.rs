@@ -12,6 +12,7 @@
 //! - [`text`]: `pgcached:` hints in comments, and the text with its literals removed.
 //! - [`transaction`]: what a statement does to transaction isolation.
 
+pub mod catalog_change;
 pub mod names;
 pub mod pins;
 pub mod read;

@@ -83,6 +83,16 @@ fn drops_prepared_statements(sql: &[u8]) -> bool {
     starts(b"deallocate") || starts(b"discard")
 }
 
+/// What a statement of unknown reach may write: the whole database, and its catalog when the
+/// text may change it (DDL, `DO`, a `SELECT … INTO`).
+fn unknown_writes(sql: &[u8]) -> WriteScope {
+    if crate::sql::catalog_change::may_change_catalog(&String::from_utf8_lossy(sql)) {
+        WriteScope::Catalog
+    } else {
+        WriteScope::Database
+    }
+}
+
 /// The kind counted for a statement relayed without a cache lookup.
 pub(crate) fn statement_kind(class: &Class) -> StatementKind {
     match class {
@@ -142,7 +152,7 @@ impl CachePath {
                     // A function pgcached does not know may change settings or write any
                     // table.
                     self.fingerprint.make_private();
-                    self.add_writes(WriteScope::Database);
+                    self.add_writes(unknown_writes(sql));
                 }
                 if *may_change_isolation {
                     self.request_tx
@@ -151,13 +161,13 @@ impl CachePath {
             }
             Class::Other => {
                 self.fingerprint.make_private();
-                self.add_writes(WriteScope::Database);
+                self.add_writes(unknown_writes(sql));
                 self.request_tx.push(TxEffect::Opaque {
                     names_isolation: mentions_isolation(&String::from_utf8_lossy(sql)),
                 });
             }
             Class::Write(WriteClass::Database | WriteClass::Judging) => {
-                self.add_writes(WriteScope::Database)
+                self.add_writes(unknown_writes(sql))
             }
             Class::Write(WriteClass::Known(effect)) => {
                 self.add_writes(WriteScope::Writes(vec![PendingWrite {
@@ -171,7 +181,7 @@ impl CachePath {
             } => {
                 // Not judged yet: its functions may be user-defined.
                 self.fingerprint.make_private();
-                self.add_writes(WriteScope::Database);
+                self.add_writes(unknown_writes(sql));
                 self.request_tx
                     .push(TxEffect::Setting(IsolationSetting::Unknown));
             }

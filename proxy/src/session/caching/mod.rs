@@ -130,6 +130,10 @@ pub(crate) trait Classify: Send + Sync {
 
     /// Completes once none of `statements` is being judged (unbounded: the caller bounds it).
     fn until_judged(&self, database: &Arc<str>, statements: Vec<(String, Protocol)>) -> WaitFuture;
+
+    /// A statement that may have changed `database`'s catalog was acknowledged: what was
+    /// judged before is forgotten.
+    fn catalog_changed(&self, database: &str);
 }
 
 impl Classify for Arc<Classifier> {
@@ -139,6 +143,10 @@ impl Classify for Arc<Classifier> {
 
     fn until_judged(&self, database: &Arc<str>, statements: Vec<(String, Protocol)>) -> WaitFuture {
         Box::pin(Arc::clone(self).until_judged(Arc::clone(database), statements))
+    }
+
+    fn catalog_changed(&self, database: &str) {
+        Classifier::catalog_changed(self, database);
     }
 }
 

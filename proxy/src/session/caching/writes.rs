@@ -62,6 +62,9 @@ pub(crate) enum WriteScope {
     Nothing,
     /// Anything in the database.
     Database,
+    /// Anything in the database, and its catalog: classifications judged before are
+    /// forgotten too ([`crate::sql::catalog_change`]).
+    Catalog,
     /// These writes.
     Writes(Vec<PendingWrite>),
 }
@@ -76,7 +79,7 @@ impl WriteScope {
     pub(crate) fn reaches(&self, tables: &[pgcached_cache::TableId]) -> bool {
         match self {
             WriteScope::Nothing => false,
-            WriteScope::Database => true,
+            WriteScope::Database | WriteScope::Catalog => true,
             WriteScope::Writes(writes) => writes.iter().any(|write| {
                 tables.contains(&write.effect.target)
                     || write
@@ -92,6 +95,7 @@ impl WriteScope {
     pub(crate) fn join(self, other: WriteScope) -> WriteScope {
         match (self, other) {
             (WriteScope::Nothing, other) | (other, WriteScope::Nothing) => other,
+            (WriteScope::Catalog, _) | (_, WriteScope::Catalog) => WriteScope::Catalog,
             (WriteScope::Database, _) | (_, WriteScope::Database) => WriteScope::Database,
             (WriteScope::Writes(mut a), WriteScope::Writes(b)) => {
                 if a.len() + b.len() > MAX_PENDING_WRITES {
@@ -111,6 +115,12 @@ impl CachePath {
         match scope {
             WriteScope::Nothing => {}
             WriteScope::Database => self.invalidate_database(),
+            WriteScope::Catalog => {
+                // Forgotten first: a statement judged from now on reads the new catalog, and
+                // one judged before fills nothing past the bump that follows.
+                self.backend.classify.catalog_changed(&self.database);
+                self.invalidate_database();
+            }
             WriteScope::Writes(writes) => {
                 let generations = self.backend.store.generations();
                 let metrics = &self.backend.metrics;
@@ -166,6 +176,14 @@ mod tests {
             WriteScope::Database
         ));
         assert!(!WriteScope::Nothing.join(WriteScope::Nothing).writes());
+        assert!(matches!(
+            WriteScope::Database.join(WriteScope::Catalog),
+            WriteScope::Catalog
+        ));
+        assert!(matches!(
+            WriteScope::Catalog.join(WriteScope::Nothing),
+            WriteScope::Catalog
+        ));
         let effect = Arc::new(WriteEffect {
             target: pgcached_cache::TableId {
                 database: Arc::from("app"),

@@ -39,6 +39,8 @@ pub(super) struct Classes {
     judging: parking_lot::Mutex<HashMap<String, Class>>,
     /// Told (one permit) when a verdict is given.
     landed: Arc<tokio::sync::Notify>,
+    /// Acknowledged statements that may have changed the catalog.
+    catalog_changes: std::sync::atomic::AtomicUsize,
 }
 
 /// The class of `BEGIN` (with an isolation level, or the default).
@@ -170,6 +172,11 @@ impl Classify for Classes {
         let landed = Arc::clone(&self.landed);
         Box::pin(async move { landed.notified().await })
     }
+
+    fn catalog_changed(&self, _database: &str) {
+        self.catalog_changes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// What every session of a test shares: the store and the totals.
@@ -282,6 +289,13 @@ impl Shared {
 
     pub(super) fn queries(&self, kind: QueryKind) -> u64 {
         self.counters.queries(kind)
+    }
+
+    /// Acknowledged statements that made sessions forget classifications.
+    pub(super) fn catalog_changes(&self) -> usize {
+        self.classes
+            .catalog_changes
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 

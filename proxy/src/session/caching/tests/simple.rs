@@ -154,3 +154,32 @@ fn function_calls_and_oversized_queries_count_as_writes() {
     other.client(&[query(READ)]);
     assert_eq!(other.sent(), b"Q", "a function call may write: invalidated");
 }
+
+#[test]
+fn ddl_forgets_classifications_before_its_acknowledgement_reaches_the_client() {
+    let shared = Shared::new(Classes::default().read(READ, 100));
+    let mut session = shared.session();
+    session.read_through(READ, "one");
+    session.client(&[query("DROP TABLE t; CREATE TABLE t (v text)")]);
+    assert_eq!(session.sent(), b"Q");
+    session.server_all(&[
+        command_complete("DROP TABLE"),
+        command_complete("CREATE TABLE"),
+    ]);
+    assert_eq!(
+        shared.catalog_changes(),
+        0,
+        "not before the acknowledgement"
+    );
+    session.server_all(&[ready(b'I')]);
+    assert_eq!(shared.catalog_changes(), 1);
+    session.answered();
+    // Statements of unknown reach that move no OID invalidate without forgetting.
+    session.client(&[query("VACUUM t")]);
+    session.server_all(&[command_complete("VACUUM"), ready(b'I')]);
+    session.answered();
+    assert_eq!(shared.catalog_changes(), 1);
+    let mut other = shared.session();
+    other.client(&[query(READ)]);
+    assert_eq!(other.sent(), b"Q", "the database was invalidated too");
+}
