@@ -100,48 +100,10 @@ pub(crate) async fn run(
                     }
                 }
             }
-            read = read_into(&mut client_read, &mut from_client.buf),
-                if reading
-                && !parked
-                && to_upstream.bytes + machine.held_upstream_bytes() < HIGH_WATER =>
-            {
-                match read {
-                    Ok(0) => {
-                        let result = if machine.conversation().client_terminated() {
-                            Ok(())
-                        } else {
-                            Err(SessionError::ClientIo(std::io::ErrorKind::UnexpectedEof.into()))
-                        };
-                        to_client.clear();
-                        closing = Some((result, deadline()));
-                    }
-                    Ok(_) => {
-                        let cut = if caching {
-                            from_client.pieces(|piece| {
-                                machine.client_piece(
-                                    piece,
-                                    Outboxes { upstream: &mut to_upstream, client: &mut to_client },
-                                )
-                            })
-                        } else {
-                            from_client.cut_runs(&mut to_upstream, |tag, _, _| {
-                                machine.relayed_client_frame(FrontendTag::of(tag));
-                                ServerAction::Forward
-                            })
-                        };
-                        if let Err(bad) = cut {
-                            let error = SessionError::ClientFrame(bad);
-                            say_fatal(&mut to_client, &from_upstream, &error);
-                            to_upstream.clear();
-                            closing = Some((Err(error), deadline()));
-                        }
-                    }
-                    Err(e) => {
-                        to_client.clear();
-                        closing = Some((Err(SessionError::ClientIo(e)), deadline()));
-                    }
-                }
-            }
+            // The server's answers before the client's next bytes: a client streaming a long
+            // pipeline (asyncpg's executemany) must hear of an error while it still sends, as
+            // it would straight from PostgreSQL. Either read stops at its queue's high water,
+            // so neither starves the other for long.
             read = read_into(&mut upstream_read, &mut from_upstream.buf),
                 if reading && to_client.bytes < HIGH_WATER =>
             {
@@ -181,6 +143,48 @@ pub(crate) async fn run(
                         say_fatal(&mut to_client, &from_upstream, &error);
                         to_upstream.clear();
                         closing = Some((Err(error), deadline()));
+                    }
+                }
+            }
+            read = read_into(&mut client_read, &mut from_client.buf),
+                if reading
+                && !parked
+                && to_upstream.bytes + machine.held_upstream_bytes() < HIGH_WATER =>
+            {
+                match read {
+                    Ok(0) => {
+                        let result = if machine.conversation().client_terminated() {
+                            Ok(())
+                        } else {
+                            Err(SessionError::ClientIo(std::io::ErrorKind::UnexpectedEof.into()))
+                        };
+                        to_client.clear();
+                        closing = Some((result, deadline()));
+                    }
+                    Ok(_) => {
+                        let cut = if caching {
+                            from_client.pieces(|piece| {
+                                machine.client_piece(
+                                    piece,
+                                    Outboxes { upstream: &mut to_upstream, client: &mut to_client },
+                                )
+                            })
+                        } else {
+                            from_client.cut_runs(&mut to_upstream, |tag, _, _| {
+                                machine.relayed_client_frame(FrontendTag::of(tag));
+                                ServerAction::Forward
+                            })
+                        };
+                        if let Err(bad) = cut {
+                            let error = SessionError::ClientFrame(bad);
+                            say_fatal(&mut to_client, &from_upstream, &error);
+                            to_upstream.clear();
+                            closing = Some((Err(error), deadline()));
+                        }
+                    }
+                    Err(e) => {
+                        to_client.clear();
+                        closing = Some((Err(SessionError::ClientIo(e)), deadline()));
                     }
                 }
             }

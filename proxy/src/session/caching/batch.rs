@@ -139,9 +139,12 @@ impl CachePath {
             Frontend::Bind(bind) => !self.statements.bound(bind, &frame.bytes),
             Frontend::Describe(target) => target.kind != b'P',
             // Outside a block the portal ends at Sync, so a limited Execute's answer is the
-            // statement's first rows; inside one the portal may be read on in parts.
+            // statement's first rows; inside one the portal may be read on in parts. A write
+            // (or any statement only PostgreSQL answers) is relayed whatever else the batch
+            // holds.
             Frontend::Execute(execute) => {
-                row_limit(execute) != 0 && self.transactions.status() != TransactionStatus::Idle
+                (row_limit(execute) != 0 && self.transactions.status() != TransactionStatus::Idle)
+                    || self.is_relayed_anyway(&execute.portal)
             }
             Frontend::Close(target) => {
                 self.statements.closed(target.kind, &target.name);
@@ -160,7 +163,10 @@ impl CachePath {
                 held.must_relay |= must_relay;
                 held.bytes += frame.bytes.len();
                 held.frames.push(frame);
-                if held.bytes > MAX_HELD_BYTES {
+                // A batch that will be relayed goes now: the server's answers (an error that
+                // makes a pipelining client stop sending) come back as early as without
+                // pgcached.
+                if held.must_relay || held.bytes > MAX_HELD_BYTES {
                     self.release_held(out);
                 }
             }
@@ -248,6 +254,21 @@ impl CachePath {
             self.expect.push_back(Expect::Bind { swallow: true });
             out.forward(FrontendTag::Bind, bind);
         }
+    }
+
+    /// True when an Execute of `portal` runs a statement that is relayed whatever the cache
+    /// holds: judged, and neither a read nor a transaction step (those may be answered here).
+    fn is_relayed_anyway(&self, portal: &Bytes) -> bool {
+        let Some((statement, _)) = self.statements.execution(portal) else {
+            return true;
+        };
+        !matches!(
+            self.classify(&statement.sql, Protocol::Extended),
+            Class::Cacheable(_)
+                | Class::TransactionControl(_)
+                | Class::Classifying { .. }
+                | Class::Write(crate::classify::WriteClass::Judging)
+        )
     }
 
     /// The statement class and key parts an Execute of `portal` runs.

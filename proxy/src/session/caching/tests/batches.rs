@@ -560,3 +560,32 @@ fn a_batch_closing_its_portal_is_answered_locally_and_a_later_execute_of_it_is_r
     session.client(&[bind("", "", "1"), close(b'P', ""), execute("", 0), sync()]);
     assert_eq!(session.sent(), b"PBCES");
 }
+
+#[test]
+fn a_batch_that_writes_goes_upstream_at_its_execute_not_at_sync() {
+    // A client pipelining many Bind/Execute pairs of a write (asyncpg's executemany) stops
+    // sending once an error comes back; held to Sync, the error would come only at the end.
+    const WRITE: &str = "INSERT INTO t VALUES ($1)";
+    let shared = Shared::new(
+        Classes::default()
+            .read(READ, 7)
+            .with(WRITE, Class::Write(crate::classify::WriteClass::Database)),
+    );
+    let mut session = shared.session();
+    session.client(&[parse("", WRITE), bind("", "", "1")]);
+    assert!(
+        session.sent().is_empty(),
+        "held while it may be answered here"
+    );
+    session.client(&[execute("", 0)]);
+    assert_eq!(session.sent(), b"PBE", "relayed at the write's Execute");
+    session.client(&[bind("", "", "2"), execute("", 0)]);
+    assert_eq!(session.sent(), b"BE", "the rest of the batch streams");
+    session.client(&[sync()]);
+    assert_eq!(session.sent(), b"S");
+    // A batch of reads is still held to Sync.
+    let mut reader = shared.session();
+    let frames = batch("1");
+    reader.client(&frames[..4]);
+    assert!(reader.sent().is_empty());
+}
