@@ -430,15 +430,16 @@ async fn concurrent_identical_misses_send_one_query_upstream() {
         .await
         .expect("setup");
     let proxy = caching_proxy();
-    // The first execution has the shape judged (and fills its own entry); the concurrent
-    // ones read another value of the same shape, a miss for all six at once.
+    // The first statement has the shape judged (and fills its own entry; waited for until it
+    // is a hit, however loaded the machine); the concurrent ones read another value of the
+    // same shape, a miss for all six at once.
     let first = through(&proxy, "postgres", None).await;
-    column(
+    warm(
+        &proxy,
         &first,
         "SELECT slow_square(id)::text FROM items WHERE id = 5 /* single-flight */",
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
     let sql = "SELECT slow_square(id)::text FROM items WHERE id = 6 /* single-flight */";
     let before = executions(&admin, "single-flight").await;
     let mut sessions = Vec::new();
