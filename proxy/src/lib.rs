@@ -29,6 +29,7 @@
 //! - [`cache_metrics`]: cache metric handles.
 //! - [`pins`]: row-level dependencies: canonical values, row keys, column sets in use.
 //! - [`replica`]: read replicas answering cache misses once they have replayed far enough.
+//! - [`release`]: pgcached's own connections leave a database a client drops or renames.
 //! - [`replication`]: one logical-decoding stream per database, feeding the cache.
 //! - [`shared_cache`]: the shared tier in Redis/Valkey, validated by WAL positions.
 //! - [`stats`]: in-process totals, per-table invalidations and open sessions, for the admin
@@ -48,6 +49,7 @@ pub mod error;
 pub mod metrics;
 pub mod net;
 pub(crate) mod pins;
+pub(crate) mod release;
 pub mod replica;
 pub mod replication;
 pub mod server;

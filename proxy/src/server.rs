@@ -182,7 +182,13 @@ impl Server {
                     metrics.clone(),
                     shared.as_ref().map(|shared| shared.journal()),
                 ));
+                let release = Arc::new(crate::release::DatabaseRelease {
+                    replication: Arc::clone(&replication),
+                    watchers: Arc::clone(&watchers),
+                    control: Arc::clone(&control),
+                });
                 Some(Arc::new(CacheShared {
+                    release,
                     cache,
                     classifier,
                     metrics,

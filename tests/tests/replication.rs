@@ -459,3 +459,131 @@ async fn reads_of_an_inheritance_parent_see_writes_to_its_children() {
         .expect("update a child");
     wait_for(&reader, total, "121", second).await;
 }
+
+/// The number of active replication slots on `database`.
+async fn active_slots(admin: &Client, database: &str) -> i64 {
+    admin
+        .query_one(
+            "SELECT count(*) FROM pg_replication_slots WHERE database = $1 AND active",
+            &[&database],
+        )
+        .await
+        .expect("slots")
+        .get(0)
+}
+
+/// Connects through `proxy` to `database` and waits until pgcached streams it.
+async fn followed(proxy: &TestProxy, admin: &Client, database: &str) {
+    let client = connect(&url(
+        Endpoint::proxy(proxy.port()),
+        "postgres",
+        None,
+        database,
+    ))
+    .await
+    .expect("connect through pgcached");
+    client.simple_query("SELECT 1").await.expect("query");
+    let started = Instant::now();
+    while active_slots(admin, database).await == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{database} not followed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Test runners and migration tools create a database, use it, and drop it: PostgreSQL refuses
+/// while pgcached's stream (an active slot) or control connection is on it, so pgcached lets go
+/// of the database first. A DROP that fails for a client still connected fails as it would
+/// straight to PostgreSQL, and nothing stale is served to that client afterwards (its database
+/// is not followed until a session of it logs in again: nothing of it is served meanwhile).
+#[tokio::test]
+async fn databases_used_through_pgcached_can_be_dropped_renamed_and_copied_through_it() {
+    let cluster = LocalCluster::start(pgcached_tests::cluster::options()).expect("cluster");
+    let admin = setup(&cluster).await;
+    let proxy = TestProxy::with_config(caching_config_for(&cluster, &[]));
+    let through = connect(&url(Endpoint::proxy(proxy.port()), "postgres", None, "app"))
+        .await
+        .expect("connect");
+
+    admin
+        .batch_execute("CREATE DATABASE scratch")
+        .await
+        .expect("create");
+    followed(&proxy, &admin, "scratch").await;
+    through
+        .batch_execute("DROP DATABASE scratch")
+        .await
+        .expect("DROP DATABASE of a database pgcached followed");
+
+    admin
+        .batch_execute("CREATE DATABASE old_name")
+        .await
+        .expect("create");
+    followed(&proxy, &admin, "old_name").await;
+    through
+        .batch_execute("ALTER DATABASE old_name RENAME TO new_name")
+        .await
+        .expect("RENAME of a database pgcached followed");
+    admin
+        .batch_execute("CREATE DATABASE template_src")
+        .await
+        .expect("create");
+    followed(&proxy, &admin, "template_src").await;
+    through
+        .batch_execute("CREATE DATABASE copied TEMPLATE template_src")
+        .await
+        .expect("TEMPLATE of a database pgcached followed");
+    // Extended protocol too (drivers that prepare every statement).
+    through
+        .execute("DROP DATABASE IF EXISTS template_src", &[])
+        .await
+        .expect("DROP DATABASE over the extended protocol");
+
+    // Someone still connected: PostgreSQL's own refusal, and the database is followed again.
+    admin
+        .batch_execute("CREATE DATABASE busy")
+        .await
+        .expect("create");
+    followed(&proxy, &admin, "busy").await;
+    let user = connect(&url(
+        Endpoint::proxy(proxy.port()),
+        "postgres",
+        None,
+        "busy",
+    ))
+    .await
+    .expect("connect");
+    user.batch_execute("CREATE TABLE t (v int); INSERT INTO t VALUES (1)")
+        .await
+        .expect("setup");
+    let error = through
+        .batch_execute("DROP DATABASE busy")
+        .await
+        .expect_err("another client is connected");
+    assert_eq!(error.code().map(|c| c.code()), Some("55006"), "{error}");
+    assert_eq!(value(&user, "SELECT v FROM t").await.as_deref(), Some("1"));
+    let direct = connect(&url(Endpoint::direct(&cluster), "postgres", None, "busy"))
+        .await
+        .expect("direct");
+    direct
+        .batch_execute("UPDATE t SET v = 2")
+        .await
+        .expect("external write");
+    assert_eq!(value(&user, "SELECT v FROM t").await.as_deref(), Some("2"));
+    drop(direct);
+    drop(user);
+    // Once everyone has left, the drop goes through.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    through
+        .batch_execute("DROP DATABASE busy")
+        .await
+        .expect("DROP DATABASE once its clients left");
+    for gone in ["new_name", "copied"] {
+        admin
+            .batch_execute(&format!("DROP DATABASE {gone}"))
+            .await
+            .expect("cleanup");
+    }
+}

@@ -76,6 +76,16 @@ impl CatalogWatchers {
         }
     }
 
+    /// Stops watching `database` (see [`crate::release`]); a later session of it starts a new
+    /// watcher. Its results are already unserved: its stream was let go of first.
+    pub(crate) async fn release(&self, database: &str) {
+        let Some(task) = self.watchers.lock().remove(database) else {
+            return;
+        };
+        task.abort();
+        let _ = task.await;
+    }
+
     /// Makes sure `database` is watched; called once a session of it has authenticated.
     pub fn ensure(&self, database: &str) {
         let mut watchers = self.watchers.lock();

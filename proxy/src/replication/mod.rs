@@ -146,6 +146,25 @@ impl Replication {
     }
 }
 
+impl Replication {
+    /// Stops following `database` before a statement that needs it free of other connections
+    /// ([`crate::release`]): the stream's task has ended when this returns (its temporary slot
+    /// goes with its connection), and nothing of the database is served until a session of it
+    /// logs in again and starts a new stream.
+    pub(crate) async fn release(&self, database: &str) {
+        let Some(task) = self.streams.lock().remove(database) else {
+            return;
+        };
+        task.abort();
+        // Ended before the sink is told: a stream still running could report itself back up.
+        let _ = task.await;
+        self.sink.stream_down(
+            database,
+            "let go of for DROP, RENAME or TEMPLATE of the database",
+        );
+    }
+}
+
 /// One database's stream, as `SHOW REPLICATION` shows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamStatus {

@@ -262,6 +262,11 @@ fn park(wait: Wait, frame: FrontendMessage) -> Parked {
         Wait::Judged { verdict, limit } => {
             Box::pin(async move { tokio::time::timeout(limit, verdict).await.is_ok() })
         }
+        Wait::Released(released) => Box::pin(async move {
+            // Bounded inside too ([`crate::release::GONE_WAIT`]); this is the backstop.
+            let limit = crate::release::GONE_WAIT * 2;
+            tokio::time::timeout(limit, released).await.is_ok()
+        }),
     };
     Parked {
         frame,

@@ -13,6 +13,7 @@
 //! - [`transaction`]: what a statement does to transaction isolation.
 
 pub mod catalog_change;
+pub mod database_ddl;
 pub mod names;
 pub mod pins;
 pub mod read;

@@ -38,12 +38,17 @@ pub enum ControlError {
     /// The TLS settings of the upstream URL are unusable.
     #[error("control connection TLS: {0}")]
     Tls(#[from] crate::tls::TlsConfigError),
+    /// The database was let go of moments ago, for a statement that needs it free.
+    #[error("database {0:?} is being dropped or renamed")]
+    Released(String),
 }
 
 /// Control connections, one per database, each with the era it was opened in.
 pub struct ControlConnections {
     upstreams: Arc<Upstreams>,
     clients: Mutex<HashMap<String, (u64, Arc<tokio_postgres::Client>)>>,
+    /// Databases let go of, not connected to again before these instants.
+    released: parking_lot::Mutex<HashMap<String, std::time::Instant>>,
 }
 
 impl ControlConnections {
@@ -53,6 +58,7 @@ impl ControlConnections {
         ControlConnections {
             upstreams,
             clients: Mutex::new(HashMap::new()),
+            released: parking_lot::Mutex::new(HashMap::new()),
         }
     }
 
@@ -71,6 +77,13 @@ impl ControlConnections {
         &self,
         database: &str,
     ) -> Result<Arc<tokio_postgres::Client>, ControlError> {
+        {
+            let mut released = self.released.lock();
+            released.retain(|_, until| *until > std::time::Instant::now());
+            if released.contains_key(database) {
+                return Err(ControlError::Released(database.to_owned()));
+            }
+        }
         let mut clients = self.clients.lock().await;
         let era = self.upstreams.era();
         if let Some((opened, client)) = clients.get(database) {
@@ -81,6 +94,16 @@ impl ControlConnections {
         let client = Arc::new(self.open(database).await?);
         clients.insert(database.to_owned(), (era, Arc::clone(&client)));
         Ok(client)
+    }
+
+    /// Closes the connection to `database` and opens none to it for `quiet`: a statement about
+    /// to drop or rename it needs it free ([`crate::release`]). A connection still in use by
+    /// a query in flight closes when that query is done.
+    pub(crate) async fn release(&self, database: &str, quiet: Duration) {
+        self.released
+            .lock()
+            .insert(database.to_owned(), std::time::Instant::now() + quiet);
+        self.clients.lock().await.remove(database);
     }
 
     async fn open(&self, database: &str) -> Result<tokio_postgres::Client, ControlError> {

@@ -65,7 +65,7 @@ use crate::cache_metrics::CacheMetrics;
 use crate::classify::{Class, Classifier, Protocol};
 use crate::metrics::ProxyMetrics;
 use crate::stats::{ClientInfo, QueryKind as StatementKind};
-use crate::wire::frontend::{FrontendMessage, FrontendTag};
+use crate::wire::frontend::{Frontend, FrontendMessage, FrontendTag};
 use batch::Batch;
 use capture::PendingFill;
 use expect::{Expect, QueryPath};
@@ -94,6 +94,8 @@ pub struct CacheShared {
     pub shared: Option<Arc<crate::shared_cache::SharedCache>>,
     /// Read replicas misses may go to, if any.
     pub replicas: Option<Arc<crate::replica::Replicas>>,
+    /// What is closed of a database before a client drops or renames it.
+    pub(crate) release: Arc<crate::release::DatabaseRelease>,
 }
 
 impl CacheShared {
@@ -108,6 +110,7 @@ impl CacheShared {
             registry: Arc::clone(self.classifier.registry()),
             shared: self.shared.clone(),
             replicas: self.replicas.clone(),
+            release: Some(Arc::clone(&self.release)),
         }
     }
 
@@ -170,6 +173,8 @@ pub(crate) struct CacheBackend {
     pub(crate) shared: Option<Arc<crate::shared_cache::SharedCache>>,
     /// Read replicas a miss may go to, if any.
     pub(crate) replicas: Option<Arc<crate::replica::Replicas>>,
+    /// Closes pgcached's own connections to a database a statement drops or renames.
+    pub(crate) release: Option<Arc<crate::release::DatabaseRelease>>,
 }
 
 /// Where the cache path writes, and what it updates as frames go upstream.
@@ -242,6 +247,9 @@ pub(crate) enum Wait {
     },
     /// Another session's fill of its result; then it is handled as [`Attempt::Filled`].
     Fill(FillWait),
+    /// pgcached letting go of the database the statement drops or renames
+    /// ([`crate::release`]); then it is handled as [`Attempt::Released`].
+    Released(WaitFuture),
 }
 
 impl Wait {
@@ -250,6 +258,7 @@ impl Wait {
         match self {
             Wait::Judged { .. } => Attempt::Judged,
             Wait::Fill(_) => Attempt::Filled,
+            Wait::Released(_) => Attempt::Released,
         }
     }
 }
@@ -263,6 +272,8 @@ pub(crate) enum Attempt {
     Judged,
     /// After waiting for another session's fill: its effects were applied and it was counted.
     Filled,
+    /// After pgcached let go of the database it drops or renames: not handled before.
+    Released,
 }
 
 impl Attempt {
@@ -397,6 +408,27 @@ impl CachePath {
     }
 
     /// Handles one complete frame from the client.
+    /// For a Query or Parse that drops, renames or copies another database: pgcached letting
+    /// go of that database, to be waited for before the statement is sent.
+    fn release_for(&self, frame: &FrontendMessage) -> Option<WaitFuture> {
+        let sql = match &frame.message {
+            Frontend::Query { sql } => sql,
+            Frontend::Parse(parse) => &parse.sql,
+            _ => return None,
+        };
+        let release = self.backend.release.as_ref()?;
+        let database = crate::sql::database_ddl::database_to_free(std::str::from_utf8(sql).ok()?)?;
+        if *database == *self.database {
+            // PostgreSQL refuses it from a session of that database anyway.
+            return None;
+        }
+        let release = Arc::clone(release);
+        let from = Arc::clone(&self.database);
+        Some(Box::pin(
+            async move { release.release(database, from).await },
+        ))
+    }
+
     pub(crate) fn client_frame(&mut self, frame: FrontendMessage, out: &mut Outputs<'_>) -> Step {
         self.handle(frame, out, Attempt::First)
     }
@@ -423,6 +455,11 @@ impl CachePath {
         }
         if frame.is_unreadable() {
             return self.lose_track(frame, out);
+        }
+        if attempt == Attempt::First {
+            if let Some(released) = self.release_for(&frame) {
+                return Step::Park(Wait::Released(released), frame);
+            }
         }
         match frame.tag {
             FrontendTag::Query => {

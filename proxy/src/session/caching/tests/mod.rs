@@ -224,6 +224,7 @@ impl Shared {
     /// A session that has logged in (the login's ReadyForQuery has been seen).
     pub(super) fn session(&self) -> Session {
         let backend = CacheBackend {
+            release: None,
             store: Arc::clone(&self.store),
             classify: Arc::clone(&self.classes) as Arc<dyn Classify>,
             metrics: CacheMetrics::new(Arc::clone(&self.counters)),
