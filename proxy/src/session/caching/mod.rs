@@ -407,7 +407,6 @@ impl CachePath {
         self.batch.is_holding()
     }
 
-    /// Handles one complete frame from the client.
     /// For a Query or Parse that drops, renames or copies another database: pgcached letting
     /// go of that database, to be waited for before the statement is sent.
     fn release_for(&self, frame: &FrontendMessage) -> Option<WaitFuture> {
@@ -429,6 +428,7 @@ impl CachePath {
         ))
     }
 
+    /// Handles one complete frame from the client.
     pub(crate) fn client_frame(&mut self, frame: FrontendMessage, out: &mut Outputs<'_>) -> Step {
         self.handle(frame, out, Attempt::First)
     }
