@@ -10,7 +10,14 @@
 /// The database that `sql` needs free of other connections, folded as PostgreSQL folds it.
 pub fn database_to_free(sql: &str) -> Option<String> {
     let mut words = Words::new(sql);
+    // Every Query and Parse passes here: anything else ends at its first word.
     let first = words.keyword()?;
+    if !["drop", "alter", "create"]
+        .iter()
+        .any(|verb| first.eq_ignore_ascii_case(verb))
+    {
+        return None;
+    }
     let second = words.keyword()?;
     if !second.eq_ignore_ascii_case("database") {
         return None;

@@ -139,12 +139,13 @@ impl CachePath {
             Frontend::Bind(bind) => !self.statements.bound(bind, &frame.bytes),
             Frontend::Describe(target) => target.kind != b'P',
             // Outside a block the portal ends at Sync, so a limited Execute's answer is the
-            // statement's first rows; inside one the portal may be read on in parts. A write
-            // (or any statement only PostgreSQL answers) is relayed whatever else the batch
-            // holds.
+            // statement's first rows; inside one the portal may be read on in parts. A batch
+            // pipelining several Executes of a write (or of any statement only PostgreSQL
+            // answers) is relayed from the second one; a lone Execute, as every cache hit
+            // sends, is not classified here (Sync does it).
             Frontend::Execute(execute) => {
                 (row_limit(execute) != 0 && self.transactions.status() != TransactionStatus::Idle)
-                    || self.is_relayed_anyway(&execute.portal)
+                    || (self.held_executes() > 0 && self.is_relayed_anyway(&execute.portal))
             }
             Frontend::Close(target) => {
                 self.statements.closed(target.kind, &target.name);

@@ -562,7 +562,7 @@ fn a_batch_closing_its_portal_is_answered_locally_and_a_later_execute_of_it_is_r
 }
 
 #[test]
-fn a_batch_that_writes_goes_upstream_at_its_execute_not_at_sync() {
+fn a_pipelined_write_goes_upstream_before_sync() {
     // A client pipelining many Bind/Execute pairs of a write (asyncpg's executemany) stops
     // sending once an error comes back; held to Sync, the error would come only at the end.
     const WRITE: &str = "INSERT INTO t VALUES ($1)";
@@ -572,14 +572,15 @@ fn a_batch_that_writes_goes_upstream_at_its_execute_not_at_sync() {
             .with(WRITE, Class::Write(crate::classify::WriteClass::Database)),
     );
     let mut session = shared.session();
-    session.client(&[parse("", WRITE), bind("", "", "1")]);
-    assert!(
-        session.sent().is_empty(),
-        "held while it may be answered here"
-    );
-    session.client(&[execute("", 0)]);
-    assert_eq!(session.sent(), b"PBE", "relayed at the write's Execute");
+    session.client(&[parse("", WRITE), bind("", "", "1"), execute("", 0)]);
+    assert!(session.sent().is_empty(), "a lone Execute is held to Sync");
     session.client(&[bind("", "", "2"), execute("", 0)]);
+    assert_eq!(
+        session.sent(),
+        b"PBEBE",
+        "relayed at the write's second Execute"
+    );
+    session.client(&[bind("", "", "3"), execute("", 0)]);
     assert_eq!(session.sent(), b"BE", "the rest of the batch streams");
     session.client(&[sync()]);
     assert_eq!(session.sent(), b"S");
